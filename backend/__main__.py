@@ -1,0 +1,5 @@
+"""``python -m backend``: serve the backend."""
+
+from backend.serve import main
+
+main()

@@ -1,0 +1,95 @@
+"""The application factory: ``create_app(config)`` and one ``setup`` per concern.
+
+Every long-lived resource (the store, background workers) is opened in a cleanup context
+and closed when the app stops, in reverse order.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import web
+
+from backend import accounts, admin, meta, voice
+from backend.auditlog import append as audit_append
+from backend.clock import Clock
+from backend.config import Config
+from backend.errors import error_middleware
+from backend.faults import FaultBoard
+from backend.ids import IdGen
+from backend.ingest import setup as setup_ingest
+from backend.keys import CLOCK, CONFIG, FAULTS, IDS, METRICS, STATE, STORE
+from backend.metrics import Metrics
+from backend.privacy import setup as setup_privacy
+from backend.storage import Store
+
+log = logging.getLogger("overheard")
+
+# Largest HTTP request body accepted (JSON bodies are small; audio comes over the stream).
+MAX_BODY = 1024 * 1024
+
+
+def resolve_config(config: Config) -> Config:
+    """Fill in the admin token and link secret from the data dir when not given."""
+    data = Path(config.data_dir)
+    data.mkdir(parents=True, exist_ok=True)
+    changes: dict[str, object] = {}
+    if not config.admin_token:
+        changes["admin_token"] = _secret_file(data / "admin-token", lambda: "adm_" + secrets.token_urlsafe(32))
+    if not config.link_secret:
+        changes["link_secret"] = _secret_file(data / "link-secret", lambda: secrets.token_hex(32)).encode()
+    if not changes:
+        return config
+    from dataclasses import replace
+
+    return replace(config, **changes)  # type: ignore[arg-type]
+
+
+def _secret_file(path: Path, make: object) -> str:
+    if path.exists():
+        return path.read_text().strip()
+    value = make()  # type: ignore[operator]
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value + "\n")
+    return value
+
+
+def create_app(config: Config) -> web.Application:
+    """Build the backend for ``config``; nothing is opened until the app starts."""
+    config = resolve_config(config)
+    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY)
+    app[CONFIG] = config
+    app[CLOCK] = Clock(start=config.clock_start, frozen=config.clock_frozen)
+    app[IDS] = IdGen(config.id_seed)
+    app[FAULTS] = FaultBoard(config.faults, config.guards)
+    app[METRICS] = Metrics()
+    app[STATE] = {}
+    app.cleanup_ctx.append(_store_ctx)
+    meta.setup(app)
+    admin.setup(app)
+    accounts.setup(app)
+    setup_ingest(app)
+    voice.setup(app)
+    setup_privacy(app)
+    return app
+
+
+async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    store = Store(config.db_path, synchronous=config.synchronous, max_batch=config.max_batch)
+    app[STORE] = store
+    clock = app[CLOCK]
+    await store.write(lambda db: audit_append(
+        db, at=clock.iso(), actor="system", action="backend.started",
+        detail={"faults": sorted(config.faults), "guards": sorted(config.guards)},
+    ))
+    log.info("store open at %s", config.db_path)
+    try:
+        yield
+    finally:
+        store.close()

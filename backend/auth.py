@@ -1,0 +1,80 @@
+"""Who is calling: bearer tokens resolved to a :class:`Principal`.
+
+Admin: the configured admin token (constant-time compare). User, device and operator
+tokens are looked up by their SHA-256 in ``tokens``; a revoked token is unknown.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from typing import Literal
+
+import sqlite_utils
+from aiohttp import web
+
+from backend.errors import Forbidden, Unauthorized
+from backend.ids import token_hash
+from backend.keys import CONFIG, STORE
+
+Kind = Literal["admin", "operator", "user", "device"]
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller. ``subject_id`` is the account, device or operator id."""
+
+    kind: Kind
+    subject_id: str
+    account_id: str | None = None
+    """The account a user or device acts for (a device's current binding)."""
+
+
+def bearer(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+def lookup_token(db: sqlite_utils.Database, token: str) -> Principal | None:
+    row = db.execute(
+        "SELECT kind, subject_id FROM tokens WHERE token_sha256 = ? AND revoked_at IS NULL",
+        [token_hash(token)],
+    ).fetchone()
+    if row is None:
+        return None
+    kind, subject = row
+    if kind == "user":
+        return Principal("user", subject, account_id=subject)
+    if kind == "device":
+        dev = db.execute(
+            "SELECT account_id FROM devices WHERE device_id = ? AND deregistered_at IS NULL",
+            [subject],
+        ).fetchone()
+        if dev is None:
+            return None
+        return Principal("device", subject, account_id=dev[0])
+    return Principal("operator", subject)
+
+
+async def authenticate(request: web.Request) -> Principal | None:
+    """The caller, or ``None`` when no or an unknown token was given."""
+    token = bearer(request)
+    if token is None:
+        return None
+    admin = request.app[CONFIG].admin_token
+    if admin and hmac.compare_digest(token.encode(), admin.encode()):
+        return Principal("admin", "admin")
+    return await request.app[STORE].read(lambda db: lookup_token(db, token))
+
+
+async def require(request: web.Request, *kinds: Kind) -> Principal:
+    """The caller if it is one of ``kinds``; 401 without credentials, 403 for the wrong role."""
+    who = await authenticate(request)
+    if who is None:
+        raise Unauthorized("a valid bearer token is required", code="unauthorized")
+    if who.kind not in kinds:
+        raise Forbidden(f"this needs a {' or '.join(kinds)} token", code="forbidden")
+    return who

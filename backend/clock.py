@@ -1,0 +1,55 @@
+"""Injectable clock: the backend asks it for the time, tests and scenarios move it forward.
+
+Real time drives a served backend; a scenario pins the start and advances it with
+``POST /v1/admin/clock`` so that link expiry and the Art. 12 one-month deadline can be
+reached in a second.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+
+def rfc3339(ts: datetime) -> str:
+    """Format an aware datetime as RFC 3339 with millisecond precision and a ``Z``."""
+    return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_rfc3339(text: str) -> datetime:
+    """Parse RFC 3339 (``Z`` or an offset); a naive time is an error."""
+    ts = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    if ts.tzinfo is None:
+        raise ValueError("timestamp has no time zone")
+    return ts.astimezone(UTC)
+
+
+class Clock:
+    """Wall time plus an offset that only grows; optionally frozen at a fixed start.
+
+    ``frozen`` clocks never move on their own: a scenario decides every tick, which keeps
+    runs byte-for-byte repeatable.
+    """
+
+    def __init__(self, start: datetime | None = None, frozen: bool = False) -> None:
+        self._lock = threading.Lock()
+        self._frozen = frozen
+        self._base_wall = time.time()
+        self._start = (start or datetime.now(UTC)).astimezone(UTC)
+        self._offset = 0.0
+
+    def now(self) -> datetime:
+        with self._lock:
+            elapsed = 0.0 if self._frozen else time.time() - self._base_wall
+            return self._start + timedelta(seconds=elapsed + self._offset)
+
+    def advance(self, seconds: float) -> datetime:
+        if seconds < 0:
+            raise ValueError("the clock only moves forward")
+        with self._lock:
+            self._offset += seconds
+        return self.now()
+
+    def iso(self) -> str:
+        return rfc3339(self.now())

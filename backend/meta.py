@@ -1,0 +1,46 @@
+"""Health, metrics and the OpenAPI document: routes anyone may call."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from backend.keys import METRICS, STORE
+from backend.openapi import build_spec
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    store = request.app[STORE]
+    ok = await store.read(lambda db: db.execute("SELECT 1").fetchone()[0] == 1)
+    return web.json_response({"status": "ok" if ok else "degraded",
+                              "writer_queue": store.queue_depth()})
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    store = request.app[STORE]
+    m = request.app[METRICS]
+    text = m.render(
+        gauges={
+            "overheard_writer_queue_depth": store.queue_depth(),
+            "overheard_writer_transactions_total": store.stats.transactions,
+            "overheard_writer_writes_total": store.stats.writes,
+        },
+        histograms={"overheard_writer_batch_size": dict(store.stats.batch_sizes or {})},
+    )
+    return web.Response(text=text, content_type="text/plain", charset="utf-8",
+                        headers={"X-Content-Type-Options": "nosniff"})
+
+
+@routes.get("/openapi.json")
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(build_spec(request.app))
+
+
+def setup(app: web.Application) -> None:
+    m = app[METRICS]
+    m.describe("overheard_writer_queue_depth", "writes waiting for the writer thread")
+    m.describe("overheard_writer_batch_size", "writes committed per transaction")
+    app.router.add_routes(routes)

@@ -1,0 +1,62 @@
+"""Run the backend as a server: ``overheard serve`` and ``python -m backend``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from backend.app import create_app
+from backend.config import Config
+
+
+async def serve(config: Config, host: str, port: int, *, ready_line: bool = True) -> None:
+    """Serve until SIGINT/SIGTERM; print ``listening on URL`` first once the socket is bound."""
+    app = create_app(config)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_address=True)
+    await site.start()
+    bound = site._server.sockets[0].getsockname()  # type: ignore[union-attr]
+    url = f"http://{_host_for_url(host)}:{bound[1]}"
+    if ready_line:
+        print(f"listening on {url}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def _host_for_url(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def run(data: Path, host: str, port: int, admin_token: str | None, log_level: str = "INFO") -> None:
+    logging.basicConfig(level=log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    token = admin_token or os.environ.get("OVERHEARD_ADMIN_TOKEN", "")
+    config = Config(data_dir=data, admin_token=token)
+    asyncio.run(serve(config, host, port))
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m backend", description=__doc__)
+    parser.add_argument("--data", type=Path, default=Path("data"), help="data directory")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080, help="0 picks a free port")
+    parser.add_argument("--admin-token", default=None,
+                        help="default: $OVERHEARD_ADMIN_TOKEN, else generated into DATA/admin-token")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    run(args.data, args.host, args.port, args.admin_token, args.log_level)

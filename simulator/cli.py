@@ -1,0 +1,57 @@
+"""The ``overheard`` command line: one group, one module per command family."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+ADMIN_TOKEN_HELP = "admin token (default: $OVERHEARD_ADMIN_TOKEN)"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="overheard")
+def main() -> None:
+    """overheard: reproduce how smart-speaker recordings reach the wrong person."""
+
+
+@main.command()
+@click.option("--data", type=click.Path(path_type=Path), default=Path("data"), show_default=True,
+              help="data directory (SQLite file, packages, admin-token)")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8080, show_default=True, help="0 picks a free port")
+@click.option("--admin-token", default=None, help=ADMIN_TOKEN_HELP + "; else generated into DATA/admin-token")
+@click.option("--log-level", default="INFO", show_default=True)
+def serve(data: Path, host: str, port: int, admin_token: str | None, log_level: str) -> None:
+    """Serve the backend (same as ``python -m backend``)."""
+    from backend.serve import run
+
+    run(data, host, port, admin_token or os.environ.get("OVERHEARD_ADMIN_TOKEN"), log_level)
+
+
+def _register() -> None:
+    """Attach the command families that live in their own modules."""
+    import importlib
+
+    for module, attr in (
+        ("simulator.fleet", "simulate"),
+        ("simulator.bench", "bench"),
+        ("simulator.runner", "run"),
+        ("simulator.runner", "scenarios"),
+        ("simulator.audit", "audit"),
+        ("simulator.commands", "audit_log"),
+        ("simulator.commands", "faults"),
+    ):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue
+        cmd = getattr(mod, attr, None)
+        if isinstance(cmd, click.Command):
+            main.add_command(cmd)
+
+
+_register()

@@ -1,0 +1,99 @@
+"""Run the backend for the simulator: embedded in this event loop, or as a subprocess.
+
+Embedded is the default for scenarios and tests (one process, port 0). Benchmarks use a
+subprocess so server and client each get a core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from backend import Config, create_app
+
+
+@dataclass(frozen=True)
+class BackendHandle:
+    """Where a backend listens and how to talk to it as admin."""
+
+    url: str
+    admin_token: str
+    data_dir: Path | None = None
+    app: web.Application | None = None
+    """The embedded app (None for subprocess or remote backends)."""
+
+
+@asynccontextmanager
+async def embedded_backend(config: Config) -> AsyncIterator[BackendHandle]:
+    """Start ``create_app(config)`` on 127.0.0.1:0 in this loop; stop it on exit."""
+    app = create_app(config)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    from backend.keys import CONFIG
+
+    try:
+        yield BackendHandle(f"http://127.0.0.1:{port}", app[CONFIG].admin_token,
+                            Path(config.data_dir), app)
+    finally:
+        await runner.cleanup()
+
+
+@dataclass
+class ServerProcess:
+    """A backend in a child process (``python -m backend --port 0``)."""
+
+    proc: asyncio.subprocess.Process
+    handle: BackendHandle
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, no flush, exactly like a crash."""
+        if self.proc.returncode is None:
+            self.proc.kill()
+
+    async def wait(self) -> int:
+        return await self.proc.wait()
+
+
+async def start_server_process(data_dir: Path, admin_token: str = "adm_subprocess",
+                               extra_args: tuple[str, ...] = (),
+                               env: dict[str, str] | None = None) -> ServerProcess:
+    """Start ``python -m backend`` on a free port and wait for its ``listening on`` line."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "backend", "--data", str(data_dir), "--port", "0",
+        "--admin-token", admin_token, "--log-level", "WARNING", *extra_args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
+    )
+    assert proc.stdout is not None
+    line = (await proc.stdout.readline()).decode().strip()
+    if not line.startswith("listening on "):
+        proc.kill()
+        await proc.wait()
+        raise RuntimeError(f"backend did not start: {line!r}")
+    url = line.removeprefix("listening on ")
+    return ServerProcess(proc, BackendHandle(url, admin_token, data_dir))
+
+
+@asynccontextmanager
+async def server_process(data_dir: Path, **kwargs: object) -> AsyncIterator[ServerProcess]:
+    sp = await start_server_process(data_dir, **kwargs)  # type: ignore[arg-type]
+    try:
+        yield sp
+    finally:
+        if sp.proc.returncode is None:
+            sp.proc.terminate()
+            try:
+                await asyncio.wait_for(sp.proc.wait(), 10)
+            except TimeoutError:
+                sp.proc.kill()
+                await sp.proc.wait()
