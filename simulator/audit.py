@@ -1,0 +1,824 @@
+"""The independent auditor: judge an access package by its content, against the ledger.
+
+The auditor reads two things only: a package (a zip, from this backend or from anywhere)
+and the ledger the simulator kept of what devices really recorded and whose it was. It
+never reads the backend's tables and never trusts the package's own ``manifest.json``:
+every WAV is attributed to its true owner by the sha256 of its PCM frames, and, when the
+audio matches nothing, by its transcript (``voice/transcripts.csv``, narrowed by the
+recording time). The manifest's claims are then compared with that verdict and reported
+(a manifest that says "all the subject's" over a stranger's recordings is a lie, not an
+alibi).
+
+Nothing is written to disk: members are streamed from the zip into memory with size caps,
+so a hostile entry name cannot land anywhere. Before a single byte is inflated, the
+central directory is checked: names that would escape a folder are refused as hostile,
+and declared sizes, the inflation ratio and the entry count are checked against
+:class:`Limits` so a zip bomb is refused without being inflated.
+
+Errors (each names the file; the CLI maps all of them to exit 2)::
+
+    AuditError            the input cannot be judged
+    ├── BadPackage        not a readable zip, an encrypted member, no subject to judge for
+    ├── BadLedger         the ledger cannot be read
+    └── HostilePackage    entry names with ``..``, absolute paths, backslashes, symlinks
+        └── ZipBomb       declared or actual sizes, ratio or entry count beyond the limits
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import stat
+import sys
+import wave
+import zipfile
+import zlib
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from simulator.ledger import read_ledger
+
+MANIFEST = "manifest.json"
+TRANSCRIPTS = "voice/transcripts.csv"
+SAMPLES_PER_LEAK = 5
+_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
+
+
+class AuditError(Exception):
+    """The input cannot be judged."""
+
+
+class BadPackage(AuditError):
+    """The package is not a zip the auditor can read, or names no subject."""
+
+
+class BadLedger(AuditError):
+    """The ledger cannot be read."""
+
+
+class HostilePackage(AuditError):
+    """Entry names that would write outside a folder if extracted; nothing was extracted."""
+
+    def __init__(self, message: str, findings: list[str]) -> None:
+        super().__init__(message)
+        self.findings = findings
+
+
+class ZipBomb(HostilePackage):
+    """Sizes beyond the limits; refused before (or while, if headers lie) inflating."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a package may claim before the auditor refuses to inflate it."""
+
+    max_entries: int = 200_000
+    """Members in the central directory (a 2018-sized package has ~1,750)."""
+    max_member_bytes: int = 256 * 1024 * 1024
+    """Uncompressed bytes of one member (a 60 s WAV is ~1.9 MB)."""
+    max_total_bytes: int = 4 * 1024 * 1024 * 1024
+    """Uncompressed bytes of all members together."""
+    max_ratio: float = 100.0
+    """Declared uncompressed total / size of the zip file on disk."""
+    ratio_floor_bytes: int = 16 * 1024 * 1024
+    """Below this uncompressed total the ratio is not judged: small text compresses well."""
+
+
+DEFAULT_LIMITS = Limits()
+
+
+# -- the ledger --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Truth:
+    """One ledger line as the auditor needs it (the ledger is the only ground truth)."""
+
+    utterance_id: str
+    recording_id: str | None
+    household: str
+    account_id: str | None
+    speaker: str | None
+    recorded_at: str | None
+    transcript: str
+    pcm_sha256: str | None
+    outcome: str
+
+
+def _get(entry: Any, name: str) -> Any:
+    """A field of a ledger entry, whether it is a dict, a dataclass or a pydantic model."""
+    if isinstance(entry, Mapping):
+        return entry.get(name)
+    return getattr(entry, name, None)
+
+
+def _truth(entry: Any, index: int) -> Truth:
+    account = _get(entry, "account_id")
+    household = _get(entry, "household") or account or "?"
+    return Truth(
+        utterance_id=str(_get(entry, "utterance_id") or f"#line{index + 1}"),
+        recording_id=_get(entry, "recording_id"),
+        household=str(household),
+        account_id=account,
+        speaker=_get(entry, "speaker"),
+        recorded_at=_get(entry, "recorded_at"),
+        transcript=str(_get(entry, "transcript") or ""),
+        pcm_sha256=(_get(entry, "pcm_sha256") or None),
+        outcome=str(_get(entry, "outcome") or "ok"),
+    )
+
+
+def _truths(entries: Iterable[Any]) -> list[Truth]:
+    """One Truth per utterance: a retried utterance appears once, its ``ok`` line winning."""
+    by_id: dict[str, Truth] = {}
+    for i, entry in enumerate(entries):
+        t = _truth(entry, i)
+        old = by_id.get(t.utterance_id)
+        if old is None or old.outcome != "ok":
+            by_id[t.utterance_id] = t
+    return list(by_id.values())
+
+
+def load_ledger(path: Path) -> list[Any]:
+    """Ledger entries from a JSON Lines file (``simulator.ledger`` validates each line)."""
+    if not path.is_file():
+        raise BadLedger(f"{path}: ledger not found")
+    try:
+        return list(read_ledger(path))
+    except (OSError, ValueError) as exc:
+        message = str(exc)
+        raise BadLedger(message if str(path) in message else f"{path}: {message}") from exc
+
+
+# -- verdicts ----------------------------------------------------------------------------
+@dataclass
+class FileVerdict:
+    """What one audio file in the package really is."""
+
+    path: str
+    bytes: int
+    sha256: str
+    pcm_sha256: str | None = None
+    claimed_owner: str | None = None
+    """Owner account_id as the manifest states it (untrusted)."""
+    owner_household: str | None = None
+    owner_account: str | None = None
+    utterance_id: str | None = None
+    by: str | None = None
+    """How it was attributed: ``pcm`` or ``transcript`` (None: unattributable)."""
+    status: str = "unattributable"
+    """``own``, ``foreign`` or ``unattributable``."""
+    duplicate_of: str | None = None
+    corrupt: str | None = None
+    """Why the file disagrees with the manifest or cannot be read (None: it is sound)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path, "bytes": self.bytes, "sha256": self.sha256,
+            "pcm_sha256": self.pcm_sha256, "status": self.status, "by": self.by,
+            "owner_household": self.owner_household, "owner_account": self.owner_account,
+            "utterance_id": self.utterance_id, "claimed_owner": self.claimed_owner,
+            "duplicate_of": self.duplicate_of, "corrupt": self.corrupt,
+        }
+
+
+@dataclass
+class Leak:
+    """Recordings of one household that reached another household's package."""
+
+    request_id: str
+    from_household: str
+    from_account: str | None
+    to_household: str | None
+    to_account: str | None
+    recordings: int
+    data_subjects: int
+    first_recorded_at: str | None
+    last_recorded_at: str | None
+    link_redeemed: bool
+    transcript_only: int = 0
+    """Foreign transcript rows whose audio is not in the package (still personal data)."""
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    """A handful of leaked recordings (earliest first): recorded_at, speaker, transcript, path."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "request_id": self.request_id,
+            "from_household": self.from_household, "from_account": self.from_account,
+            "to_household": self.to_household, "to_account": self.to_account,
+            "recordings": self.recordings, "data_subjects": self.data_subjects,
+            "first_recorded_at": self.first_recorded_at,
+            "last_recorded_at": self.last_recorded_at,
+            "link_redeemed": self.link_redeemed,
+            "transcript_only": self.transcript_only,
+            "samples": list(self.samples),
+        }
+
+
+@dataclass
+class ManifestClaims:
+    """What the package says about itself, and where its content contradicts it."""
+
+    readable: bool = False
+    format: str | None = None
+    account_id: str | None = None
+    listed: int = 0
+    claimed_owners: dict[str, int] = field(default_factory=dict)
+    contradicted: int = 0
+    """Audio files whose claimed owner is not the owner the content proves."""
+    listed_not_present: int = 0
+    """Paths the manifest lists that the zip does not hold."""
+    present_not_listed: int = 0
+    """Audio files in the zip that the manifest does not list."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "readable": self.readable, "format": self.format, "account_id": self.account_id,
+            "listed": self.listed, "claimed_owners": dict(sorted(self.claimed_owners.items())),
+            "contradicted": self.contradicted, "listed_not_present": self.listed_not_present,
+            "present_not_listed": self.present_not_listed,
+        }
+
+
+@dataclass
+class PackageAudit:
+    """One package judged by content.
+
+    Counts: ``files`` audio files; ``own``/``foreign`` distinct recordings;
+    ``duplicated`` extra copies; ``unattributable`` distinct files matching no ledger line;
+    so ``files == own + sum(foreign) + unattributable + duplicated``. ``missing``: the
+    subject's stored recordings (ledger ``ok``) absent from the package. ``corrupt``:
+    members whose bytes disagree with the manifest or cannot be read.
+    """
+
+    request_id: str
+    subject_household: str | None
+    subject_account: str | None
+    files: int
+    own: int
+    foreign: dict[str, int]
+    missing: int
+    corrupt: int
+    duplicated: int
+    unattributable: int
+    downloaded: bool
+    foreign_transcripts: dict[str, int]
+    manifest: ManifestClaims
+    leaks: list[Leak]
+    verdicts: list[FileVerdict] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not self.foreign and not self.foreign_transcripts and not self.corrupt
+
+    def to_dict(self, files: bool = False) -> dict[str, Any]:
+        """The ``packages`` entry of report.json (DESIGN.md), plus this package's leaks."""
+        out: dict[str, Any] = {
+            "request_id": self.request_id,
+            "subject_household": self.subject_household,
+            "subject_account": self.subject_account,
+            "files": self.files, "own": self.own,
+            "foreign": dict(sorted(self.foreign.items())),
+            "missing": self.missing, "corrupt": self.corrupt, "duplicated": self.duplicated,
+            "unattributable": self.unattributable, "downloaded": self.downloaded,
+            "foreign_transcripts": dict(sorted(self.foreign_transcripts.items())),
+            "manifest": self.manifest.to_dict(),
+            "leaks": [leak.to_dict() for leak in self.leaks],
+        }
+        if files:
+            out["file_verdicts"] = [v.to_dict() for v in self.verdicts]
+        return out
+
+
+# -- reading the zip safely --------------------------------------------------------------
+def _hostile_name(info: zipfile.ZipInfo) -> str | None:
+    """Why this entry name is hostile, or None. Checked on the raw name, never normalised."""
+    name = info.filename
+    if "\x00" in name:
+        return "NUL byte in name"
+    if "\\" in name:
+        return "backslash in name"
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        return "absolute path"
+    if ".." in name.split("/"):
+        return "'..' component"
+    mode = info.external_attr >> 16
+    if info.create_system == 3 and stat.S_ISLNK(mode):
+        return "symbolic link"
+    return None
+
+
+def _preflight(zf: zipfile.ZipFile, zip_path: Path, limits: Limits) -> list[zipfile.ZipInfo]:
+    """Check the central directory before inflating anything; return the members to read."""
+    infos = zf.infolist()
+    hostile = [f"{i.filename!r}: {why}" for i in infos if (why := _hostile_name(i))]
+    if hostile:
+        raise HostilePackage(
+            f"{zip_path}: refused, nothing extracted: {len(hostile)} hostile entry name(s): "
+            f"{'; '.join(hostile[:10])}{' …' if len(hostile) > 10 else ''}",
+            hostile)
+    bomb: list[str] = []
+    if len(infos) > limits.max_entries:
+        bomb.append(f"{len(infos)} entries (limit {limits.max_entries})")
+    total = sum(i.file_size for i in infos)
+    big = [i for i in infos if i.file_size > limits.max_member_bytes]
+    bomb += [f"{i.filename!r} declares {i.file_size} bytes (limit {limits.max_member_bytes})"
+             for i in big[:5]]
+    if total > limits.max_total_bytes:
+        bomb.append(f"{total} bytes declared in total (limit {limits.max_total_bytes})")
+    # Against the file on disk, not the members' compressed sizes: overlapping members
+    # share compressed bytes, so their own sizes would hide the inflation.
+    on_disk = max(zip_path.stat().st_size, 1)
+    if total > limits.ratio_floor_bytes and total / on_disk > limits.max_ratio:
+        bomb.append(f"inflates {total / on_disk:.0f}:1 ({total} bytes from {on_disk}; "
+                    f"limit {limits.max_ratio:.0f}:1)")
+    if bomb:
+        raise ZipBomb(f"{zip_path}: refused as a zip bomb, not inflated: {'; '.join(bomb)}", bomb)
+    encrypted = [i.filename for i in infos if i.flag_bits & 0x1]
+    if encrypted:
+        raise BadPackage(f"{zip_path}: encrypted member(s) cannot be judged: {encrypted[:3]}")
+    unknown = [f"{i.filename!r} (method {i.compress_type})" for i in infos
+               if i.compress_type not in _METHODS]
+    if unknown:
+        raise BadPackage(f"{zip_path}: member(s) with a compression method the auditor cannot "
+                         f"read: {', '.join(unknown[:3])}")
+    return [i for i in infos if not i.is_dir()]
+
+
+class _Reader:
+    """Streams members into memory, counting every inflated byte against the limits."""
+
+    def __init__(self, zf: zipfile.ZipFile, zip_path: Path, limits: Limits) -> None:
+        self.zf, self.zip_path, self.limits = zf, zip_path, limits
+        self.total = 0
+
+    def read(self, info: zipfile.ZipInfo) -> bytes:
+        """The member's bytes; raises ZipBomb if it inflates beyond what it declared."""
+        cap = min(info.file_size, self.limits.max_member_bytes)
+        buf = bytearray()
+        with self.zf.open(info) as fh:
+            while chunk := fh.read(1024 * 1024):
+                buf += chunk
+                self.total += len(chunk)
+                if len(buf) > cap or self.total > self.limits.max_total_bytes:
+                    raise ZipBomb(f"{self.zip_path}: {info.filename!r} inflates beyond its "
+                                  f"declared {info.file_size} bytes; stopped",
+                                  [f"{info.filename!r} inflates beyond its declared size"])
+        return bytes(buf)
+
+
+def _pcm_sha256(data: bytes) -> tuple[str | None, str | None]:
+    """(sha256 of the PCM frames, why not readable)."""
+    try:
+        with wave.open(io.BytesIO(data), "rb") as w:
+            expected = w.getnframes() * w.getsampwidth() * w.getnchannels()
+            frames = w.readframes(w.getnframes())
+    except (wave.Error, EOFError, ValueError) as exc:
+        return None, f"not a readable WAV: {exc}"
+    pcm = hashlib.sha256(frames).hexdigest()
+    if len(frames) < expected:
+        return pcm, f"truncated WAV: {len(frames)} of {expected} PCM bytes"
+    return pcm, None
+
+
+# -- attribution -------------------------------------------------------------------------
+def _norm_text(text: str) -> str:
+    return " ".join(text.casefold().split())
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        t = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def _time_key(value: str | None) -> tuple[int, str]:
+    t = _parse_time(value)
+    return (0, t.isoformat()) if t else (1, value or "")
+
+
+class _Attributor:
+    """Assigns package files to ledger utterances; each utterance is claimed at most once."""
+
+    def __init__(self, truths: list[Truth]) -> None:
+        self.by_pcm: dict[str, list[Truth]] = defaultdict(list)
+        self.by_text: dict[str, list[Truth]] = defaultdict(list)
+        for t in truths:
+            if t.pcm_sha256:
+                self.by_pcm[t.pcm_sha256.lower()].append(t)
+            if t.transcript.strip():
+                self.by_text[_norm_text(t.transcript)].append(t)
+        self.claimed: dict[str, str] = {}
+        """utterance_id -> path of the first file that claimed it."""
+
+    @staticmethod
+    def _rank(cands: list[Truth], row: dict[str, str] | None, recording_id: str | None
+              ) -> list[Truth]:
+        """Best first: same recording time as the transcript row, same recording id, ok."""
+        when = _parse_time(row.get("recorded_at")) if row else None
+
+        def key(t: Truth) -> tuple[int, int, int]:
+            same_time = when is not None and _parse_time(t.recorded_at) == when
+            same_id = recording_id is not None and t.recording_id == recording_id
+            return (0 if same_time else 1, 0 if same_id else 1, 0 if t.outcome == "ok" else 1)
+
+        return sorted(cands, key=key)
+
+    def _claim(self, v: FileVerdict, ranked: list[Truth], by: str) -> Truth:
+        choice = next((t for t in ranked if t.utterance_id not in self.claimed), None)
+        if choice is None:
+            choice = ranked[0]
+            v.duplicate_of = self.claimed[choice.utterance_id]
+        else:
+            self.claimed[choice.utterance_id] = v.path
+        v.by, v.utterance_id = by, choice.utterance_id
+        v.owner_household, v.owner_account = choice.household, choice.account_id
+        return choice
+
+    def by_audio(self, v: FileVerdict, row: dict[str, str] | None, rid: str | None
+                 ) -> Truth | None:
+        cands = self.by_pcm.get(v.pcm_sha256 or "")
+        if not cands:
+            return None
+        return self._claim(v, self._rank(cands, row, rid), "pcm")
+
+    def text_candidates(self, row: dict[str, str] | None, rid: str | None) -> list[Truth]:
+        """Ledger lines this transcript row can only belong to (one household), best first."""
+        if not row or not row.get("transcript", "").strip():
+            return []
+        cands = self.by_text.get(_norm_text(row["transcript"]), [])
+        when = _parse_time(row.get("recorded_at"))
+        if when is not None:
+            timed = [t for t in cands if _parse_time(t.recorded_at) == when]
+            cands = timed or cands
+        if len({t.household for t in cands}) != 1:
+            return []  # the words alone do not say whose it is
+        return self._rank(cands, row, rid)
+
+    def by_transcript(self, v: FileVerdict, row: dict[str, str] | None, rid: str | None
+                      ) -> Truth | None:
+        ranked = self.text_candidates(row, rid)
+        return self._claim(v, ranked, "transcript") if ranked else None
+
+
+def _norm_path(p: str) -> str:
+    p = p.strip()
+    return p[2:] if p.startswith("./") else p
+
+
+def _read_transcripts(data: bytes) -> list[dict[str, str]]:
+    text = data.decode("utf-8-sig", errors="replace")
+    rows = []
+    for row in csv.DictReader(io.StringIO(text)):
+        rows.append({(k or "").strip(): (v or "") for k, v in row.items() if isinstance(v, str)})
+    return rows
+
+
+def _stem(path: str) -> str:
+    name = path.rsplit("/", 1)[-1]
+    return name.rsplit(".", 1)[0]
+
+
+def _resolve_subject(truths: list[Truth], manifest_account: str | None,
+                     household: str | None, account: str | None) -> tuple[str | None, str | None]:
+    if household is None and account is None:
+        account = manifest_account
+    if household is None and account is not None:
+        owners = Counter(t.household for t in truths if t.account_id == account)
+        household = owners.most_common(1)[0][0] if owners else None
+    if account is None and household is not None:
+        accounts = Counter(t.account_id for t in truths if t.household == household and t.account_id)
+        account = accounts.most_common(1)[0][0] if accounts else manifest_account
+    return household, account
+
+
+def audit_package(zip_path: str | Path, ledger_entries: Iterable[Any],
+                  subject_household: str | None = None, subject_account: str | None = None,
+                  link_redeemed: bool = True, *, as_of: str | None = None,
+                  limits: Limits = DEFAULT_LIMITS) -> PackageAudit:
+    """Judge one package against the ledger by content.
+
+    The subject is the household/account the package was made for; when neither is given
+    it is the manifest's ``account_id`` mapped to its household through the ledger (the
+    manifest only says who the package is *for*; the content decides what is foreign).
+    ``as_of``: recordings made after this time are not counted as missing.
+    ``link_redeemed``: whether the package's link was used (someone holds it: default).
+    """
+    zip_path = Path(zip_path)
+    truths = _truths(ledger_entries)
+    try:
+        zf = zipfile.ZipFile(zip_path)
+    except FileNotFoundError as exc:
+        raise BadPackage(f"{zip_path}: package not found") from exc
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise BadPackage(f"{zip_path}: not a readable zip: {exc}") from exc
+    with zf:
+        members = _preflight(zf, zip_path, limits)
+        reader = _Reader(zf, zip_path, limits)
+        by_name = {i.filename: i for i in members}
+
+        claims = ManifestClaims()
+        listed: dict[str, dict[str, Any]] = {}
+        request_id = zip_path.stem
+        if MANIFEST in by_name:
+            try:
+                manifest = json.loads(_read_member(reader, by_name[MANIFEST], zip_path))
+            except ValueError:
+                manifest = None
+            if isinstance(manifest, dict):
+                claims.readable = True
+                claims.format = _str(manifest.get("format"))
+                claims.account_id = _str(manifest.get("account_id"))
+                request_id = _str(manifest.get("request_id")) or request_id
+                for item in manifest.get("files") or []:
+                    if isinstance(item, dict) and isinstance(item.get("path"), str):
+                        listed[_norm_path(item["path"])] = item
+
+        rows: list[dict[str, str]] = []
+        if TRANSCRIPTS in by_name:
+            rows = _read_transcripts(_read_member(reader, by_name[TRANSCRIPTS], zip_path))
+        row_by_file: dict[str, dict[str, str]] = {}
+        row_by_id: dict[str, dict[str, str]] = {}
+        for row in rows:
+            f = _norm_path(row.get("file", ""))
+            if f:
+                row_by_file.setdefault(f, row)
+                row_by_file.setdefault(f"voice/{f}", row)
+            if row.get("recording_id"):
+                row_by_id.setdefault(row["recording_id"], row)
+
+        subject_household, subject_account = _resolve_subject(
+            truths, claims.account_id, subject_household, subject_account)
+        if subject_household is None and subject_account is None:
+            raise BadPackage(f"{zip_path}: the manifest names no account_id and no subject was "
+                             "given: cannot tell whose package this is (pass a subject)")
+
+        corrupt = 0
+        verdicts: list[FileVerdict] = []
+        context: dict[str, tuple[dict[str, str] | None, str | None]] = {}
+        used_rows: set[int] = set()
+        for info in members:
+            name = info.filename
+            claim = listed.get(name)
+            try:
+                data = reader.read(info)
+                read_error = None
+            except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+                data, read_error = b"", f"unreadable member: {exc}"
+            digest = hashlib.sha256(data).hexdigest()
+            why = read_error or _manifest_mismatch(claim, digest, len(data))
+            is_audio = name.lower().endswith(".wav")
+            if not is_audio:
+                corrupt += why is not None
+                continue
+            v = FileVerdict(path=name, bytes=len(data), sha256=digest,
+                            claimed_owner=_claimed_owner(claim))
+            if read_error is None:
+                v.pcm_sha256, wav_error = _pcm_sha256(data)
+                why = why or wav_error
+            v.corrupt = why
+            corrupt += why is not None
+            rid = _str(claim.get("recording_id")) if claim else None
+            rid = rid or _stem(name)
+            row = row_by_file.get(name) or row_by_id.get(rid)
+            if row is not None:
+                used_rows.add(id(row))
+            context[name] = (row, rid)
+            verdicts.append(v)
+
+        attributor = _Attributor(truths)
+        # Exact audio first for every file, so that a transcript guess never takes an
+        # utterance that another file proves by its PCM.
+        for v in verdicts:
+            attributor.by_audio(v, *context[v.path])
+        for v in verdicts:
+            if v.by is None:
+                attributor.by_transcript(v, *context[v.path])
+
+        def is_own(household: str, account: str | None) -> bool:
+            if subject_household is not None:
+                return household == subject_household
+            return account is not None and account == subject_account
+
+        seen_unattributed: dict[str, str] = {}
+        for v in verdicts:
+            if v.by is None:
+                key = v.pcm_sha256 or v.sha256
+                if key in seen_unattributed:
+                    v.duplicate_of = seen_unattributed[key]
+                else:
+                    seen_unattributed[key] = v.path
+                continue
+            v.status = "own" if is_own(v.owner_household or "", v.owner_account) else "foreign"
+
+        truth_by_id = {t.utterance_id: t for t in truths}
+        own_ids = {v.utterance_id for v in verdicts if v.status == "own" and not v.duplicate_of}
+        foreign_files = [v for v in verdicts if v.status == "foreign" and not v.duplicate_of]
+        foreign = Counter(v.owner_household or "?" for v in foreign_files)
+        duplicated = sum(1 for v in verdicts if v.duplicate_of)
+        unattributable = sum(1 for v in verdicts if v.by is None and not v.duplicate_of)
+
+        # Transcript rows without their audio in the package still carry personal data.
+        text_only: list[Truth] = []
+        for row in rows:
+            if id(row) in used_rows:
+                continue
+            ranked = attributor.text_candidates(row, row.get("recording_id") or None)
+            if ranked and not is_own(ranked[0].household, ranked[0].account_id):
+                text_only.append(ranked[0])
+        foreign_transcripts = Counter(t.household for t in text_only)
+
+        cutoff = _parse_time(as_of)
+        missing = 0
+        for t in truths:
+            if t.outcome != "ok" or not is_own(t.household, t.account_id):
+                continue
+            when = _parse_time(t.recorded_at)
+            if cutoff is not None and when is not None and when > cutoff:
+                continue
+            missing += t.utterance_id not in own_ids
+
+        present = {i.filename for i in members}
+        claims.listed = len(listed)
+        claims.claimed_owners = dict(Counter(o for c in listed.values()
+                                             if (o := _claimed_owner(c)) is not None))
+        claims.listed_not_present = sum(1 for p in listed if p not in present)
+        claims.present_not_listed = sum(
+            1 for v in verdicts if v.path not in listed) if claims.readable else 0
+        claims.contradicted = sum(
+            1 for v in verdicts
+            if v.by is not None and v.claimed_owner is not None
+            and v.owner_account is not None and v.claimed_owner != v.owner_account)
+
+        leaks = _leaks(request_id, foreign_files, text_only, truth_by_id,
+                       subject_household, subject_account, link_redeemed)
+        return PackageAudit(
+            request_id=request_id, subject_household=subject_household,
+            subject_account=subject_account, files=len(verdicts), own=len(own_ids),
+            foreign=dict(foreign), missing=missing, corrupt=corrupt, duplicated=duplicated,
+            unattributable=unattributable, downloaded=link_redeemed,
+            foreign_transcripts=dict(foreign_transcripts), manifest=claims, leaks=leaks,
+            verdicts=verdicts)
+
+
+def _read_member(reader: _Reader, info: zipfile.ZipInfo, zip_path: Path) -> bytes:
+    try:
+        return reader.read(info)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError):
+        return b""  # counted as corrupt where the member is judged
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _claimed_owner(claim: dict[str, Any] | None) -> str | None:
+    if not claim:
+        return None
+    for key in ("owner_account_id", "owner", "account_id"):
+        if isinstance(claim.get(key), str):
+            return claim[key]
+    return None
+
+
+def _manifest_mismatch(claim: dict[str, Any] | None, digest: str, size: int) -> str | None:
+    if not claim:
+        return None
+    want = claim.get("sha256")
+    if isinstance(want, str) and want.lower() != digest:
+        return f"sha256 {digest[:12]}… but the manifest says {want[:12]}…"
+    want_bytes = claim.get("bytes")
+    if isinstance(want_bytes, int) and want_bytes != size:
+        return f"{size} bytes but the manifest says {want_bytes}"
+    return None
+
+
+def _leaks(request_id: str, files: list[FileVerdict], text_only: list[Truth],
+           truth_by_id: dict[str, Truth], to_household: str | None, to_account: str | None,
+           redeemed: bool) -> list[Leak]:
+    groups: dict[tuple[str, str | None], tuple[list[tuple[Truth, str]], list[Truth]]] = {}
+    for v in files:
+        t = truth_by_id[v.utterance_id or ""]
+        groups.setdefault((t.household, t.account_id), ([], []))[0].append((t, v.path))
+    for t in text_only:
+        groups.setdefault((t.household, t.account_id), ([], []))[1].append(t)
+    leaks = []
+    for (household, account), (audio, texts) in groups.items():
+        everything = [t for t, _ in audio] + texts
+        times = sorted((t.recorded_at for t in everything if t.recorded_at), key=_time_key)
+        audio.sort(key=lambda tp: (_time_key(tp[0].recorded_at), tp[1]))
+        leaks.append(Leak(
+            request_id=request_id, from_household=household, from_account=account,
+            to_household=to_household, to_account=to_account, recordings=len(audio),
+            data_subjects=len({t.speaker for t in everything if t.speaker}),
+            first_recorded_at=times[0] if times else None,
+            last_recorded_at=times[-1] if times else None,
+            link_redeemed=redeemed, transcript_only=len(texts),
+            samples=[{"recorded_at": t.recorded_at, "speaker": t.speaker,
+                      "transcript": t.transcript, "path": path}
+                     for t, path in audio[:SAMPLES_PER_LEAK]]))
+    leaks.sort(key=lambda lk: (-(lk.recordings + lk.transcript_only), lk.from_household))
+    return leaks
+
+
+# -- the command -------------------------------------------------------------------------
+def _subject_args(value: str | None, truths: list[Truth]) -> tuple[str | None, str | None]:
+    """``--subject`` may name a household or an account; the ledger says which."""
+    if value is None:
+        return None, None
+    if any(t.household == value for t in truths):
+        return value, None
+    if any(t.account_id == value for t in truths):
+        return None, value
+    # Unknown to the ledger (a requester who owns no device): an account id by its look.
+    return (None, value) if value.startswith("acc") else (value, None)
+
+
+def _table(audit: PackageAudit, zip_path: Path) -> str:
+    foreign = ", ".join(f"{h}: {n}" for h, n in sorted(audit.foreign.items())) or "none"
+    m = audit.manifest
+    lines = [
+        f"package   {zip_path}  (request {audit.request_id})",
+        f"subject   household {audit.subject_household or '-'}, "
+        f"account {audit.subject_account or '-'}",
+        f"files     {audit.files}   own {audit.own}   foreign {sum(audit.foreign.values())} "
+        f"({foreign})   missing {audit.missing}   corrupt {audit.corrupt}   "
+        f"duplicated {audit.duplicated}   unattributable {audit.unattributable}",
+    ]
+    broken = [v for v in audit.verdicts if v.corrupt]
+    for v in broken[:5]:
+        lines.append(f"corrupt   {v.path}: {v.corrupt}")
+    if len(broken) > 5:
+        lines.append(f"corrupt   … and {len(broken) - 5} more (--json --files lists them)")
+    if audit.foreign_transcripts:
+        lines.append("transcripts without audio from: " + ", ".join(
+            f"{h}: {n}" for h, n in sorted(audit.foreign_transcripts.items())))
+    if m.readable:
+        owners = ", ".join(f"{a}: {n}" for a, n in sorted(m.claimed_owners.items())) or "-"
+        lines.append(f"manifest  lists {m.listed} (owners claimed: {owners}); "
+                     f"{m.contradicted} claim(s) contradicted by content; "
+                     f"{m.listed_not_present} listed but absent; "
+                     f"{m.present_not_listed} recording(s) present but unlisted")
+    else:
+        lines.append("manifest  absent or unreadable: judged by content alone")
+    if not audit.leaks:
+        lines.append("leaks     none")
+        return "\n".join(lines)
+    lines.append("leaks")
+    header = ("from", "to", "recordings", "subjects", "first recorded", "last recorded",
+              "redeemed")
+    body = [(f"{lk.from_household} ({lk.from_account or '-'})",
+             f"{lk.to_household or '-'} ({lk.to_account or '-'})",
+             str(lk.recordings) + (f" +{lk.transcript_only} text" if lk.transcript_only else ""),
+             str(lk.data_subjects), lk.first_recorded_at or "-", lk.last_recorded_at or "-",
+             "yes" if lk.link_redeemed else "no") for lk in audit.leaks]
+    widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
+    for r in [header, *body]:
+        lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    return "\n".join(lines)
+
+
+@click.command("audit")
+@click.argument("package", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--ledger", "ledger_path", required=True, type=click.Path(path_type=Path),
+              help="ledger.jsonl the simulator wrote (the ground truth)")
+@click.option("--subject", default=None,
+              help="household or account the package was made for (default: the manifest's "
+                   "account_id)")
+@click.option("--as-of", default=None,
+              help="RFC 3339 time the package was made: later recordings are not 'missing'")
+@click.option("--not-redeemed", is_flag=True,
+              help="the package's link was never used (decides Art. 34 in the leaks)")
+@click.option("--json", "as_json", is_flag=True, help="print the packages entry as JSON")
+@click.option("--files", "with_files", is_flag=True, help="with --json: add per-file verdicts")
+def audit(package: Path, ledger_path: Path, subject: str | None, as_of: str | None,
+          not_redeemed: bool, as_json: bool, with_files: bool) -> None:
+    """Judge PACKAGE.zip by its content against the ledger.
+
+    Exit 0: only the subject's data, intact. 1: foreign or corrupt files found.
+    2: the package or ledger cannot be judged (not a zip, hostile names, a zip bomb, no
+    ledger); nothing is extracted to disk in any case.
+    """
+    try:
+        entries = load_ledger(ledger_path)
+        household, account = _subject_args(subject, _truths(entries))
+        result = audit_package(package, entries, household, account,
+                               link_redeemed=not not_redeemed, as_of=as_of)
+    except AuditError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(files=with_files), indent=2, ensure_ascii=False))
+    else:
+        click.echo(_table(result, package))
+    sys.exit(0 if result.clean else 1)

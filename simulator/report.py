@@ -1,0 +1,462 @@
+"""Reports of a scenario run: report.json, junit.xml, report.html and a one-screen summary.
+
+``report.json`` has a fixed key order (documented in :func:`report_dict`); everything in it
+comes from the seeded run except the ``run`` key (wall-clock start and end, where it ran),
+so the same scenario and seed give the same bytes apart from ``run``. ``junit.xml`` has one
+testcase per expectation for CI. ``report.html`` is written for a data-protection officer:
+the verdict, a timeline, who received whose recordings (an SVG flow between households),
+sample transcripts, link redemptions and the GDPR Art. 33(3) notification draft with the
+Art. 34 decision, from the same :func:`breach_notification` as the JSON.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+Verdict = Literal["pass", "fail", "unknown"]
+NOTIFY_WITHIN = timedelta(hours=72)
+SUMMARY_LIST_CAP = 5
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """One ``[[expect]]`` of the scenario and whether it held."""
+
+    name: str
+    passed: bool | None
+    """None: the run could not decide (a junit ``error``, verdict ``unknown``)."""
+    detail: str = ""
+
+    @classmethod
+    def of(cls, value: Expectation | Mapping[str, Any]) -> Expectation:
+        if isinstance(value, Expectation):
+            return value
+        return cls(str(value["name"]), value.get("passed"), str(value.get("detail") or ""))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "passed": self.passed, "detail": self.detail}
+
+
+@dataclass
+class RunResult:
+    """Everything the reports say about one run.
+
+    ``packages`` are :meth:`simulator.audit.PackageAudit.to_dict` entries; ``leaks`` default
+    to the leaks of all packages. ``timeline`` entries are ``{"at", "step", "what"}`` in
+    simulated time; ``link_redemptions`` are ``{"at", "request_id", "by", "result"}``.
+    ``aware_at`` is when the controller became aware of the breach (simulated time: the
+    72-hour clock of Art. 33 starts there). ``started_at``/``finished_at`` are the wall
+    clock of the run itself and go only under ``run``.
+    """
+
+    scenario: str
+    seed: int
+    verdict: Verdict
+    expectations: list[Expectation]
+    packages: list[dict[str, Any]]
+    leaks: list[dict[str, Any]] | None = None
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+    link_redemptions: list[dict[str, Any]] = field(default_factory=list)
+    aware_at: str | None = None
+    measures_taken: list[str] = field(default_factory=list)
+    description: str = ""
+    started_at: str | None = None
+    finished_at: str | None = None
+    run_info: dict[str, Any] = field(default_factory=dict)
+    """More about where and how it ran (backend URL, out dir): goes under ``run``."""
+
+    @property
+    def exit_code(self) -> int:
+        """0: all expectations held; 1: one failed; 2: the run could not decide."""
+        return {"pass": 0, "fail": 1}.get(self.verdict, 2)
+
+    def __post_init__(self) -> None:
+        self.expectations = [Expectation.of(e) for e in self.expectations]
+        if self.leaks is None:
+            self.leaks = [leak for p in self.packages for leak in p.get("leaks", [])]
+
+    @property
+    def all_leaks(self) -> list[dict[str, Any]]:
+        return list(self.leaks or [])
+
+
+# -- GDPR Art. 33(3) / Art. 34 -----------------------------------------------------------
+def _parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        t = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _approx(n: int) -> str:
+    """'about 1,700' for an Art. 33(3)(a) approximate number; small numbers stay exact."""
+    if n < 100:
+        return f"{n:,}"
+    magnitude = 10 ** (len(str(n)) - 2)
+    rounded = round(n / magnitude) * magnitude
+    return f"{n:,}" if rounded == n else f"about {rounded:,}"
+
+
+CONSEQUENCES = [
+    "Identification of the data subjects by voice and by what they say (names, places, "
+    "people they address), as journalists did from a misdirected package in 2018.",
+    "Insight into private life at home: daily routines, when the household is present or "
+    "away, conversations picked up by the device, possibly special categories of data "
+    "(Art. 9: health, beliefs, sex life) spoken near it.",
+    "Loss of control over the recordings: the recipient's copy can be kept, copied or "
+    "published; risks of embarrassment, profiling, stalking or burglary.",
+]
+
+PROPOSED = [
+    "Ask the recipient to delete every copy and confirm the deletion in writing.",
+    "Check every package item's owner against the requester before release "
+    "(guard export.ownership_check); a second operator for any assignment that differs "
+    "from the requester's own account (ops.four_eyes).",
+    "Bind download links to the requester, single-use and expiring (delivery.bound_links).",
+    "Audit all packages delivered in the same period for the same error.",
+]
+
+
+def breach_notification(leaks: Iterable[Mapping[str, Any]], aware_at: str | None, *,
+                        measures_taken: Iterable[str] = ()) -> dict[str, Any]:
+    """A draft of the Art. 33(3) notification to the supervisory authority, and Art. 34.
+
+    Art. 33 applies as soon as another household's data was put in someone's package (the
+    controller cannot show the risk is unlikely: voice recordings identify people). Art. 34
+    notice to the data subjects is owed when the data was actually obtained: a link was
+    redeemed. The deadline is 72 hours after ``aware_at``.
+    """
+    leaks = list(leaks)
+    aware = _parse_time(aware_at)
+    deadline = _iso(aware + NOTIFY_WITHIN) if aware else None
+    taken = list(measures_taken)
+    if not leaks:
+        return {
+            "required": False,
+            "reason": "no package contained another household's recordings",
+            "aware_at": aware_at, "deadline": None,
+            "nature": None,
+            "data_subjects": {"categories": [], "approximate_number": 0, "text": "none"},
+            "records": {"categories": [], "approximate_number": 0, "text": "none"},
+            "households_affected": [], "recipients": [],
+            "likely_consequences": [], "measures_taken": taken, "measures_proposed": [],
+            "contact": None,
+            "art34": {"required": False, "reason": "no personal data breach was found",
+                      "data_subjects": 0},
+        }
+    # Distinct people per source household: one household leaked to two recipients is
+    # still the same people.
+    subjects_by_household: dict[str, int] = {}
+    for lk in leaks:
+        h = str(lk["from_household"])
+        subjects_by_household[h] = max(subjects_by_household.get(h, 0),
+                                       int(lk.get("data_subjects") or 0))
+    subjects = sum(subjects_by_household.values())
+    recordings = sum(int(lk.get("recordings") or 0) for lk in leaks)
+    text_only = sum(int(lk.get("transcript_only") or 0) for lk in leaks)
+    records = recordings + text_only
+    recipients = sorted({str(lk.get("to_household") or lk.get("to_account") or "?")
+                         for lk in leaks})
+    redeemed = [lk for lk in leaks if lk.get("link_redeemed")]
+    times = sorted(t for lk in leaks for t in (lk.get("first_recorded_at"),
+                                               lk.get("last_recorded_at")) if t)
+    span = f" recorded between {times[0]} and {times[-1]}" if times else ""
+    obtained = ("The recipient downloaded the package: the data was obtained."
+                if redeemed else
+                "The package's link was not redeemed: no download of the data is known.")
+    nature = (
+        f"Confidentiality breach by misdelivery: {records:,} voice recording(s) "
+        f"(audio and transcripts){span}, belonging to {len(subjects_by_household)} "
+        f"household(s), were put into Art. 15 access package(s) prepared for another "
+        f"customer ({', '.join(recipients)}). {obtained}")
+    if redeemed:
+        art34 = {"required": True,
+                 "reason": "the package was downloaded by a person not entitled to it; the "
+                           "recordings are out of the controller's control and likely to "
+                           "result in a high risk (Art. 34(1)); no Art. 34(3) exemption applies "
+                           "(the audio was not encrypted to the recipient)",
+                 "data_subjects": subjects}
+    else:
+        art34 = {"required": False,
+                 "reason": "the link was never redeemed, so the data was not obtained; the "
+                           "measures taken mean the high risk is no longer likely to "
+                           "materialise (Art. 34(3)(b))",
+                 "data_subjects": subjects}
+    return {
+        "required": True,
+        "reason": "personal data (voice recordings) reached a person not entitled to it",
+        "aware_at": aware_at,
+        "deadline": deadline,
+        "nature": nature,
+        "data_subjects": {
+            "categories": ["customers (account holders)", "members of their households",
+                           "other people speaking near the device (visitors)"],
+            "approximate_number": subjects,
+            "text": f"{_approx(subjects)} people (distinct speakers) in "
+                    f"{len(subjects_by_household)} household(s)",
+        },
+        "records": {
+            "categories": ["voice recordings (audio)", "transcripts of the recordings",
+                           "recording times and device names"],
+            "approximate_number": records,
+            "text": f"{_approx(records)} recording(s)"
+                    + (f", of which {text_only:,} as transcripts only" if text_only else ""),
+        },
+        "households_affected": sorted(subjects_by_household),
+        "recipients": recipients,
+        "likely_consequences": list(CONSEQUENCES),
+        "measures_taken": taken,
+        "measures_proposed": list(PROPOSED) + (
+            ["Notify the data subjects without undue delay (Art. 34)."] if redeemed else []),
+        "contact": "data protection officer: name and contact details (Art. 33(3)(b))",
+        "art34": art34,
+    }
+
+
+# -- report.json -------------------------------------------------------------------------
+def report_dict(result: RunResult) -> dict[str, Any]:
+    """report.json as a dict, keys in this order (a contract):
+
+    ``scenario``, ``description``, ``seed``, ``verdict``, ``expectations``
+    ``[{name, passed, detail}]``, ``packages`` (audit entries without their leaks),
+    ``leaks``, ``breach_notification``, ``timeline`` ``[{at, step, what}]``,
+    ``link_redemptions``, and last ``run`` (``started_at``, ``finished_at``,
+    ``duration_seconds``, then ``run_info``): the only part that differs between two runs of
+    the same seed.
+    """
+    packages = [{k: v for k, v in p.items() if k != "leaks"} for p in result.packages]
+    started, finished = _parse_time(result.started_at), _parse_time(result.finished_at)
+    duration = round((finished - started).total_seconds(), 3) if started and finished else None
+    return {
+        "scenario": result.scenario,
+        "description": result.description,
+        "seed": result.seed,
+        "verdict": result.verdict,
+        "expectations": [e.to_dict() for e in result.expectations],
+        "packages": packages,
+        "leaks": result.all_leaks,
+        "breach_notification": breach_notification(
+            result.all_leaks, result.aware_at, measures_taken=result.measures_taken),
+        "timeline": list(result.timeline),
+        "link_redemptions": list(result.link_redemptions),
+        "run": {"started_at": result.started_at, "finished_at": result.finished_at,
+                "duration_seconds": duration, **result.run_info},
+    }
+
+
+def report_json(result: RunResult) -> str:
+    return json.dumps(report_dict(result), indent=2, ensure_ascii=False) + "\n"
+
+
+# -- junit.xml ---------------------------------------------------------------------------
+def junit_xml(result: RunResult) -> bytes:
+    """One testsuite, one testcase per expectation; ``failure`` or ``error`` with the detail."""
+    suite_name = f"overheard.{result.scenario}"
+    failures = sum(1 for e in result.expectations if e.passed is False)
+    errors = sum(1 for e in result.expectations if e.passed is None)
+    report = report_dict(result)
+    root = ET.Element("testsuites", name="overheard", tests=str(len(result.expectations)),
+                      failures=str(failures), errors=str(errors))
+    suite = ET.SubElement(root, "testsuite", name=suite_name,
+                          tests=str(len(result.expectations)), failures=str(failures),
+                          errors=str(errors), skipped="0",
+                          time=str(report["run"]["duration_seconds"] or 0))
+    props = ET.SubElement(suite, "properties")
+    for name, value in (("seed", result.seed), ("verdict", result.verdict)):
+        ET.SubElement(props, "property", name=name, value=str(value))
+    for e in result.expectations:
+        case = ET.SubElement(suite, "testcase", classname=suite_name, name=e.name, time="0")
+        if e.passed is False:
+            ET.SubElement(case, "failure", message=e.detail or "expectation not met",
+                          type="ExpectationFailed").text = e.detail
+        elif e.passed is None:
+            ET.SubElement(case, "error", message=e.detail or "could not be decided",
+                          type="Undecided").text = e.detail
+        elif e.detail:
+            ET.SubElement(case, "system-out").text = e.detail
+    ET.indent(root)
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
+
+
+# -- report.html -------------------------------------------------------------------------
+def _label(household: Any, account: Any) -> str:
+    return str(household or account or "?")
+
+
+def flow_picture(packages: list[dict[str, Any]], leaks: list[dict[str, Any]]
+                 ) -> dict[str, Any]:
+    """Layout of the flow SVG: whose recordings (left) went into whose package (right).
+
+    Each recipient box lists what it received, one line per source; each arrow ends at its
+    line, so no label sits on a curve. Grey: a package's own recordings; red: another
+    household's. Stroke width grows with the log of the count.
+    """
+    flows: dict[tuple[str, str], dict[str, Any]] = {}
+    recipients: list[str] = []
+
+    def add(src: str, dst: str, n: int, kind: str, people: int = 0) -> None:
+        f = flows.setdefault((src, dst), {"n": 0, "people": 0, "kind": kind})
+        f["n"] += n
+        f["people"] = max(f["people"], people)
+
+    for p in packages:
+        dst = _label(p.get("subject_household"), p.get("subject_account"))
+        if dst not in recipients:
+            recipients.append(dst)
+        if p.get("own"):
+            add(dst, dst, int(p["own"]), "own")
+    for lk in leaks:
+        dst = _label(lk.get("to_household"), lk.get("to_account"))
+        if dst not in recipients:
+            recipients.append(dst)
+        n = int(lk.get("recordings") or 0) + int(lk.get("transcript_only") or 0)
+        add(str(lk["from_household"]), dst, n, "foreign", int(lk.get("data_subjects") or 0))
+
+    left_w, right_w, gap, top, mid, line = 230, 300, 24, 44, 240, 20
+    x_left, x_right = 20, 20 + left_w + mid
+
+    # Recipients first: their lines fix where every arrow ends.
+    incoming: dict[str, list[tuple[str, dict[str, Any]]]] = {h: [] for h in recipients}
+    for (src, dst), f in flows.items():
+        incoming[dst].append((src, f))
+    for h in recipients:
+        incoming[h].sort(key=lambda sf: (sf[1]["kind"] != "own", -sf[1]["n"], sf[0]))
+    right_nodes, ends = [], {}
+    y = top
+    for h in recipients:
+        rows = []
+        for i, (src, f) in enumerate(incoming[h]):
+            base = y + 44 + i * line
+            text = (f"own recordings: {f['n']:,}" if f["kind"] == "own" else
+                    f"from {src}: {f['n']:,}" + (f" · {f['people']} people" if f["people"] else ""))
+            rows.append({"text": text, "kind": f["kind"], "y": base})
+            ends[(src, h)] = base - 4
+        if not rows:
+            rows.append({"text": "no recordings", "kind": "none", "y": y + 44})
+        height = 30 + line * len(rows) + 8
+        right_nodes.append({"x": x_right, "y": y, "w": right_w, "h": height, "label": h,
+                            "rows": rows})
+        y += height + gap
+    right_bottom = y - gap
+
+    # Sources in the order of where their arrows land, to keep crossings few.
+    sent: dict[str, int] = {}
+    for (src, _), f in flows.items():
+        sent[src] = sent.get(src, 0) + f["n"]
+    sources = sorted(sent, key=lambda s: (min(e for (a, _), e in ends.items() if a == s), s))
+    left_h = 46
+    block = len(sources) * left_h + max(len(sources) - 1, 0) * gap
+    y = top + max((right_bottom - top - block) / 2, 0)
+    left_nodes, starts = [], {}
+    for src in sources:
+        outs = sorted((e, dst) for (a, dst), e in ends.items() if a == src)
+        for j, (_, dst) in enumerate(outs):
+            starts[(src, dst)] = y + left_h / 2 + (j - (len(outs) - 1) / 2) * 8
+        left_nodes.append({"x": x_left, "y": y, "w": left_w, "h": left_h, "label": src,
+                           "rows": [{"text": f"{sent[src]:,} recording(s) in packages",
+                                     "kind": "none", "y": y + 37}]})
+        y += left_h + gap
+
+    x1, x2 = x_left + left_w, x_right - 2
+    edges = []
+    for (src, dst), f in sorted(flows.items(), key=lambda kv: (kv[1]["kind"] == "foreign",
+                                                                kv[0])):
+        y1, y2 = starts[(src, dst)], ends[(src, dst)]
+        cx = (x1 + x2) / 2
+        edges.append({
+            "d": f"M {x1} {y1:.1f} C {cx:.1f} {y1:.1f}, {cx:.1f} {y2:.1f}, {x2} {y2:.1f}",
+            "kind": f["kind"], "width": round(1.5 + 2.5 * math.log10(f["n"] + 1), 1)})
+    height = max(right_bottom, y - gap) + 20
+    return {"width": x_right + right_w + 20, "height": height,
+            "nodes": left_nodes + right_nodes, "edges": edges,
+            "left_title_x": x_left, "right_title_x": x_right, "mid_x": x1 + mid / 2,
+            "mid_y": top + 20}
+
+
+@functools.cache
+def _environment() -> Environment:
+    env = Environment(loader=PackageLoader("simulator", "templates"),
+                      autoescape=select_autoescape(["html", "xml"], default=True),
+                      trim_blocks=True, lstrip_blocks=True)
+    env.filters["num"] = lambda n: f"{n:,}" if isinstance(n, int) else n
+    return env
+
+
+def render_html(result: RunResult) -> str:
+    report = report_dict(result)
+    samples = [dict(s, from_household=lk["from_household"],
+                    to=_label(lk.get("to_household"), lk.get("to_account")))
+               for lk in report["leaks"] for s in lk.get("samples", [])][:12]
+    return _environment().get_template("report.html").render(
+        r=report, flow=flow_picture(result.packages, report["leaks"]), samples=samples,
+        leaked=sum(int(lk.get("recordings") or 0) for lk in report["leaks"]))
+
+
+def write_reports(result: RunResult, out_dir: Path) -> dict[str, Path]:
+    """Write report.json, junit.xml and report.html into ``out_dir``; return their paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out_dir / "report.json", "junit": out_dir / "junit.xml",
+             "html": out_dir / "report.html"}
+    paths["json"].write_text(report_json(result), encoding="utf-8")
+    paths["junit"].write_bytes(junit_xml(result))
+    paths["html"].write_text(render_html(result), encoding="utf-8")
+    return paths
+
+
+# -- the summary -------------------------------------------------------------------------
+def _capped(lines: list[str], indent: str = "  ") -> list[str]:
+    out = [indent + line for line in lines[:SUMMARY_LIST_CAP]]
+    if len(lines) > SUMMARY_LIST_CAP:
+        out.append(f"{indent}… and {len(lines) - SUMMARY_LIST_CAP} more (see report.html)")
+    return out
+
+
+def summary_text(result: RunResult) -> str:
+    """One screen for the terminal: verdict, expectations, packages, leaks, Art. 33/34."""
+    mark = {True: "[ok]  ", False: "[FAIL]", None: "[??]  "}
+    held = sum(1 for e in result.expectations if e.passed)
+    lines = [f"{result.verdict.upper()}  {result.scenario} (seed {result.seed})",
+             f"expectations: {held} of {len(result.expectations)} held"]
+    lines += _capped([f"{mark[e.passed]} {e.name}" + (f": {e.detail}" if e.detail else "")
+                      for e in result.expectations])
+    if result.packages:
+        lines.append("packages:")
+        lines += _capped([
+            f"{p.get('request_id')} for {_label(p.get('subject_household'), p.get('subject_account'))}: "
+            f"{p.get('files', 0):,} files, own {p.get('own', 0):,}, foreign "
+            + (", ".join(f"{h} {n:,}" for h, n in sorted(p.get("foreign", {}).items())) or "0")
+            + f", missing {p.get('missing', 0):,}, corrupt {p.get('corrupt', 0):,}"
+            for p in result.packages])
+    if result.all_leaks:
+        lines.append("leaks:")
+        lines += _capped([
+            f"{lk['from_household']} -> {_label(lk.get('to_household'), lk.get('to_account'))}: "
+            f"{lk.get('recordings', 0):,} recordings of {lk.get('data_subjects', 0)} people, "
+            f"{lk.get('first_recorded_at') or '?'} .. {lk.get('last_recorded_at') or '?'}, "
+            f"link {'redeemed' if lk.get('link_redeemed') else 'not redeemed'}"
+            for lk in result.all_leaks])
+        note = breach_notification(result.all_leaks, result.aware_at,
+                                   measures_taken=result.measures_taken)
+        lines.append(f"Art. 33: notify the supervisory authority by {note['deadline'] or '(awareness time unknown)'}"
+                     f"; Art. 34 notice to data subjects: "
+                     f"{'REQUIRED' if note['art34']['required'] else 'not required'}")
+    else:
+        lines.append("leaks: none")
+    return "\n".join(lines)

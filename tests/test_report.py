@@ -1,0 +1,198 @@
+"""Reports: deterministic report.json, junit.xml for CI, report.html for a DPO, the summary."""
+
+from __future__ import annotations
+
+import copy
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from simulator.report import (
+    Expectation,
+    RunResult,
+    breach_notification,
+    junit_xml,
+    render_html,
+    report_dict,
+    report_json,
+    summary_text,
+    write_reports,
+)
+
+EVIL = "<script>alert('overheard')</script> wie wird das Wetter in Erfurt"
+
+
+def leak(redeemed: bool = True, **over: Any) -> dict[str, Any]:
+    base = {
+        "request_id": "req_requester", "from_household": "stranger",
+        "from_account": "acc_stranger", "to_household": "requester",
+        "to_account": "acc_requester", "recordings": 1700, "data_subjects": 2,
+        "first_recorded_at": "2018-06-01T07:00:00Z", "last_recorded_at": "2018-07-30T22:00:00Z",
+        "link_redeemed": redeemed, "transcript_only": 0,
+        "samples": [{"recorded_at": "2018-06-01T07:00:00Z", "speaker": "Klaus",
+                     "transcript": EVIL, "path": "voice/recordings/rec_1.wav"}],
+    }
+    return base | over
+
+
+def package(subject: str, own: int, foreign: dict[str, int],
+            leaks: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"request_id": f"req_{subject}", "subject_household": subject,
+            "subject_account": f"acc_{subject}", "files": own + sum(foreign.values()),
+            "own": own, "foreign": foreign, "missing": 0, "corrupt": 0, "duplicated": 0,
+            "unattributable": 0, "downloaded": True, "foreign_transcripts": {},
+            "manifest": {"readable": True}, "leaks": leaks}
+
+
+def result(redeemed: bool = True, started: str = "2024-01-01T10:00:00Z",
+           finished: str = "2024-01-01T10:00:42Z") -> RunResult:
+    return RunResult(
+        scenario="alexa-2018-misdelivery", seed=2018, verdict="fail",
+        description="two access requests in flight; the operator swaps",
+        expectations=[
+            Expectation("leak(from=stranger, to=requester, recordings=1700)", True,
+                        "1700 recordings of 2 data subjects"),
+            {"name": "no_alert()", "passed": False, "detail": "1 alert: export.ownership_check"},
+            Expectation("link(for=requester, state=revoked)", None, "backend unreachable"),
+        ],
+        packages=[package("requester", 0, {"stranger": 1700}, [leak(redeemed)]),
+                  package("stranger", 1700, {}, [])],
+        timeline=[{"at": "2018-08-01T09:00:00Z", "step": "access_request", "what": "requester asks"},
+                  {"at": "2018-08-02T09:00:00Z", "step": "operator", "what": "swap <b>"}],
+        link_redemptions=[{"at": "2018-08-03T12:00:00Z", "request_id": "req_requester",
+                           "by": "requester", "result": "200, 104 MB"}],
+        aware_at="2018-08-10T15:30:00Z",
+        measures_taken=["download link revoked at 2018-08-10T16:00:00Z"],
+        started_at=started, finished_at=finished, run_info={"out": "/tmp/run-x"})
+
+
+def test_report_json_is_deterministic_apart_from_run() -> None:
+    a = report_json(result())
+    b = report_json(result(started="2025-05-05T00:00:00Z", finished="2025-05-05T00:01:00Z"))
+    assert a != b
+    da, db = json.loads(a), json.loads(b)
+    assert da.pop("run") != db.pop("run")
+    assert da == db
+    # Same bytes with the run key blanked: nothing but "run" differs.
+    blank = {"started_at": None, "finished_at": None, "duration_seconds": None}
+    assert (json.dumps(da | {"run": blank}) == json.dumps(db | {"run": blank}))
+    assert report_json(result()) == a
+    assert list(json.loads(a)) == [
+        "scenario", "description", "seed", "verdict", "expectations", "packages", "leaks",
+        "breach_notification", "timeline", "link_redemptions", "run"]
+    assert json.loads(a)["run"] == {"started_at": "2024-01-01T10:00:00Z",
+                                    "finished_at": "2024-01-01T10:00:42Z",
+                                    "duration_seconds": 42.0, "out": "/tmp/run-x"}
+
+
+def test_report_dict_contract_fields() -> None:
+    d = report_dict(result())
+    assert d["verdict"] == "fail" and d["seed"] == 2018
+    assert d["expectations"][1] == {"name": "no_alert()", "passed": False,
+                                    "detail": "1 alert: export.ownership_check"}
+    assert "leaks" not in d["packages"][0]  # the leaks are listed once, at the top
+    assert d["packages"][0]["foreign"] == {"stranger": 1700}
+    [lk] = d["leaks"]
+    assert (lk["from_household"], lk["to_household"], lk["recordings"], lk["data_subjects"],
+            lk["link_redeemed"]) == ("stranger", "requester", 1700, 2, True)
+    assert d["breach_notification"]["art34"]["required"] is True
+
+
+def test_breach_notification_deadline_and_art34() -> None:
+    note = breach_notification([leak(True)], "2018-08-10T15:30:00Z",
+                               measures_taken=["link revoked"])
+    assert note["required"] is True
+    assert note["deadline"] == "2018-08-13T15:30:00Z"
+    assert note["data_subjects"]["approximate_number"] == 2
+    assert note["records"]["approximate_number"] == 1700
+    assert "1,700" in note["records"]["text"]
+    assert "1,700 voice recording" in note["nature"] and "downloaded" in note["nature"]
+    assert note["measures_taken"] == ["link revoked"]
+    assert note["likely_consequences"] and note["measures_proposed"]
+    assert note["art34"]["required"] is True and note["art34"]["data_subjects"] == 2
+
+    unredeemed = breach_notification([leak(False)], "2018-08-10T15:30:00+02:00")
+    assert unredeemed["required"] is True and unredeemed["art34"]["required"] is False
+    assert unredeemed["deadline"] == "2018-08-13T13:30:00Z"
+
+    # One household leaked into two packages: still the same two people.
+    twice = breach_notification([leak(), leak(to_household="other", recordings=5)], None)
+    assert twice["data_subjects"]["approximate_number"] == 2
+    assert twice["records"]["approximate_number"] == 1705
+    assert twice["deadline"] is None and twice["recipients"] == ["other", "requester"]
+
+    none = breach_notification([], "2018-08-10T15:30:00Z")
+    assert none["required"] is False and none["art34"]["required"] is False
+
+
+def test_junit_one_testcase_per_expectation(tmp_path: Path) -> None:
+    root = ET.fromstring(junit_xml(result()))
+    cases = root.findall("./testsuite/testcase")
+    assert [c.get("name") for c in cases] == [e.name for e in result().expectations]
+    assert cases[0].find("failure") is None and cases[0].find("error") is None
+    failure = cases[1].find("failure")
+    assert failure is not None and failure.text == "1 alert: export.ownership_check"
+    error = cases[2].find("error")
+    assert error is not None and error.get("message") == "backend unreachable"
+    suite = root.find("testsuite")
+    assert suite is not None
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("3", "1", "1")
+
+
+def test_html_has_flow_escaped_transcripts_and_the_notification() -> None:
+    html = render_html(result())
+    assert '<svg id="flow"' in html
+    assert 'class="edge foreign"' in html and 'class="edge own"' in html
+    assert "from stranger: 1,700 · 2 people" in html
+    # Transcripts are data, never markup.
+    assert "<script>alert" not in html
+    assert "&lt;script&gt;alert(&#39;overheard&#39;)&lt;/script&gt;" in html
+    assert "swap &lt;b&gt;" in html
+    assert 'id="art33"' in html and "Nature of the breach" in html
+    assert "2018-08-13T15:30:00Z" in html  # 72 h after awareness
+    assert "REQUIRED for 2 data subject(s)" in html
+    assert "download link revoked at 2018-08-10T16:00:00Z" in html
+    assert "200, 104 MB" in html  # the link redemption
+
+    calm = render_html(result(redeemed=False))
+    assert 'class="art34 no"' in calm and "REQUIRED" not in calm
+
+
+def test_html_for_a_clean_run() -> None:
+    clean = RunResult(scenario="baseline-clean", seed=1, verdict="pass",
+                      expectations=[Expectation("no_leak()", True, "")],
+                      packages=[package("requester", 0, {}, []), package("alpha", 12, {}, [])])
+    html = render_html(clean)
+    assert 'class="banner pass"' in html and "No notification is needed" in html
+    assert 'class="edge foreign"' not in html and "own recordings: 12" in html
+    assert report_dict(clean)["breach_notification"]["required"] is False
+
+
+def test_summary_fits_one_screen() -> None:
+    big = copy.deepcopy(result())
+    big.expectations = big.expectations * 10
+    text = summary_text(big)
+    lines = text.splitlines()
+    assert len(lines) <= 24
+    assert lines[0] == "FAIL  alexa-2018-misdelivery (seed 2018)"
+    assert "stranger -> requester: 1,700 recordings of 2 people" in text
+    assert "2018-08-13T15:30:00Z" in text and "Art. 34 notice to data subjects: REQUIRED" in text
+    assert "… and 25 more" in text
+
+
+def test_write_reports(tmp_path: Path) -> None:
+    paths = write_reports(result(), tmp_path / "run")
+    assert sorted(p.name for p in paths.values()) == ["junit.xml", "report.html", "report.json"]
+    assert json.loads(paths["json"].read_text())["scenario"] == "alexa-2018-misdelivery"
+    ET.parse(paths["junit"])
+    assert paths["html"].read_text().startswith("<!doctype html>")
+
+
+@pytest.mark.parametrize("verdict", ["pass", "fail", "unknown"])
+def test_banner_shows_the_verdict(verdict: str) -> None:
+    r = result()
+    r.verdict = verdict  # type: ignore[assignment]
+    assert f'class="banner {verdict}"' in render_html(r)
