@@ -41,7 +41,7 @@ def _register() -> None:
         ("simulator.runner", "scenarios"),
         ("simulator.audit", "audit"),
         ("simulator.commands", "audit_log"),
-        ("simulator.commands", "faults"),
+        ("simulator.catalog", "faults"),
     ):
         try:
             mod = importlib.import_module(module)

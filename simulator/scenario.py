@@ -1,0 +1,371 @@
+"""Scenario files (TOML): parsed by pydantic into typed objects, unknown keys are errors.
+
+A scenario names a seed, a world (locale, background households, named households that
+steps refer to), faults and guards for the backend, a timeline of steps and the
+expectations the auditor's findings are checked against. Every problem is reported as a
+:class:`ScenarioError` naming the file, the key and what was expected; the JSON Schema of the
+format (``overheard scenarios --schema``) is generated from the same models.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from backend.faults import FAULTS, GUARDS
+
+LOCALES = ("de_DE", "fr_FR", "en_US", "en_GB")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?\s*$")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, None: 1}
+
+
+class ScenarioError(Exception):
+    """A scenario file that cannot be run: names the file, the key and the problem."""
+
+
+def parse_duration(value: str | int | float) -> float:
+    """``"3d"``, ``"90m"``, ``"36h"``, ``"2w"`` or a number of seconds -> seconds."""
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return float(value)
+    m = _DURATION.match(value)
+    if not m:
+        raise ValueError(f"{value!r} is not a duration like '30s', '90m', '36h', '3d' or '2w'")
+    return float(m.group(1)) * _UNIT[m.group(2)]
+
+
+Duration = Annotated[str | int | float, Field(description="seconds, or a number with s/m/h/d/w")]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class World(Model):
+    """The population beyond the named households."""
+
+    locale: Literal["de_DE", "fr_FR", "en_US", "en_GB"] = "de_DE"
+    background_households: int = Field(0, ge=0, le=5000)
+    start: datetime = Field(datetime(2018, 6, 1, tzinfo=UTC),
+                            description="simulated start of the world's clock (RFC 3339)")
+    recordings_per_day: float = Field(12.0, gt=0, le=500,
+                                      description="mean utterances per household per day")
+
+    @field_validator("start")
+    @classmethod
+    def _aware(cls, v: datetime) -> datetime:
+        if v.tzinfo is None:
+            raise ValueError("start needs a time zone, e.g. 2018-06-01T00:00:00Z")
+        return v.astimezone(UTC)
+
+
+class Household(Model):
+    """A household the steps and expectations refer to by ``key``."""
+
+    key: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,39}$")
+    members: int = Field(1, ge=1, le=12)
+    devices: int = Field(1, ge=0, le=20)
+    recordings: int | None = Field(None, ge=0, le=100_000,
+                                   description="exact recordings over the traffic; default from the rate")
+    locale: Literal["de_DE", "fr_FR", "en_US", "en_GB"] | None = None
+    name: str | None = Field(None, description="account holder's name (default: from Faker)")
+    email: str | None = Field(None, description="account holder's email (default: from Faker)")
+    lookalike_of: str | None = Field(
+        None, description="key of a household whose holder's name this one shares (search look-alike)")
+
+
+class BackendSettings(Model):
+    """How the embedded backend is configured for the run."""
+
+    manual_review: list[Literal["access", "erasure"]] = Field(default_factory=list)
+    link_ttl: Duration = "5d"
+    export_workers: int = Field(2, ge=1, le=16)
+
+    @field_validator("link_ttl")
+    @classmethod
+    def _ttl(cls, v: Duration) -> Duration:
+        parse_duration(v)
+        return v
+
+
+# -- steps -------------------------------------------------------------------------------
+class _Step(Model):
+    at: Duration | None = Field(None, description="advance the clock by this much before the step")
+
+
+class Traffic(_Step):
+    do: Literal["traffic"]
+    days: float = Field(7, gt=0, le=3650)
+    households: list[str] | None = Field(None, description="default: every household with devices")
+
+
+class RegisterDevice(_Step):
+    do: Literal["register_device"]
+    household: str
+    serial: str | None = Field(None, description="reuse this serial (e.g. another household's): a collision")
+    model: str = "Echo Dot"
+    room: str = "kitchen"
+
+
+class TransferDevice(_Step):
+    do: Literal["transfer_device"]
+    household: str = Field(description="current owner")
+    to: str = Field(description="new owner (resale)")
+    device: int = Field(0, ge=0, description="index of the seller's device")
+
+
+class AccessRequest(_Step):
+    do: Literal["access_request"]
+    by: str | list[str]
+    via: Literal["account", "email"] = "account"
+    email_of: str | None = Field(None, description="name this household's email in the form (impersonation)")
+    email: str | None = Field(None, description="type this address into the form")
+
+
+class ErasureRequest(_Step):
+    do: Literal["erasure_request"]
+    by: str | list[str]
+    via: Literal["account", "email"] = "account"
+
+
+class Operator(_Step):
+    do: Literal["operator"]
+    name: str = "Operator A"
+    action: Literal["process", "deny"] = "process"
+    reason: Literal["no_match", "insuf_verification", "suspected_fraud", "too_many_requests"] | None = None
+    second: str | None = Field(None, description="a second operator who confirms held assignments")
+
+
+class Download(_Step):
+    do: Literal["download"]
+    by: str
+    link_of: str | None = Field(None, description="use this household's link (a forwarded or guessed link)")
+    guess_next: bool = Field(False, description="try the neighbouring link token (enumeration)")
+
+
+class AdvanceClock(_Step):
+    do: Literal["advance_clock"]
+    by: Duration
+
+
+class Revoke(_Step):
+    do: Literal["revoke"]
+    link_of: str | None = Field(None, description="whose link; default: every active link")
+    after: Duration | None = None
+
+
+class WaitRequests(_Step):
+    do: Literal["wait"]
+
+
+Step = Annotated[
+    Traffic | RegisterDevice | TransferDevice | AccessRequest | ErasureRequest | Operator
+    | Download | AdvanceClock | Revoke | WaitRequests,
+    Field(discriminator="do"),
+]
+
+
+# -- expectations ------------------------------------------------------------------------
+class LeakExpect(Model):
+    from_: str = Field(alias="from")
+    to: str
+    recordings: int | None = Field(None, ge=0)
+    data_subjects: int | None = Field(None, ge=0)
+    min_recordings: int | None = Field(None, ge=0)
+
+
+class NoLeakExpect(Model):
+    to: str | None = None
+    from_: str | None = Field(None, alias="from")
+
+
+class ForHousehold(Model):
+    for_: str = Field(alias="for")
+
+
+class LinkExpect(Model):
+    for_: str = Field(alias="for")
+    state: Literal["active", "expired", "revoked", "used"]
+
+
+class RedeemedExpect(Model):
+    by: str
+    redeemed: bool = True
+
+
+class AlertExpect(Model):
+    guard: str
+    count: int | None = Field(None, ge=0)
+
+
+class StatusExpect(Model):
+    for_: str = Field(alias="for")
+    status: str
+    reason: str | None = None
+
+
+class Expect(Model):
+    """Exactly one of the keys per ``[[expect]]``."""
+
+    leak: LeakExpect | None = None
+    no_leak: bool | NoLeakExpect | None = None
+    complete: ForHousehold | None = None
+    link: LinkExpect | None = None
+    link_redeemed: RedeemedExpect | None = None
+    alert: AlertExpect | None = None
+    no_alert: bool | None = None
+    erased: str | None = Field(None, description="household whose data must be gone")
+    request: StatusExpect | None = None
+    art34: bool | None = Field(None, description="whether Art. 34 notice to data subjects is owed")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Expect:
+        set_keys = [k for k in type(self).model_fields if getattr(self, k) is not None]
+        if len(set_keys) != 1:
+            raise ValueError(
+                f"each [[expect]] takes exactly one of {', '.join(type(self).model_fields)}; got "
+                f"{', '.join(set_keys) or 'none'}")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in type(self).model_fields if getattr(self, k) is not None)
+
+    def describe(self) -> str:
+        value = getattr(self, self.kind)
+        if isinstance(value, BaseModel):
+            parts = [f"{k.rstrip('_')}={v}" for k, v in value.model_dump().items() if v is not None]
+            return f"{self.kind}({', '.join(parts)})"
+        return f"{self.kind}({value})"
+
+
+class Scenario(Model):
+    """One scenario file."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,79}$")
+    description: str = ""
+    seed: int = Field(0, ge=0, le=2**63 - 1)
+    world: World = World()
+    household: list[Household] = Field(default_factory=list)
+    backend: BackendSettings = BackendSettings()
+    faults: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    guards: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    step: list[Step] = Field(default_factory=list)
+    expect: list[Expect] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _references(self) -> Scenario:
+        keys = [h.key for h in self.household]
+        dupes = {k for k in keys if keys.count(k) > 1}
+        if dupes:
+            raise ValueError(f"household keys must be unique; repeated: {sorted(dupes)}")
+        known = set(keys)
+
+        def check(where: str, key: str | None) -> None:
+            if key is not None and key not in known:
+                raise ValueError(f"{where}: unknown household {key!r} (known: {', '.join(keys) or 'none'})")
+
+        for name in self.faults:
+            if name not in FAULTS:
+                raise ValueError(f"faults: unknown fault {name!r} (known: {', '.join(FAULTS)})")
+            unknown = set(self.faults[name]) - set(FAULTS[name].params)
+            if unknown:
+                raise ValueError(f"faults.{name}: unknown parameter(s) {sorted(unknown)}")
+        for name in self.guards:
+            if name not in GUARDS:
+                raise ValueError(f"guards: unknown guard {name!r} (known: {', '.join(GUARDS)})")
+        for h in self.household:
+            check(f"household[{h.key}].lookalike_of", h.lookalike_of)
+        for i, st in enumerate(self.step):
+            where = f"step[{i}] ({st.do})"
+            for field_name in ("household", "to", "email_of", "link_of"):
+                check(f"{where}.{field_name}", getattr(st, field_name, None))
+            by = getattr(st, "by", None)
+            if isinstance(st, AccessRequest | ErasureRequest | Download):
+                for k in [by] if isinstance(by, str) else by:
+                    check(f"{where}.by", k)
+            if isinstance(st, Traffic):
+                for k in st.households or []:
+                    check(f"{where}.households", k)
+        for i, ex in enumerate(self.expect):
+            where = f"expect[{i}].{ex.kind}"
+            v = getattr(ex, ex.kind)
+            for attr in ("from_", "to", "for_", "by"):
+                check(where + "." + attr.rstrip("_"), getattr(v, attr, None))
+            if ex.kind == "erased":
+                check(where, v)
+            if ex.kind == "alert" and v.guard not in GUARDS:
+                raise ValueError(f"{where}.guard: unknown guard {v.guard!r}")
+        return self
+
+    def household_by_key(self, key: str) -> Household:
+        return next(h for h in self.household if h.key == key)
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    for p in loc:
+        if isinstance(p, int):
+            parts[-1:] = [f"{parts[-1]}[{p}]"] if parts else [f"[{p}]"]
+        elif p in {"traffic", "register_device", "transfer_device", "access_request",
+                   "erasure_request", "operator", "download", "advance_clock", "revoke", "wait"}:
+            continue  # the discriminator's tag says nothing the index doesn't
+        else:
+            parts.append(str(p).rstrip("_"))
+    return ".".join(parts) or "(top level)"
+
+
+def load_scenario(path: Path | str, *, seed: int | None = None) -> Scenario:
+    """Read and validate a scenario file; ``seed`` overrides the file's."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ScenarioError(f"{path}: no such file") from None
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"{path}: not valid TOML: {exc}") from None
+    if seed is not None:
+        raw["seed"] = seed
+    try:
+        return Scenario.model_validate(raw)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors()[:5]:
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key"
+            elif err["type"] == "union_tag_invalid":
+                msg = f"unknown step kind {err['ctx'].get('tag')!r}; expected one of {err['ctx']['expected_tags']}"
+            lines.append(f"{path}: {_loc(err['loc'])}: {msg}")
+        more = len(exc.errors()) - 5
+        if more > 0:
+            lines.append(f"{path}: ... and {more} more problem(s)")
+        raise ScenarioError("\n".join(lines)) from None
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of the scenario format, generated from the models above."""
+    schema = Scenario.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "overheard scenario"
+    return schema
+
+
+def bundled_dir() -> Path:
+    """Where the bundled scenarios live (the repo's fixtures/scenarios)."""
+    return Path(__file__).resolve().parent.parent / "fixtures" / "scenarios"
