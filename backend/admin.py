@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-from typing import Any, TypeVar
+import re
+from typing import Annotated, Any, Literal, TypeVar, Union
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from backend import auditlog
 from backend.auth import require
-from backend.errors import BadRequest
+from backend.errors import BadRequest, RequestTimeout
+from backend.faults import FAULTS as FAULT_SPECS
+from backend.faults import GUARDS as GUARD_SPECS
+from backend.faults import Spec
 from backend.ids import new_token, token_hash
-from backend.keys import CLOCK, FAULTS, IDS, STORE
+from backend.keys import CLOCK, CONFIG, FAULTS, IDS, STORE
+from backend.openapi import document
 
 routes = web.RouteTableDef()
 M = TypeVar("M", bound=BaseModel)
@@ -21,15 +27,24 @@ M = TypeVar("M", bound=BaseModel)
 class Strict(BaseModel):
     """Base for request bodies: unknown keys are an error."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+    # Strict: JSON ``0`` is not ``false`` and ``false`` is not ``0.0``; a body means what the
+    # spec says or it is refused.
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, strict=True)
 
 
 async def parse_body(request: web.Request, model: type[M]) -> M:
     """Read a JSON body into ``model``; every problem becomes a 400 naming the field."""
     try:
-        raw = await request.json()
+        # A client that trickles its body must not hold a handler forever (slowloris).
+        async with asyncio.timeout(request.app[CONFIG].body_timeout):
+            raw = await request.json()
+    except TimeoutError:
+        raise RequestTimeout("the request body did not arrive in time",
+                             code="body_timeout") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BadRequest(f"body is not valid JSON: {exc}", code="malformed_json") from None
+    except RecursionError:  # the stdlib parser recurses per nesting level
+        raise BadRequest("body nests too deeply", code="malformed_json") from None
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
@@ -42,18 +57,68 @@ class OperatorIn(Strict):
     name: str = Field(min_length=1, max_length=200)
 
 
-class SwitchIn(Strict):
-    name: str
-    enabled: bool = True
-    params: dict[str, Any] = Field(default_factory=dict)
+def _switches_model(kind: str, table: dict[str, Spec]) -> type[BaseModel]:
+    """``{"switches": [{"name", "enabled", "params"}]}`` for one catalogue: one variant per
+    entry, so the spec lists the names and each one's parameters, and the handler validates
+    with exactly that schema."""
+    variants: list[type[BaseModel]] = []
+    for name, spec in table.items():
+        title = "".join(w.capitalize() for w in re.split(r"[._]", name))
+        params = create_model(f"{title}Params", __base__=Strict,
+                              **{p: (Any, Field(default=None, description=d))
+                                 for p, d in spec.params.items()})
+        variants.append(create_model(
+            f"{title}Switch", __base__=Strict, __doc__=spec.summary,
+            name=(Literal[name], ...), enabled=(bool, True),
+            params=(params, Field(default_factory=params))))  # type: ignore[call-overload]
+    item = Annotated[Union[tuple(variants)], Field(discriminator="name")]  # type: ignore[valid-type]  # noqa: UP007
+    return create_model(f"{kind.capitalize()}SwitchesIn", __base__=Strict,
+                        switches=(list[item], ...))  # type: ignore[valid-type]
 
 
-class SwitchesIn(Strict):
-    switches: list[SwitchIn]
+SWITCHES_IN = {"fault": _switches_model("fault", FAULT_SPECS),
+               "guard": _switches_model("guard", GUARD_SPECS)}
 
 
 class ClockIn(Strict):
     advance_seconds: float = Field(ge=0, le=10 * 365 * 24 * 3600)
+
+
+_ADMIN = {401: "No or unknown token", 403: "Not admin"}
+_SWITCHES = {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "object"}}}
+_NOW = {"type": "object", "required": ["now"], "properties": {"now": {"type": "string"}}}
+
+document("POST", "/v1/operators", "Create an operator and its token", roles=("admin",),
+         body=OperatorIn, responses={201: "Created", 400: "Invalid body", **_ADMIN},
+         response_schema={"type": "object", "required": ["operator_id", "operator_token"],
+                          "properties": {"operator_id": {"type": "string"},
+                                         "operator_token": {"type": "string"}}},
+         tag="admin")
+for _kind in ("fault", "guard"):
+    document("GET", f"/v1/admin/{_kind}s", f"Every {_kind} with its state and parameters",
+             roles=("admin",), responses={200: "OK", **_ADMIN}, response_schema=_SWITCHES,
+             tag="admin")
+    document("PUT", f"/v1/admin/{_kind}s", f"Switch {_kind}s on or off (all or none)",
+             roles=("admin",), body=SWITCHES_IN[_kind],
+             responses={200: "OK", 400: f"Invalid body or unknown {_kind}", **_ADMIN},
+             response_schema=_SWITCHES, tag="admin")
+document("POST", "/v1/admin/clock", "Advance the simulated clock", roles=("admin",), body=ClockIn,
+         responses={200: "OK", 400: "Invalid body", **_ADMIN}, response_schema=_NOW, tag="admin")
+document("GET", "/v1/admin/clock", "The simulated clock", roles=("admin",),
+         responses={200: "OK", **_ADMIN}, response_schema=_NOW, tag="admin")
+document("GET", "/v1/admin/audit", "The hash-chained audit log (verify=1 checks the chain)",
+         roles=("admin",), query=(("after", "integer", False, {"minimum": 0, "maximum": 2**62}),
+                                  ("limit", "integer", False, {"minimum": 1, "maximum": 5000}),
+                                  ("verify", "string", False)),
+         responses={200: "OK", 400: "Invalid query", **_ADMIN},
+         response_schema={"type": "object", "required": ["entries"],
+                          "properties": {"entries": {"type": "array"}, "chain": {"type": "object"}}},
+         tag="admin")
+document("GET", "/v1/admin/alerts", "Alerts raised by guards", roles=("admin",),
+         responses={200: "OK", **_ADMIN},
+         response_schema={"type": "object", "required": ["alerts"],
+                          "properties": {"alerts": {"type": "array"}}},
+         tag="admin")
 
 
 @routes.post("/v1/operators")
@@ -87,14 +152,14 @@ def _switch_routes(kind: str) -> None:
     @routes.put(path)
     async def put_switches(request: web.Request) -> web.Response:
         await require(request, "admin")
-        body = await parse_body(request, SwitchesIn)
+        body: Any = await parse_body(request, SWITCHES_IN[kind])
         board = request.app[FAULTS]
-        for sw in body.switches:  # validate all before changing any
-            board.spec(sw.name, kind)
-        for sw in body.switches:
-            board.set(sw.name, sw.enabled, sw.params, kind=kind)
+        # Validated as a whole above: either every switch changes or none does.
+        changed = [{"name": sw.name, "enabled": sw.enabled,
+                    "params": sw.params.model_dump(exclude_unset=True)} for sw in body.switches]
+        for sw in changed:
+            board.set(sw["name"], sw["enabled"], sw["params"], kind=kind)
         now = request.app[CLOCK].iso()
-        changed = [sw.model_dump() for sw in body.switches]
         await request.app[STORE].write(lambda db: auditlog.append(
             db, at=now, actor="admin", action=f"{kind}s.changed", detail={"switches": changed}))
         return web.json_response({f"{kind}s": board.snapshot(kind)})

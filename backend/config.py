@@ -37,6 +37,11 @@ class Config:
     """Largest binary frame on the device stream."""
     ws_idle_timeout: float = 60.0
     """Seconds a device stream may stay silent before it is closed."""
+    keepalive_timeout: float = 75.0
+    """Seconds an HTTP connection may go without a complete request before it is closed
+    (also what a slowloris client gets: aiohttp's timer runs from the connection's start)."""
+    body_timeout: float = 30.0
+    """Seconds a handler waits for a request body to arrive before answering 408."""
     export_workers: int = 2
     """Export jobs built at once."""
     link_ttl_seconds: int = 5 * 24 * 3600
@@ -45,6 +50,21 @@ class Config:
     """Request kinds (``access``, ``erasure``) that wait for an operator."""
     link_secret: bytes = b""
     """HMAC key for download links; empty means random per data dir (kept in ``link-secret``)."""
+    link_bound: bool = False
+    """Download links also need the requester's own token (always on with ``delivery.bound_links``)."""
+    link_single_use: bool = False
+    """A download link works once (always on with ``delivery.bound_links``)."""
+    public_url: str = ""
+    """Base URL put in emailed links; empty means links are paths relative to the server."""
+    code_ttl_seconds: int = 600
+    """How long an emailed verification code works."""
+    code_tries: int = 3
+    """Wrong codes allowed before the request is denied (``insuf_verification``)."""
+    export_attempts: int = 3
+    """Times an export job is started (restarts after a crash included) before it is ``error``."""
+    crash_at: str = ""
+    """Test-only: ``<point>:<n>`` pauses the server at a crash point (:mod:`backend.crashpoints`)
+    so a test can SIGKILL it there; read once from ``OVERHEARD_CRASH_AT``. Empty: off."""
     faults: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Faults switched on at start, with their parameters."""
     guards: dict[str, dict[str, Any]] = field(default_factory=dict)

@@ -8,6 +8,7 @@
     ├── Forbidden            403  known caller, not allowed
     ├── NotFound             404  no such object, or not yours (the two look the same)
     ├── Conflict             409  state does not allow it
+    ├── RequestTimeout       408  the body did not arrive in time
     ├── Gone                 410  existed, expired or revoked
     ├── PayloadTooLarge      413
     └── TooManyRequests      429
@@ -78,6 +79,13 @@ class Conflict(ApiError):
     default_code = "conflict"
 
 
+class RequestTimeout(ApiError):
+    """The request body did not arrive within the configured time (slow or stalled client)."""
+
+    status = 408
+    default_code = "body_timeout"
+
+
 class Gone(ApiError):
     """The object existed but has expired or been revoked."""
 
@@ -107,6 +115,20 @@ def json_error(status: int, code: str, message: str, **extra: object) -> web.Res
     )
 
 
+SECRET_PATH_PREFIXES: set[str] = set()
+"""Paths whose remainder is a secret (a download link token): never logged in clear.
+Route modules add their prefix; the router may refuse such a request (404, 405) before
+any handler could redact it, so the one place that logs paths redacts them."""
+
+
+def loggable_path(request: web.Request) -> str:
+    path = request.path
+    for prefix in SECRET_PATH_PREFIXES:
+        if path.startswith(prefix) and len(path) > len(prefix):
+            return prefix + "<redacted>"
+    return path
+
+
 @web.middleware
 async def error_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -115,8 +137,11 @@ async def error_middleware(
     try:
         return await handler(request)
     except ApiError as exc:
-        log.info("%s %s -> %d %s: %s", request.method, request.path, exc.status, exc.code, exc.message)
-        return json_error(exc.status, exc.code, exc.message, **exc.extra)
+        log.info("%s %s -> %d %s: %s", request.method, loggable_path(request), exc.status, exc.code, exc.message)
+        resp = json_error(exc.status, exc.code, exc.message, **exc.extra)
+        if exc.status == 408:
+            resp.force_close()  # the rest of a stalled body is not worth waiting for
+        return resp
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -125,8 +150,11 @@ async def error_middleware(
             405: "method_not_allowed",
             413: "too_large",
         }.get(exc.status, "http_error")
-        log.info("%s %s -> %d %s", request.method, request.path, exc.status, code)
-        return json_error(exc.status, code, exc.reason or code)
+        log.info("%s %s -> %d %s", request.method, loggable_path(request), exc.status, code)
+        resp = json_error(exc.status, code, exc.reason or code)
+        if "Allow" in exc.headers:  # a 405 must say what is allowed (RFC 9110)
+            resp.headers["Allow"] = exc.headers["Allow"]
+        return resp
     except Exception:
-        log.exception("unhandled error in %s %s", request.method, request.path)
+        log.exception("unhandled error in %s %s", request.method, loggable_path(request))
         return json_error(500, "internal", "internal error; this is a bug in overheard")

@@ -52,10 +52,15 @@ _fault(
     "two requests in flight; the operator attaches B's data to A's package (2018)",
     "export.ownership_check",
     """
-    Two access requests are in the manual-review queue at once. When the operator approves
-    them, the account assignments of the pair are swapped: each package is built from the
-    other requester's data. This is the 2018 case: a German customer received ~1,700
-    recordings of a stranger's household; the company called it "human error".
+    Two access requests wait in the manual-review queue at once. Approving one of them
+    (``backend/privacy/ops.py`` :func:`swap_in_flight`, called from the approve route)
+    attaches the other pending requester's account to it and vice versa, and logs both
+    assignments under the operator's id, as the real mistake would be logged. The export
+    job then builds a faithful package of the wrong account. This is the 2018 Amazon case
+    reported by c't: a German customer who owned no Echo received a link to ~1,700 WAV
+    recordings and transcripts of a stranger couple's household, downloaded them, and the
+    company called it "human error" and "an isolated case". Nothing in the package is
+    corrupt, so only a check of stored owners against the requester catches it.
     """,
     between="two household keys or account ids whose requests get swapped (optional: first two in flight)",
 )
@@ -64,9 +69,13 @@ _fault(
     "account search by name; the operator picks a look-alike",
     "ops.four_eyes",
     """
-    The operator resolves an email-path request by searching accounts by name and assigns
-    the first hit, which is a different person with a similar name. Mirrors DSAR handling
-    studies where staff matched requesters on name alone.
+    An email-path request (the web form) is resolved by name: ``backend/privacy/ops.py``
+    :func:`operator_pick` searches accounts by the requester's surname and settles on the
+    first hit that is not the holder of the verified address, a different customer with
+    the same name, when the operator assigns or approves. The requester receives the
+    namesake's voice history. Mirrors the identity-matching failures that the DSAR-handling
+    studies describe, where staff matched requesters on name (and an address they gave)
+    rather than on the account that proved control of the channel.
     """,
 )
 _fault(
@@ -74,9 +83,13 @@ _fault(
     "selects by devices now bound to the account: a resold device brings its previous owner's recordings",
     "export.ownership_check",
     """
-    The export query selects recordings by ``device_id IN (devices now bound to the
-    account)`` instead of by the recording's own account. A second-hand speaker re-registered
-    to a buyer brings the seller's voice history into the buyer's package.
+    The export query (``backend/privacy/export.py`` :func:`export_where`) selects
+    recordings by ``serial IN (devices now bound to the account)`` instead of by each
+    recording's stored owner. Ingest is correct; but once a second-hand speaker is
+    re-registered to a buyer, the buyer's package carries the seller's whole voice history
+    from that serial. The join looks natural ("the customer's devices' recordings") and
+    passes every test that never resells a device. Second-hand smart speakers are a known
+    privacy hazard in their own right (Giese & Noubir, WiSec 2021, on used Echo Dots).
     """,
 )
 _fault(
@@ -84,19 +97,30 @@ _fault(
     "concurrent jobs share a staging dir keyed by date: packages mix",
     "export.ownership_check",
     """
-    Export jobs stage WAV files in ``staging/<date>/`` instead of a per-job directory and
-    zip whatever the directory holds; two jobs on the same day interleave and each package
-    picks up the other's files. Reproduced deterministically: jobs wait for each other at a
-    barrier before zipping.
+    ``backend/privacy/export.py`` :func:`staging_dir_for` returns ``staging/<date>/``
+    instead of a per-request directory; :func:`stage_shared` writes each recording there as
+    ``<recording_id>.wav`` with a JSON sidecar, and :func:`iter_staged` zips whatever the
+    directory holds, so two jobs of the same day each package the other's files too (with
+    their true stored owners in the manifest). A race on a shared temporary resource
+    (CWE-362, CWE-377). Reproduced by construction, not by luck: jobs meet at a
+    :class:`StagingBarrier` after staging and again after zipping (``jobs`` parties, at most
+    ``export_workers``), so each package is exactly the union of the batch on every run;
+    ``wait_seconds`` only bounds how long a lone job waits.
     """,
+    jobs="how many jobs of a day meet before zipping (default 2, at most export_workers)",
+    wait_seconds="how long a job waits for the others before zipping alone (default 10)",
 )
 _fault(
     "export.cache_key_collision", "export cache",
     "built packages cached by a key without the account",
     "export.ownership_check",
     """
-    Built packages are cached under a key made of request kind and date only; a second
-    access request the same day is served the first requester's cached package.
+    Built packages are cached (``backend/privacy/export.py`` :class:`PackageCache`) under
+    ``<kind>:<date>``, a key without the account: the first access package of the day is
+    served to every later requester that day, who gets the first requester's recordings
+    and none of their own. A cache key missing the user is how Steam's store served
+    account pages, with other users' personal details, to the wrong people at Christmas
+    2015 (CWE-524). Deterministic when the requests are answered one after the other.
     """,
 )
 _fault(
@@ -104,9 +128,13 @@ _fault(
     "device→account binding cached past a re-registration (resold device)",
     "binding.revoke_on_transfer",
     """
-    Ingest caches device→account bindings and does not invalidate the entry when the serial
-    is re-registered to another account, and the old device token keeps working: the
-    buyer's speech lands in the seller's account.
+    Re-registering a serial to a buyer closes the old binding row but leaves the seller's
+    device row and token alive and the ingest cache untouched
+    (``backend/ingest/bindings.py`` :func:`register` and :func:`apply_stale_cache`: the
+    cache remembers the first account seen per serial). Everything the buyer's household
+    says to the resold speaker lands in the seller's voice history, and in the seller's
+    access package: a leak from the buyer to the seller that no export check sees as
+    foreign, because the rows are stored under the seller.
     """,
 )
 _fault(
@@ -114,9 +142,12 @@ _fault(
     "two devices share a serial; both bind to the first account",
     "binding.revoke_on_transfer",
     """
-    Two physical devices carry the same serial (a factory duplicate). Registration looks
-    up the binding by serial and reuses the first account's binding, so the second
-    household's recordings are stored under the first household.
+    Two physical devices carry the same serial (a factory duplicate). Registration
+    (``backend/ingest/bindings.py`` :func:`register`) finds the serial bound and reuses the
+    first account's binding for the new device row, so the second household's recordings
+    are stored under, and exported to, the first household. Identity taken from a
+    hardware identifier that is assumed unique, as with duplicate MAC addresses or serials
+    in cheap device batches.
     """,
 )
 _fault(
@@ -124,9 +155,11 @@ _fault(
     "sequential, non-expiring link tokens not bound to the requester",
     "delivery.bound_links",
     """
-    Download links are sequential numbers without signature or expiry, not bound to the
-    requester: anyone who guesses the neighbouring number downloads another person's
-    package (an IDOR, as in many published data-export bugs).
+    Download links (``backend/privacy/delivery.py`` :func:`mint_link`) are the link's
+    sequence number: unsigned, never expiring, not single-use and not bound to the
+    requester. Anyone who tries the number next to his own downloads another person's
+    package: an insecure direct object reference (CWE-639), the bug behind First American
+    Financial's 2019 exposure of ~885 million documents by sequential ids in URLs.
     """,
 )
 _fault(
@@ -134,8 +167,11 @@ _fault(
     "the link goes to a stale or wrong address",
     "identity.verified_channel",
     """
-    The link email is sent to the address typed into the request form, not the address on
-    file for the subject; a typo or a stale address delivers the link to a stranger.
+    The link email (``backend/privacy/delivery.py`` :func:`route_link`) goes to the
+    contact address typed into the request form (or the ``to`` parameter: a stale address
+    on file) instead of the address on file for the requester. A typo delivers a working
+    link to whoever holds the typed address. Email to the wrong recipient is among the
+    most reported kinds of personal-data breach in the UK ICO's data-security statistics.
     """,
     to="address the link is sent to (optional: the requester-supplied address)",
 )
@@ -144,9 +180,12 @@ _fault(
     "a request naming an email is trusted without a code (impersonation)",
     "identity.verified_channel",
     """
-    A request that names an email is treated as verified without a code sent to that
-    address: whoever knows a victim's name and email obtains the victim's package. Mirrors
-    the published DSAR-abuse studies (e.g. Di Martino et al. 2019; Pavur & Knerr 2019).
+    An emailed request (``backend/privacy/intake.py`` :func:`create_request` /
+    :func:`_file_by_email`) is taken as verified because it names an address an account
+    holds; no code is sent to that address. Whoever knows a victim's name and email files
+    a request and downloads the victim's package with his own requester token. Mirrors the
+    published DSAR-abuse studies: Di Martino et al., SOUPS 2019 (impersonated requests
+    answered with the victims' data) and Pavur & Knerr, Black Hat USA 2019 ("GDPArrrrr").
     """,
 )
 _fault(
@@ -154,9 +193,13 @@ _fault(
     "rows deleted, audio or staged packages left behind",
     "erasure.verify",
     """
-    Erasure deletes the recording rows but leaves audio blobs and already-built packages
-    (and their links) in place; the data remains retrievable after the controller reported
-    it erased.
+    Erasure (``backend/privacy/erasure.py`` :func:`delete_subject_data` with
+    ``partial=True``) deletes the recording rows and their audio but not the access
+    packages already built from them, nor their links: the zip stays in ``packages/``
+    and an old link keeps serving it after the controller reported the data erased
+    (Art. 17). Only a check that looks beyond the recordings table (packages, links, their
+    files, staging) sees it; the run's ``remains`` / ``erased`` expectations search the
+    backend's files, inside zips too, for the household's transcripts.
     """,
 )
 
@@ -164,52 +207,68 @@ _guard(
     "export.ownership_check",
     "any package item whose owner is not the subject: quarantine, alert, request → pending",
     """
-    Before a package is released, every item's stored owner is compared with the request's
-    subject; any mismatch quarantines the package, raises an alert and sends the request
-    back to ``pending`` for review.
+    Before a package is released (``backend/privacy/export.py`` :func:`_release`), every
+    item's stored owner is compared with the requester's own account (the one they proved
+    to hold, whatever an operator attached). Any mismatch: the zip is deleted (or its cache
+    entry dropped), no link is minted, the request goes back to ``pending`` with the
+    assignment reset to the requester's own account, and an alert carries the foreign
+    recordings per account, the assigned account and the manifest digest.
     """,
 )
 _guard(
     "ops.four_eyes",
     "an assignment that differs from the requester's own account needs a second operator",
     """
-    An operator assignment of an account other than the requester's own (or, for the email
-    path, other than the account holding that email) is held until a second operator
-    confirms it.
+    At approval (``backend/privacy/ops.py`` :func:`four_eyes_hold`), a request whose
+    assigned account differs from the requester's own (or, for the email path, from the
+    account holding the verified address) is held (202, still ``pending``) and alerted
+    with both accounts, until a second, different operator approves it.
     """,
 )
 _guard(
     "binding.revoke_on_transfer",
     "re-registration revokes the old binding and tokens at once",
     """
-    Re-registering a serial closes the previous binding, revokes the previous device token
-    and drops cached bindings immediately; a serial already bound elsewhere is refused
-    unless the transfer is explicit.
+    Re-registering a serial (``backend/ingest/bindings.py`` :func:`register`, route in
+    ``backend/accounts.py``) closes the previous binding, retires the previous device row,
+    revokes its tokens and drops cached bindings right after the commit. A serial bound to
+    another account moves only with an explicit ``"transfer": true``; otherwise 409
+    ``serial_in_use`` and an alert naming the accounts. A transfer it carries out is alerted
+    too: serial, from and to accounts, devices retired, tokens revoked, cache entries dropped.
     """,
 )
 _guard(
     "delivery.bound_links",
     "links are HMAC-signed (SHA-256), ≥128-bit, bound to the requester, expire, single-use",
     """
-    Download links carry ≥128 random bits signed with HMAC-SHA256, expire, are single-use
-    and require the requester's own user token as well as the link.
+    Download links (``backend/privacy/delivery.py`` :func:`mint_link`) carry 144 random
+    bits signed with HMAC-SHA256, expire, are single-use and need the requester's own token
+    as well as the link. A probe (a forged or guessed token, a bare sequential number, a
+    valid link without its requester's token) is refused like a missing link and alerted
+    with the caller's account or address, never the token, once per caller and kind per hour.
     """,
 )
 _guard(
     "identity.verified_channel",
     "codes go only to the email on file; 6 digits, 10-minute TTL, 3 tries",
     """
-    Verification codes and download links are sent only to the email on file for the
-    subject account, never to an address typed into the form; codes are 6 digits, live 10
-    minutes and allow 3 tries.
+    Verification codes and download links go only to the address on file for the account,
+    never to an address typed into the form. In intake (``backend/privacy/intake.py``) an
+    emailed request always waits for the code (6 digits, 10 minutes, 3 tries); if the
+    intake would have skipped that check, the request is held for the code and alerted. In
+    delivery (``backend/privacy/delivery.py`` :func:`route_link`) a link about to go to an
+    address not on file goes to the address on file instead, alerted (no address in the
+    alert, since alerts are copied into the append-only audit log).
     """,
 )
 _guard(
     "erasure.verify",
     "erasure is checked: no row, blob or package of the subject remains",
     """
-    After erasure, a check scans recordings, audio, packages, links and staging for the
-    subject; anything left is deleted and reported as an alert before the request completes.
+    After the delete (``backend/privacy/erasure.py`` :func:`erase`), :func:`remaining`
+    counts the subject's recordings, audio, packages holding their recordings, links and
+    package files; anything left is deleted, the WAL checkpointed again, and an alert lists
+    what was left behind before the request completes.
     """,
 )
 

@@ -5,9 +5,18 @@ from __future__ import annotations
 from aiohttp import web
 
 from backend.keys import METRICS, STORE
-from backend.openapi import build_spec
+from backend.openapi import build_spec, document
 
 routes = web.RouteTableDef()
+
+document("GET", "/healthz", "Health: the store answers", roles=("anyone",), tag="meta",
+         response_schema={"type": "object", "required": ["status"], "properties": {
+             "status": {"type": "string", "enum": ["ok", "degraded"]},
+             "writer_queue": {"type": "integer"}}})
+document("GET", "/metrics", "Prometheus text: utterances, bytes, rejects, writer batches",
+         roles=("anyone",), content_type="text/plain", response_schema={"type": "string"},
+         tag="meta")
+document("GET", "/openapi.json", "This OpenAPI document", roles=("anyone",), tag="meta")
 
 
 @routes.get("/healthz")

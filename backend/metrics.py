@@ -38,11 +38,12 @@ class Metrics:
                 lines.append(f"# HELP {name} {self._help.get(name, name)}")
                 lines.append(f"# TYPE {name} counter")
             label_text = ",".join(f'{k}="{_esc(v)}"' for k, v in labels)
-            lines.append(f"{name}{{{label_text}}} {value:g}" if label_text else f"{name} {value:g}")
+            lines.append(f"{name}{{{label_text}}} {_num(value)}" if label_text
+                         else f"{name} {_num(value)}")
         for name, value in sorted((gauges or {}).items()):
             lines.append(f"# HELP {name} {self._help.get(name, name)}")
             lines.append(f"# TYPE {name} gauge")
-            lines.append(f"{name} {value:g}")
+            lines.append(f"{name} {_num(value)}")
         for name, buckets in sorted((histograms or {}).items()):
             lines.append(f"# HELP {name} {self._help.get(name, name)}")
             lines.append(f"# TYPE {name} histogram")
@@ -57,6 +58,11 @@ class Metrics:
             lines.append(f'{name}_bucket{{le="+Inf"}} {running}')
             lines.append(f"{name}_count {running}")
         return "\n".join(lines) + "\n"
+
+
+def _num(value: float) -> str:
+    """Exact: ``%g`` would print a byte counter of 1,234,567,890 as ``1.23457e+09``."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
 def _esc(value: str) -> str:

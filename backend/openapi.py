@@ -30,8 +30,9 @@ class Operation:
     body: type[BaseModel] | None = None
     responses: dict[int, str] = field(default_factory=dict)
     response_schema: dict[str, Any] | None = None
-    query: tuple[tuple[str, str, bool], ...] = ()
-    """(name, JSON type, required) per query parameter."""
+    query: tuple[tuple[Any, ...], ...] = ()
+    """(name, JSON type, required[, extra schema keywords]) per query parameter; the extras
+    (``minimum``, ``maximum``, ``enum``, ``minLength``...) say what the handler accepts."""
     content_type: str = "application/json"
     tag: str = "api"
 
@@ -42,7 +43,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {}
 def document(method: str, path: str, summary: str, *, roles: tuple[str, ...],
              body: type[BaseModel] | None = None, responses: dict[int, str] | None = None,
              response_schema: dict[str, Any] | None = None,
-             query: tuple[tuple[str, str, bool], ...] = (),
+             query: tuple[tuple[Any, ...], ...] = (),
              content_type: str = "application/json", tag: str = "api") -> None:
     """Declare one operation for the spec."""
     OPERATIONS[(method.upper(), path)] = Operation(
@@ -66,13 +67,19 @@ def build_spec(app: web.Application | None = None) -> dict[str, Any]:
             for name in _path_params(path)
         ]
         params += [
-            {"name": n, "in": "query", "required": req, "schema": {"type": t}}
-            for n, t, req in op.query
+            {"name": q[0], "in": "query", "required": q[2],
+             "schema": {"type": q[1], **(q[3] if len(q) > 3 else {})}}
+            for q in op.query
         ]
         if params:
             entry["parameters"] = params
+        responses = dict(op.responses)
         if op.roles and "anyone" not in op.roles and "link" not in op.roles:
             entry["security"] = [{"bearer": []}]
+            # auth.require answers these before any handler logic; every guarded route has them.
+            responses.setdefault(401, "No or unknown bearer token")
+            if set(op.roles) <= {"admin", "operator", "user"}:
+                responses.setdefault(403, "The token's role may not call this")
         if op.body is not None:
             name = op.body.__name__
             schemas[name] = op.body.model_json_schema(ref_template="#/components/schemas/{model}")
@@ -82,7 +89,7 @@ def build_spec(app: web.Application | None = None) -> dict[str, Any]:
                 "required": True,
                 "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}},
             }
-        for status, desc in sorted(op.responses.items()):
+        for status, desc in sorted(responses.items()):
             resp: dict[str, Any] = {"description": desc}
             if status >= 400:
                 resp["content"] = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}

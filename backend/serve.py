@@ -13,12 +13,14 @@ from aiohttp import web
 
 from backend.app import create_app
 from backend.config import Config
+from backend.keys import CONFIG
 
 
 async def serve(config: Config, host: str, port: int, *, ready_line: bool = True) -> None:
     """Serve until SIGINT/SIGTERM; print ``listening on URL`` first once the socket is bound."""
     app = create_app(config)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                           keepalive_timeout=app[CONFIG].keepalive_timeout)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
     await site.start()
@@ -44,7 +46,13 @@ def run(data: Path, host: str, port: int, admin_token: str | None, log_level: st
     logging.basicConfig(level=log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     token = admin_token or os.environ.get("OVERHEARD_ADMIN_TOKEN", "")
-    config = Config(data_dir=data, admin_token=token)
+    # Test-only crash point (backend.crashpoints), read once here; off unless set.
+    crash_at = os.environ.get("OVERHEARD_CRASH_AT", "")
+    if crash_at:
+        from backend.crashpoints import parse
+
+        parse(crash_at)  # a typo must fail the start, not silently never crash
+    config = Config(data_dir=data, admin_token=token, crash_at=crash_at)
     asyncio.run(serve(config, host, port))
 
 

@@ -1,7 +1,178 @@
-"""(being written) voice routes."""
+"""The account holder's voice history: list own recordings, fetch one as WAV, delete one.
 
+Every query is scoped by the caller's account inside SQL, so another account's recording
+and a nonexistent one give the same 404 (nothing reveals that the id exists). Listing is
+keyset-paginated over ``(recorded_at, recording_id)``, oldest first; the cursor is opaque.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import wave
+from typing import Any
+
+import sqlite_utils
 from aiohttp import web
+
+from backend import auditlog
+from backend.auth import require
+from backend.errors import BadRequest, NotFound
+from backend.keys import CLOCK, STORE
+from backend.openapi import document
+
+routes = web.RouteTableDef()
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 500
+
+_RECORDING = {
+    "type": "object",
+    "required": ["recording_id", "device_id", "recorded_at", "duration_ms", "transcript"],
+    "properties": {
+        "recording_id": {"type": "string"}, "device_id": {"type": "string"},
+        "recorded_at": {"type": "string", "format": "date-time"},
+        "duration_ms": {"type": "integer"}, "transcript": {"type": "string"},
+    },
+}
+
+document("GET", "/v1/me/recordings", "Own voice history, oldest first, cursor-paginated",
+         roles=("user",), query=(("limit", "integer", False, {"minimum": 1, "maximum": MAX_LIMIT}),
+                                 ("cursor", "string", False)),
+         responses={200: "A page of recordings", 400: "Bad limit or cursor", 401: "No token",
+                    403: "Not a user token"},
+         response_schema={"type": "object", "required": ["recordings", "next_cursor"],
+                          "properties": {"recordings": {"type": "array", "items": _RECORDING},
+                                         "next_cursor": {"type": ["string", "null"]}}},
+         tag="voice")
+document("GET", "/v1/me/recordings/{recording_id}/audio", "One own recording as a WAV file",
+         roles=("user",), content_type="audio/wav",
+         responses={200: "16 kHz mono s16le WAV", 401: "No token", 403: "Not a user token",
+                    404: "No such recording in this account"},
+         response_schema={"type": "string", "format": "binary"}, tag="voice")
+document("DELETE", "/v1/me/recordings/{recording_id}", "Delete one own recording and its audio",
+         roles=("user",),
+         responses={204: "Deleted", 401: "No token", 403: "Not a user token",
+                    404: "No such recording in this account"},
+         tag="voice")
+
+
+def encode_cursor(recorded_at: str, recording_id: str) -> str:
+    raw = json.dumps([recorded_at, recording_id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[str, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        value = json.loads(raw)
+    except (binascii.Error, ValueError):
+        raise BadRequest("cursor is not one this server issued", code="invalid_cursor") from None
+    if (not isinstance(value, list) or len(value) != 2
+            or not all(isinstance(v, str) for v in value)):
+        raise BadRequest("cursor is not one this server issued", code="invalid_cursor")
+    return value[0], value[1]
+
+
+def _limit(request: web.Request) -> int:
+    raw = request.query.get("limit")
+    if raw is None:
+        return DEFAULT_LIMIT
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest("limit must be an integer", code="invalid_query", field="limit") from None
+    if not 1 <= value <= MAX_LIMIT:
+        raise BadRequest(f"limit must be between 1 and {MAX_LIMIT}", code="invalid_query",
+                         field="limit")
+    return value
+
+
+def pcm_to_wav(pcm: bytes, *, rate: int, width: int, channels: int) -> bytes:
+    """Wrap raw PCM in a RIFF/WAVE header."""
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as out:
+        out.setnchannels(channels)
+        out.setsampwidth(width)
+        out.setframerate(rate)
+        out.writeframes(pcm)
+    return buf.getvalue()
+
+
+@routes.get("/v1/me/recordings")
+async def list_recordings(request: web.Request) -> web.Response:
+    who = await require(request, "user")
+    account_id = who.account_id
+    limit = _limit(request)
+    cursor = request.query.get("cursor")
+    after = decode_cursor(cursor) if cursor else None
+
+    def read(db: sqlite_utils.Database) -> list[dict[str, Any]]:
+        sql = ("SELECT recording_id, device_id, recorded_at, duration_ms, transcript"
+               " FROM recordings WHERE account_id = ?")
+        params: list[Any] = [account_id]
+        if after is not None:
+            sql += " AND (recorded_at, recording_id) > (?, ?)"
+            params += list(after)
+        sql += " ORDER BY recorded_at, recording_id LIMIT ?"
+        params.append(limit + 1)
+        return list(db.query(sql, params))
+
+    rows = await request.app[STORE].read(read)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = encode_cursor(rows[-1]["recorded_at"], rows[-1]["recording_id"]) if more else None
+    return web.json_response({"recordings": rows, "next_cursor": next_cursor})
+
+
+@routes.get("/v1/me/recordings/{recording_id}/audio")
+async def get_audio(request: web.Request) -> web.Response:
+    who = await require(request, "user")
+    recording_id = request.match_info["recording_id"]
+
+    def read(db: sqlite_utils.Database) -> bytes | None:
+        row = db.execute(
+            "SELECT a.pcm, r.rate, r.width, r.channels FROM recordings r"
+            " JOIN audio a ON a.recording_id = r.recording_id"
+            " WHERE r.recording_id = ? AND r.account_id = ?",
+            [recording_id, who.account_id],
+        ).fetchone()
+        if row is None:
+            return None
+        # Built here, in the reader thread, so the event loop never copies audio.
+        return pcm_to_wav(row[0], rate=row[1], width=row[2], channels=row[3])
+
+    body = await request.app[STORE].read(read)
+    if body is None:
+        raise NotFound("no such recording", code="recording_not_found")
+    return web.Response(body=body, content_type="audio/wav", headers={
+        "Content-Disposition": f'attachment; filename="{recording_id}.wav"',
+        "Cache-Control": "no-store",
+    })
+
+
+@routes.delete("/v1/me/recordings/{recording_id}")
+async def delete_recording(request: web.Request) -> web.Response:
+    who = await require(request, "user")
+    recording_id = request.match_info["recording_id"]
+    now = request.app[CLOCK].iso()
+
+    def write(db: sqlite_utils.Database) -> None:
+        owned = db.execute("SELECT 1 FROM recordings WHERE recording_id = ? AND account_id = ?",
+                           [recording_id, who.account_id]).fetchone()
+        if owned is None:
+            raise NotFound("no such recording", code="recording_not_found")
+        # secure_delete is on, so the freed pages are zeroed, not just unlinked.
+        db.execute("DELETE FROM audio WHERE recording_id = ?", [recording_id])
+        db.execute("DELETE FROM recordings WHERE recording_id = ?", [recording_id])
+        auditlog.append(db, at=now, actor=f"user:{who.account_id}", action="recording.deleted",
+                        object_id=recording_id, detail={"account_id": who.account_id})
+
+    await request.app[STORE].write(write)
+    return web.Response(status=204)
 
 
 def setup(app: web.Application) -> None:
-    pass
+    app.router.add_routes(routes)

@@ -32,26 +32,18 @@ def serve(data: Path, host: str, port: int, admin_token: str | None, log_level: 
 
 def _register() -> None:
     """Attach the command families that live in their own modules."""
-    import importlib
+    from simulator.audit import audit
+    from simulator.bench import bench
+    from simulator.catalog import faults
+    from simulator.commands import audit_log
+    from simulator.fleet import simulate
+    from simulator.runner import run, scenarios
 
-    for module, attr in (
-        ("simulator.fleet", "simulate"),
-        ("simulator.bench", "bench"),
-        ("simulator.runner", "run"),
-        ("simulator.runner", "scenarios"),
-        ("simulator.audit", "audit"),
-        ("simulator.commands", "audit_log"),
-        ("simulator.catalog", "faults"),
-    ):
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            continue
-        cmd = getattr(mod, attr, None)
-        if isinstance(cmd, click.Command):
-            main.add_command(cmd)
+    for cmd in (run, scenarios, audit, simulate, bench, faults, audit_log):
+        main.add_command(cmd)
 
 
 _register()
+
+if __name__ == "__main__":
+    main()

@@ -17,6 +17,7 @@ from pathlib import Path
 from aiohttp import web
 
 from backend import Config, create_app
+from backend.keys import CONFIG
 
 
 @dataclass(frozen=True)
@@ -34,13 +35,12 @@ class BackendHandle:
 async def embedded_backend(config: Config) -> AsyncIterator[BackendHandle]:
     """Start ``create_app(config)`` on 127.0.0.1:0 in this loop; stop it on exit."""
     app = create_app(config)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                           keepalive_timeout=app[CONFIG].keepalive_timeout)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    from backend.keys import CONFIG
-
     try:
         yield BackendHandle(f"http://127.0.0.1:{port}", app[CONFIG].admin_token,
                             Path(config.data_dir), app)

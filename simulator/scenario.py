@@ -131,8 +131,19 @@ class AccessRequest(_Step):
     do: Literal["access_request"]
     by: str | list[str]
     via: Literal["account", "email"] = "account"
-    email_of: str | None = Field(None, description="name this household's email in the form (impersonation)")
-    email: str | None = Field(None, description="type this address into the form")
+    email_of: str | None = Field(
+        None, description="name this household's email (and holder's name) in the form (impersonation)")
+    email: str | None = Field(None, description="type this address into the form (the email path)")
+    contact: str | None = Field(
+        None, description="signed in, type this contact address into the form too (a typo or "
+                          "stale address; where a misaddressed link goes)")
+
+    @model_validator(mode="after")
+    def _contact_signed_in(self) -> AccessRequest:
+        if self.contact is not None and (self.via == "email" or self.email or self.email_of):
+            raise ValueError("contact goes with a signed-in request (via = \"account\"), "
+                             "not with email, email_of or via = \"email\"")
+        return self
 
 
 class ErasureRequest(_Step):
@@ -228,6 +239,9 @@ class Expect(Model):
     alert: AlertExpect | None = None
     no_alert: bool | None = None
     erased: str | None = Field(None, description="household whose data must be gone")
+    remains: str | None = Field(
+        None, description="household whose data is still found in the backend's files "
+                          "(an erasure that left data behind)")
     request: StatusExpect | None = None
     art34: bool | None = Field(None, description="whether Art. 34 notice to data subjects is owed")
 
@@ -305,7 +319,7 @@ class Scenario(Model):
             v = getattr(ex, ex.kind)
             for attr in ("from_", "to", "for_", "by"):
                 check(where + "." + attr.rstrip("_"), getattr(v, attr, None))
-            if ex.kind == "erased":
+            if ex.kind in ("erased", "remains"):
                 check(where, v)
             if ex.kind == "alert" and v.guard not in GUARDS:
                 raise ValueError(f"{where}.guard: unknown guard {v.guard!r}")

@@ -55,6 +55,9 @@ def test_2018_scenario_is_faithful() -> None:
         ('name = "x"\n[[household]]\nkey = "a"\n[[household]]\nkey = "a"\n', "repeated: ['a']"),
         ('name = "x"\n[world]\nstart = 2018-06-01T00:00:00\n', "time zone"),
         ('name = \n', "not valid TOML"),
+        ('name = "x"\n[[household]]\nkey = "a"\n[[step]]\ndo = "access_request"\nby = "a"\n'
+         'via = "email"\ncontact = "a@example.org"\n', "contact goes with a signed-in request"),
+        ('name = "x"\n[[expect]]\nremains = "ghost"\n', "unknown household 'ghost'"),
     ],
 )
 def test_bad_files_name_the_file_and_key(tmp_path: Path, text: str, needle: str) -> None:
@@ -82,6 +85,7 @@ def test_durations() -> None:
 def test_json_schema_covers_steps_and_expectations() -> None:
     schema = json_schema()
     text = str(schema)
-    for tag in ("traffic", "transfer_device", "access_request", "operator", "revoke"):
+    for tag in ("traffic", "transfer_device", "access_request", "operator", "revoke",
+                "contact", "remains"):
         assert tag in text
     assert schema["additionalProperties"] is False

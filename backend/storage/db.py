@@ -33,6 +33,9 @@ T = TypeVar("T")
 
 _STOP = object()
 
+PAGE_SIZE = 16384
+"""SQLite page size for new databases, in bytes."""
+
 
 class StoreClosed(RuntimeError):
     """The store was closed; no more reads or writes."""
@@ -68,6 +71,10 @@ def connect(path: Path, *, readonly: bool = False, synchronous: str = "FULL") ->
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA secure_delete = ON")
     if not readonly:
+        # Only takes effect while the file is new (before WAL mode and the first table).
+        # 16 KiB pages put a 2 s utterance (64 KB of PCM) in 4 overflow pages instead of 16;
+        # measured with `overheard bench ingest`: ~1.5x the insert rate of 4 KiB pages.
+        conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
         conn.execute("PRAGMA journal_mode = WAL")
     return sqlite_utils.Database(conn)
 
@@ -211,6 +218,9 @@ class Store:
         self.stats.transactions += 1
         self.stats.writes += len(batch)
         self.stats.observe_batch(len(batch))
+        # One wake-up per event loop per batch, not one per write: at thousands of writes a
+        # second the per-write self-pipe writes cost the loop measurable time.
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
         for (ok, value), (_fn, fut, loop) in zip(outcomes, batch, strict=True):
             if not ok:
                 self.stats.failed_writes += 1
@@ -219,7 +229,12 @@ class Store:
                 box["result" if ok else "error"] = value
                 done.set()
             else:
-                loop.call_soon_threadsafe(_settle, fut, ok, value)
+                by_loop.setdefault(loop, []).append((fut, ok, value))
+        for loop, settled in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle_all, settled)
+            except RuntimeError:  # the caller's loop is closed; nobody is waiting any more
+                log.warning("dropped %d write results for a closed event loop", len(settled))
 
     # -- reads -----------------------------------------------------------------------
     def _reader(self) -> sqlite_utils.Database:
@@ -242,6 +257,11 @@ class Store:
         if self._closed:
             raise StoreClosed("store is closed")
         return self._readers.submit(lambda: fn(self._reader())).result()
+
+
+def _settle_all(settled: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    for fut, ok, value in settled:
+        _settle(fut, ok, value)
 
 
 def _settle(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:

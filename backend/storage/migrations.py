@@ -127,3 +127,107 @@ def m0002_audit_alerts(db: sqlite_utils.Database) -> None:
         )""",
     ):
         db.execute(sql)
+
+
+@migration
+def m0003_privacy(db: sqlite_utils.Database) -> None:
+    for sql in (
+        # One row per data-subject request (Art. 15 access, Art. 17 erasure). Secrets are
+        # kept as keyed digests: the verification code as an HMAC, the requester token as
+        # its SHA-256.
+        """CREATE TABLE privacy_requests (
+            request_id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL CHECK (kind IN ('access', 'erasure')),
+            status TEXT NOT NULL CHECK (status IN ('identity_unverified', 'pending', 'approved',
+                'in_processing', 'complete', 'denied', 'canceled', 'error')),
+            reason TEXT,
+            channel TEXT NOT NULL CHECK (channel IN ('account', 'email')),
+            requester_account_id TEXT,
+            requester_token_sha256 TEXT,
+            contact_email TEXT,
+            contact_name TEXT,
+            matched_account_id TEXT,
+            subject_account_id TEXT,
+            code_hmac TEXT,
+            code_expires_at TEXT,
+            code_tries INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            due_at TEXT NOT NULL,
+            verified_at TEXT,
+            assigned_by TEXT,
+            approved_by TEXT,
+            completed_at TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            total_items INTEGER,
+            package_id TEXT,
+            error TEXT,
+            result TEXT
+        )""",
+        "CREATE INDEX privacy_requests_status ON privacy_requests(status, created_at)",
+        "CREATE INDEX privacy_requests_subject ON privacy_requests(subject_account_id, kind, status)",
+        "CREATE INDEX privacy_requests_requester ON privacy_requests(requester_account_id, kind, status)",
+        # A built access package: the zip lives at packages/<package_id>.zip. ``owners`` is
+        # JSON {account_id: recordings} as stored, so erasure finds every package that holds
+        # a subject's recordings, not only the ones built for them.
+        """CREATE TABLE packages (
+            package_id TEXT PRIMARY KEY,
+            request_id TEXT NOT NULL,
+            account_id TEXT NOT NULL,
+            file_name TEXT NOT NULL,
+            bytes INTEGER NOT NULL,
+            files INTEGER NOT NULL,
+            recordings INTEGER NOT NULL,
+            manifest_sha256 TEXT NOT NULL,
+            owners TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            quarantined_at TEXT
+        )""",
+        "CREATE INDEX packages_account ON packages(account_id)",
+        "CREATE INDEX packages_request ON packages(request_id)",
+        # Download links. The random nonce is kept so the requester can read the link again
+        # from the request status; the link is only valid with the HMAC over it, which needs
+        # the server's link secret (not in this file).
+        """CREATE TABLE links (
+            link_id TEXT PRIMARY KEY,
+            seq INTEGER NOT NULL UNIQUE,
+            nonce TEXT NOT NULL UNIQUE,
+            request_id TEXT NOT NULL,
+            package_id TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('active', 'revoked', 'used')),
+            signed INTEGER NOT NULL,
+            bound_to TEXT,
+            single_use INTEGER NOT NULL,
+            created_at TEXT NOT NULL,
+            expires_at TEXT,
+            revoked_at TEXT,
+            revoked_by TEXT,
+            used_at TEXT,
+            sent_to TEXT NOT NULL
+        )""",
+        "CREATE INDEX links_request ON links(request_id)",
+        "CREATE INDEX links_package ON links(package_id)",
+        # Every attempt to redeem a link, without the token.
+        """CREATE TABLE redemptions (
+            redemption_id INTEGER PRIMARY KEY AUTOINCREMENT,
+            link_id TEXT NOT NULL,
+            at TEXT NOT NULL,
+            outcome TEXT NOT NULL,
+            client_ip TEXT,
+            user_agent TEXT
+        )""",
+        "CREATE INDEX redemptions_link ON redemptions(link_id)",
+        # The simulated mail the backend sent: verification codes, links, notices.
+        """CREATE TABLE outbox (
+            message_id INTEGER PRIMARY KEY AUTOINCREMENT,
+            to_addr TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            body TEXT NOT NULL,
+            sent_at TEXT NOT NULL,
+            request_id TEXT,
+            code TEXT,
+            url TEXT
+        )""",
+        "CREATE INDEX outbox_to ON outbox(to_addr COLLATE NOCASE, message_id)",
+    ):
+        db.execute(sql)

@@ -1,0 +1,427 @@
+"""``GET /v1/device/stream``: one WebSocket per device, utterances in, acknowledgements out.
+
+The upgrade is refused (401) unless it carries a live device token; the account is the
+token's binding (:mod:`backend.ingest.bindings`). On the stream a device sends
+``utterance.start``, binary PCM chunks, ``utterance.end``; the server stores metadata and
+audio in ONE ``store.write`` and answers ``utterance.stored`` only when that write has
+committed. Responses go out in the order the utterances ended, from one sender task per
+connection, so a device may send its next utterance before the previous ack arrives
+(at most ``MAX_IN_FLIGHT`` writes are pending per connection; beyond that the reader waits).
+
+Recoverable mistakes get an ``error`` frame and the broken utterance is discarded; the
+connection stays open. After an error inside an utterance the rest of it (chunks, its end)
+is dropped silently, so every utterance gets exactly one answer. Rules:
+
+- a bad ``utterance.start`` (``invalid_uuid``, ``unsupported_format``, ``invalid_field``):
+  the utterance is refused; an utterance still open is discarded with ``start_before_end``;
+- ``utterance.start`` while one is open: ``start_before_end`` for the open one, which is
+  discarded; the new one begins;
+- binary with nothing open: ``binary_before_start`` (once; chunks up to the next start or
+  end are dropped);
+- a chunk over ``max_frame_bytes`` (``frame_too_large``), of odd length (``odd_byte_count``)
+  or past ``max_utterance_seconds`` (``utterance_too_long``): the open utterance is discarded;
+- ``utterance.end`` with nothing open, or naming another utterance: ``end_without_start``
+  (the open one, if any, is discarded); a bad end (``transcript_too_long``, ``invalid_text``,
+  ``invalid_field``): the open utterance is discarded;
+- ``malformed_json``, ``unknown_type``: the open utterance, if any, is discarded.
+
+Frames larger than the WebSocket message limit (4 × ``max_frame_bytes``) cannot be read at
+all and close the connection (1009). A device whose token is revoked while it streams gets
+``device_revoked`` and the connection is closed (1008); nothing more is stored from it. An
+``utterance_id`` already stored under another account is ``utterance_conflict``; a stream
+silent for ``ws_idle_timeout`` seconds gets ``idle_timeout`` and is closed (1001).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlite_utils
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from backend.auth import bearer
+from backend.crashpoints import reach
+from backend.errors import BadRequest, Unauthorized
+from backend.ingest.bindings import Binding, lookup_device, resolve
+from backend.ingest.protocol import (
+    BYTES_PER_SECOND,
+    ErrorMessage,
+    ProtocolError,
+    UtteranceEnd,
+    UtteranceStart,
+    UtteranceStored,
+    parse_frame,
+)
+from backend.keys import CLOCK, CONFIG, IDS, METRICS, STATE, STORE
+from backend.storage import StoreClosed
+
+log = logging.getLogger("overheard.ingest")
+
+MAX_IN_FLIGHT = 32
+"""Most unacknowledged writes per connection before the server stops reading from it."""
+
+_SESSIONS_KEY = "ingest.sessions"
+
+
+class StoreRefused(Exception):
+    """Raised inside the write when the recording must not be stored; nothing was written."""
+
+    def __init__(self, code: str, message: str, *, fatal: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.fatal = fatal
+
+
+@dataclass
+class OpenUtterance:
+    """An utterance between start and end: its audio so far and the running digest."""
+
+    start: UtteranceStart
+    chunks: list[bytes] = field(default_factory=list)
+    size: int = 0
+    sha: Any = field(default_factory=hashlib.sha256)
+
+
+@dataclass(frozen=True)
+class PendingWrite:
+    """A queued store write and what its answer needs."""
+
+    future: asyncio.Future[tuple[str, bool]]
+    utterance_id: str
+    size: int
+
+
+Response = str | PendingWrite
+"""A ready error frame, or a write whose outcome decides the frame."""
+
+
+@dataclass(frozen=True)
+class RecordingRow:
+    """Everything one store write needs; built on the loop, written in the writer thread."""
+
+    recording_id: str
+    utterance_id: str
+    binding: Binding
+    recorded_at: str
+    stored_at: str
+    transcript: str
+    locale: str
+    pcm: bytes
+    pcm_sha256: str
+
+
+def store_recording(db: sqlite_utils.Database, rec: RecordingRow) -> tuple[str, bool]:
+    """Insert metadata and audio in one write; ``(recording_id, duplicate)``."""
+    hit = db.execute(
+        "SELECT recording_id, account_id FROM recordings WHERE utterance_id = ?",
+        [rec.utterance_id],
+    ).fetchone()
+    binding = rec.binding
+    account_id, device_id = binding.account_id, binding.device_id
+    if not binding.stale:
+        # The tables decide, inside this transaction: a token revoked by a re-registration
+        # that committed a moment ago cannot store one more recording.
+        live = lookup_device(db, binding.token_sha256)
+        if live is None:
+            if hit is not None and hit[1] == account_id:
+                return hit[0], True  # a retry of something stored before the revocation
+            raise StoreRefused("device_revoked", "this device's token was revoked", fatal=True)
+        account_id, device_id = live.account_id, live.device_id
+    if hit is not None:
+        if hit[1] != account_id:
+            raise StoreRefused("utterance_conflict",
+                               "utterance_id is already used by another account's recording")
+        return hit[0], True
+    size = len(rec.pcm)
+    db.execute(
+        "INSERT INTO recordings (recording_id, utterance_id, account_id, device_id, serial,"
+        " recorded_at, stored_at, duration_ms, transcript, locale, rate, width, channels,"
+        " pcm_bytes, pcm_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 16000, 2, 1, ?, ?)",
+        [rec.recording_id, rec.utterance_id, account_id, device_id, binding.serial,
+         rec.recorded_at, rec.stored_at, size * 1000 // BYTES_PER_SECOND, rec.transcript,
+         rec.locale, size, rec.pcm_sha256],
+    )
+    db.execute("INSERT INTO audio (recording_id, pcm) VALUES (?, ?)", [rec.recording_id, rec.pcm])
+    return rec.recording_id, False
+
+
+class Session:
+    """One device connection: the utterance state machine and the ordered response sender."""
+
+    def __init__(self, app: web.Application, ws: web.WebSocketResponse, binding: Binding) -> None:
+        config = app[CONFIG]
+        self.config = config
+        self.ws = ws
+        self.binding = binding
+        self.store = app[STORE]
+        self.metrics = app[METRICS]
+        self.clock = app[CLOCK]
+        self.ids = app[IDS]
+        self.max_frame = config.max_frame_bytes
+        self.max_bytes = int(config.max_utterance_seconds * BYTES_PER_SECOND)
+        self.max_transcript = config.max_transcript_bytes
+        self.idle_timeout = config.ws_idle_timeout
+        self.open: OpenUtterance | None = None
+        self.skipping = False
+        """Inside a refused utterance: drop its chunks and its end without answering."""
+        self.skip_id: str | None = None
+        self.responses: asyncio.Queue[Response | None] = asyncio.Queue()
+        self.in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self.loop = asyncio.get_running_loop()
+        self.last_activity = self.loop.time()
+
+    # -- the loop ---------------------------------------------------------------------
+    async def run(self) -> None:
+        sender = asyncio.create_task(self._send_responses())
+        watchdog = asyncio.create_task(self._watch_idle())
+        try:
+            async for msg in self.ws:
+                self.last_activity = self.loop.time()
+                if msg.type is WSMsgType.BINARY:
+                    self._on_binary(msg.data)
+                elif msg.type is WSMsgType.TEXT:
+                    await self._on_text(msg.data)
+                elif msg.type is WSMsgType.ERROR:
+                    log.info("device %s: stream error %s", self.binding.device_id, msg.data)
+                    break
+                if self.binding.revoked and self.open is None and not self.skipping:
+                    break
+        except StoreClosed:
+            pass  # shutting down: the close frame follows
+        finally:
+            watchdog.cancel()
+            self.responses.put_nowait(None)
+            # Writes already queued still commit; their acks go out while the socket is open.
+            await sender
+        if self.binding.revoked and not self.ws.closed:
+            await self.ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"device_revoked")
+
+    async def _watch_idle(self) -> None:
+        while not self.ws.closed:
+            remaining = self.last_activity + self.idle_timeout - self.loop.time()
+            if remaining > 0:
+                await asyncio.sleep(remaining)
+                continue
+            self.metrics.inc("overheard_ingest_rejects_total", code="idle_timeout")
+            log.info("device %s: idle for %g s; closing", self.binding.device_id,
+                     self.idle_timeout)
+            await self._send(ErrorMessage(
+                code="idle_timeout", message=f"no frame for {self.idle_timeout:g} s; closing",
+            ).to_json())
+            await self.ws.close(code=WSCloseCode.GOING_AWAY, message=b"idle timeout")
+            return
+
+    async def _send(self, text: str) -> None:
+        if self.ws.closed:
+            return
+        try:
+            await self.ws.send_str(text)
+        except (ConnectionError, RuntimeError):
+            pass  # the device went away; what was stored stays stored
+
+    async def _send_responses(self) -> None:
+        while (item := await self.responses.get()) is not None:
+            if isinstance(item, str):
+                await self._send(item)
+                continue
+            text, fatal = await self._settle(item)
+            if text is not None:
+                await self._send(text)
+            if fatal and not self.ws.closed:
+                await self.ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"device_revoked")
+
+    async def _settle(self, pending: PendingWrite) -> tuple[str | None, bool]:
+        try:
+            recording_id, duplicate = await pending.future
+        except StoreRefused as exc:
+            self.metrics.inc("overheard_ingest_rejects_total", code=exc.code)
+            log.info("device %s: %s (%s)", self.binding.device_id, exc.code, exc.message)
+            if exc.fatal:
+                self.binding.revoked = True
+            return ErrorMessage(code=exc.code, message=exc.message,
+                                utterance_id=pending.utterance_id).to_json(), exc.fatal
+        except StoreClosed:
+            return None, False
+        except Exception:
+            log.exception("storing utterance %s failed", pending.utterance_id)
+            self.metrics.inc("overheard_ingest_rejects_total", code="internal")
+            return ErrorMessage(code="internal", message="storing failed; nothing was stored",
+                                utterance_id=pending.utterance_id).to_json(), False
+        finally:
+            self.in_flight.release()
+        reach(self.config, "ingest.after_commit")
+        if duplicate:
+            self.metrics.inc("overheard_utterance_duplicates_total")
+        else:
+            self.metrics.inc("overheard_utterances_stored_total")
+            self.metrics.inc("overheard_audio_bytes_stored_total", pending.size)
+        return UtteranceStored(utterance_id=pending.utterance_id, recording_id=recording_id,
+                               duplicate=duplicate).to_json(), False
+
+    # -- frames -------------------------------------------------------------------------
+    def _error(self, code: str, message: str, utterance_id: str | None) -> None:
+        self.metrics.inc("overheard_ingest_rejects_total", code=code)
+        log.info("device %s: %s (%s)", self.binding.device_id, code, message)
+        self.responses.put_nowait(
+            ErrorMessage(code=code, message=message, utterance_id=utterance_id).to_json())
+
+    def _discard(self, code: str, message: str, *, skip_rest: bool = True) -> None:
+        """Refuse the open utterance; with ``skip_rest`` its remaining frames are dropped."""
+        assert self.open is not None
+        uid = self.open.start.utterance_id
+        self.open = None
+        self.skipping, self.skip_id = skip_rest, uid
+        self._error(code, message, uid)
+
+    def _on_binary(self, data: bytes) -> None:
+        current = self.open
+        if current is None:
+            if not self.skipping:
+                self.skipping, self.skip_id = True, None
+                self._error("binary_before_start",
+                            "binary audio arrived before utterance.start", None)
+            return
+        n = len(data)
+        if n > self.max_frame:
+            self._discard("frame_too_large",
+                          f"binary frame of {n} bytes; at most {self.max_frame} allowed")
+        elif n % 2:
+            self._discard("odd_byte_count",
+                          f"binary frame of {n} bytes; s16le audio needs an even count")
+        elif current.size + n > self.max_bytes:
+            self._discard("utterance_too_long",
+                          f"utterance exceeds {self.max_bytes / BYTES_PER_SECOND:g} s of audio")
+        else:
+            current.chunks.append(data)
+            current.size += n
+            current.sha.update(data)
+            reach(self.config, "ingest.mid_utterance")
+
+    async def _on_text(self, text: str) -> None:
+        try:
+            msg = parse_frame(text, max_transcript_bytes=self.max_transcript)
+        except ProtocolError as exc:
+            self._on_bad_frame(exc)
+            return
+        if isinstance(msg, UtteranceStart):
+            if self.binding.revoked:
+                # Re-registered or deregistered while connected: refuse, then hang up once
+                # this utterance's remaining frames have been read.
+                if self.open is not None:
+                    self._discard("device_revoked", "this device's token was revoked")
+                self._error("device_revoked", "this device's token was revoked",
+                            msg.utterance_id)
+                self.skipping, self.skip_id = True, msg.utterance_id
+                return
+            if self.open is not None:
+                self._discard("start_before_end",
+                              f"utterance.start for {msg.utterance_id} before utterance.end of "
+                              f"{self.open.start.utterance_id}; the open utterance is discarded")
+            self.skipping, self.skip_id = False, None
+            self.open = OpenUtterance(msg)
+        else:
+            await self._on_end(msg)
+
+    def _on_bad_frame(self, exc: ProtocolError) -> None:
+        if exc.kind == "utterance.start":
+            if self.open is not None:
+                self._discard("start_before_end", "utterance.start before utterance.end; the "
+                              "open utterance is discarded")
+            self._error(exc.code, exc.message, exc.utterance_id)
+            # Its chunks and end follow; drop them without another answer.
+            self.skipping, self.skip_id = True, exc.utterance_id
+        elif exc.kind == "utterance.end":
+            if self.open is not None:
+                # The end of the open utterance arrived broken: that utterance is refused.
+                uid = exc.utterance_id or self.open.start.utterance_id
+                self.open = None
+                self._error(exc.code, exc.message, uid)
+            elif not (self.skipping and self.skip_id in (None, exc.utterance_id)):
+                self._error(exc.code, exc.message, exc.utterance_id)
+            # else: the end of an utterance already refused; it gets no second answer.
+            self.skipping, self.skip_id = False, None
+        elif self.open is not None:
+            self._discard(exc.code, exc.message)
+        else:
+            self._error(exc.code, exc.message, exc.utterance_id)
+
+    async def _on_end(self, msg: UtteranceEnd) -> None:
+        current = self.open
+        uid = msg.utterance_id
+        if current is None:
+            if self.skipping and self.skip_id in (None, uid):
+                self.skipping, self.skip_id = False, None  # the end of a refused utterance
+                return
+            self.skipping, self.skip_id = False, None
+            self._error("end_without_start", f"utterance.end for {uid} without utterance.start",
+                        uid)
+            return
+        self.open = None
+        if current.start.utterance_id != uid:
+            self._error("end_without_start",
+                        f"utterance.end for {uid} while {current.start.utterance_id} is open; "
+                        "the open utterance is discarded", uid)
+            return
+        pcm = b"".join(current.chunks)
+        rec = RecordingRow(
+            recording_id=self.ids.derived("rec", uid), utterance_id=uid, binding=self.binding,
+            recorded_at=current.start.recorded_at, stored_at=self.clock.iso(),
+            transcript=msg.transcript, locale=msg.locale, pcm=pcm,
+            pcm_sha256=current.sha.hexdigest(),
+        )
+        await self.in_flight.acquire()
+        try:
+            fut = self.store.write(lambda db: store_recording(db, rec))
+        except StoreClosed:
+            self.in_flight.release()
+            raise
+        self.responses.put_nowait(PendingWrite(fut, uid, len(pcm)))
+
+
+def sessions_of(app: web.Application) -> set[web.WebSocketResponse]:
+    state = app[STATE]
+    live = state.get(_SESSIONS_KEY)
+    if not isinstance(live, set):
+        live = state[_SESSIONS_KEY] = set()
+    return live
+
+
+async def device_stream(request: web.Request) -> web.StreamResponse:
+    """The WebSocket endpoint; authenticates before the upgrade."""
+    app = request.app
+    ws = web.WebSocketResponse(
+        max_msg_size=4 * app[CONFIG].max_frame_bytes,
+        compress=False,  # PCM does not compress; deflate would only cost CPU
+        autoping=True,
+    )
+    if not ws.can_prepare(request).ok:
+        raise BadRequest("this endpoint needs a WebSocket upgrade", code="upgrade_required")
+    token = bearer(request)
+    binding = await resolve(app, token) if token else None
+    if binding is None:
+        app[METRICS].inc("overheard_ingest_rejects_total", code="unauthorized")
+        raise Unauthorized("a live device token is required (Authorization: Bearer ...)",
+                           code="unauthorized")
+    await ws.prepare(request)
+    reach(app[CONFIG], "ingest.upgraded")
+    app[METRICS].inc("overheard_device_streams_total")
+    live = sessions_of(app)
+    live.add(ws)
+    try:
+        await Session(app, ws, binding).run()
+    finally:
+        live.discard(ws)
+        if not ws.closed:
+            await ws.close()
+    return ws
+
+
+async def close_streams(app: web.Application) -> None:
+    """On shutdown: tell every device to go away so the server can stop."""
+    for ws in list(sessions_of(app)):
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")

@@ -1,0 +1,376 @@
+"""Download links: minting, redemption, revocation, and ``GET /v1/privacy/downloads/{token}``.
+
+A link token is ``<nonce>.<signature>``: 144 random bits (base64url) and the HMAC-SHA256
+of the nonce under the server's link secret. The signature is checked first, in constant
+time; a token that fails it (tampered, guessed, truncated) gets the same 404 as one that
+never existed. A valid token is then looked up, and the decision (expired, revoked, used,
+wrong caller, or served) is taken and recorded in ONE store write, so a single-use link
+redeemed by 50 clients at once is served exactly once.
+
+Links expire after ``Config.link_ttl_seconds``. ``Config.link_bound`` makes a link need the
+requester's own token as well; ``Config.link_single_use`` makes it work once; the guard
+``delivery.bound_links`` switches both on.
+
+Tokens are never logged and never stored in redemptions or the audit log: log lines and
+records name the ``link_id``. Error responses here are returned, not raised, because the
+error middleware logs the request path, which holds the token.
+
+The fault ``delivery.unbound_link`` lives in :func:`mint_link` (sequential, unsigned,
+non-expiring links) and the fault ``delivery.misaddressed_email`` in :func:`link_recipient`.
+With the guard ``delivery.bound_links`` on, a probe (a forged or guessed token, a bare
+sequential number, or a valid link presented by someone other than its requester) is
+refused as before and raises an alert naming the caller (:func:`_alert_probe`), at most one
+per caller and kind of probe per simulated hour, so enumeration cannot flood the alerts.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+from aiohttp import web
+
+from backend import auditlog
+from backend.alerts import raise_alert
+from backend.auth import authenticate, bearer
+from backend.clock import parse_rfc3339, rfc3339
+from backend.config import Config
+from backend.errors import SECRET_PATH_PREFIXES, json_error
+from backend.faults import FaultBoard
+from backend.ids import IdGen, token_hash
+from backend.keys import CLOCK, CONFIG, FAULTS, IDS, METRICS, STORE
+from backend.openapi import document
+from backend.privacy.http import PRIVATE_HEADERS
+
+log = logging.getLogger("overheard.privacy.delivery")
+routes = web.RouteTableDef()
+
+_CONTEXT = b"overheard-link/1:"
+NONCE_BYTES = 18
+"""144 random bits per link (at least 128 are required)."""
+_NONCE = re.compile(r"[A-Za-z0-9_-]{24}")
+_SIG = re.compile(r"[A-Za-z0-9_-]{43}")
+DOWNLOAD_PATH = "/v1/privacy/downloads/"
+SECRET_PATH_PREFIXES.add(DOWNLOAD_PATH)
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _sign(secret: bytes, nonce: str) -> str:
+    return _b64(hmac.new(secret, _CONTEXT + nonce.encode(), hashlib.sha256).digest())
+
+
+def token_for(secret: bytes, link: dict[str, Any]) -> str:
+    """The token of a stored link (the requester may read it again from the request status)."""
+    if link["signed"]:
+        return f"{link['nonce']}.{_sign(secret, link['nonce'])}"
+    return str(link["seq"])
+
+
+def link_url(config: Config, token: str) -> str:
+    """Absolute when ``Config.public_url`` is set, else a path on this server.
+
+    Never built from the request's Host header: a forged Host would otherwise put an
+    attacker's domain into the emailed link.
+    """
+    return config.public_url.rstrip("/") + DOWNLOAD_PATH + token
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """How a syntactically valid token finds its link."""
+
+    column: str  # "nonce" or "seq"
+    value: str | int
+
+
+def parse_token(secret: bytes, token: str) -> Lookup | None:
+    """A lookup for a well-formed, correctly signed token; ``None`` for anything else."""
+    nonce, dot, sig = token.partition(".")
+    if dot:
+        if not (_NONCE.fullmatch(nonce) and _SIG.fullmatch(sig)):
+            return None
+        if not hmac.compare_digest(_sign(secret, nonce).encode(), sig.encode()):
+            return None
+        return Lookup("nonce", nonce)
+    # Bare numbers only ever match unsigned links, which exist only while the fault
+    # delivery.unbound_link is on.
+    if token.isdigit() and len(token) <= 18:
+        return Lookup("seq", int(token))
+    return None
+
+
+def link_state(link: dict[str, Any], now: datetime) -> str:
+    """``active``, ``expired``, ``revoked`` or ``used``: expiry is read against the clock."""
+    if link["state"] != "active":
+        return str(link["state"])
+    if link["expires_at"] is not None and parse_rfc3339(link["expires_at"]) <= now:
+        return "expired"
+    return "active"
+
+
+def requester_identity(row: dict[str, Any]) -> str:
+    """What a bound link is bound to: the requester's account, or their requester token."""
+    if row["requester_account_id"]:
+        return f"account:{row['requester_account_id']}"
+    return f"token:{row['requester_token_sha256']}"
+
+
+def link_recipient(db: sqlite_utils.Database, row: dict[str, Any], faults: FaultBoard) -> str:
+    """The address the link email goes to: the requester's email on file.
+
+    For the signed-in path that is the requester account's address; for the email path the
+    address on file of the account whose mailbox answered the code. Fault
+    ``delivery.misaddressed_email`` (unless the guard ``identity.verified_channel`` is on)
+    sends it to the address typed into the form, or to its ``to`` parameter.
+    """
+    return route_link(db, row, faults)[0]
+
+
+def route_link(db: sqlite_utils.Database, row: dict[str, Any],
+               faults: FaultBoard) -> tuple[str, bool]:
+    """:func:`link_recipient`, and whether the guard ``identity.verified_channel`` diverted
+    the message from an address not on file (the fault's pick) to the address on file."""
+    guard = faults.on("identity.verified_channel")
+    typed = None
+    if faults.on("delivery.misaddressed_email"):
+        typed = faults.params("delivery.misaddressed_email").get("to") or row["contact_email"]
+        if typed and not guard:
+            return str(typed), False
+    account = row["requester_account_id"] or row["matched_account_id"]
+    found = db.execute("SELECT email FROM accounts WHERE account_id = ?", [account]).fetchone()
+    if found is None:
+        raise LookupError("the requester has no email on file")
+    on_file = str(found[0])
+    return on_file, bool(typed) and str(typed).lower() != on_file.lower()
+
+
+def mint_link(db: sqlite_utils.Database, *, config: Config, ids: IdGen, faults: FaultBoard,
+              row: dict[str, Any], package_id: str, now: datetime, sent_to: str) -> tuple[str, str]:
+    """Create the link for a built package (inside a write); returns ``(link_id, token)``."""
+    guard = faults.on("delivery.bound_links")
+    unbound = faults.on("delivery.unbound_link") and not guard
+    seq = int(db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM links").fetchone()[0])
+    link_id = ids.new("lnk")
+    if unbound:
+        nonce, signed, expires, bound, single = f"seq-{seq}", 0, None, None, 0
+    else:
+        nonce = _b64(secrets.token_bytes(NONCE_BYTES))
+        signed = 1
+        expires = rfc3339(now + timedelta(seconds=config.link_ttl_seconds))
+        bound = requester_identity(row) if (config.link_bound or guard) else None
+        single = int(config.link_single_use or guard)
+    db["links"].insert({
+        "link_id": link_id, "seq": seq, "nonce": nonce, "request_id": row["request_id"],
+        "package_id": package_id, "state": "active", "signed": signed, "bound_to": bound,
+        "single_use": single, "created_at": rfc3339(now), "expires_at": expires,
+        "revoked_at": None, "revoked_by": None, "used_at": None, "sent_to": sent_to,
+    })
+    auditlog.append(db, at=rfc3339(now), actor="system", action="link.created",
+                    object_id=row["request_id"],
+                    detail={"link_id": link_id, "package_id": package_id, "expires_at": expires,
+                            "bound": bound is not None, "single_use": bool(single),
+                            "signed": bool(signed)})
+    return link_id, token_for(config.link_secret, {"signed": signed, "nonce": nonce, "seq": seq})
+
+
+def latest_link(db: sqlite_utils.Database, request_id: str) -> dict[str, Any] | None:
+    rows = list(db.query("SELECT * FROM links WHERE request_id = ? ORDER BY seq DESC LIMIT 1",
+                         [request_id]))
+    return rows[0] if rows else None
+
+
+def link_view(config: Config, link: dict[str, Any], now: datetime) -> dict[str, Any]:
+    return {
+        "link_id": link["link_id"], "state": link_state(link, now),
+        "expires_at": link["expires_at"], "single_use": bool(link["single_use"]),
+        "bound": link["bound_to"] is not None, "created_at": link["created_at"],
+    }
+
+
+def revoke_links(db: sqlite_utils.Database, request_id: str, *, at: str, by: str) -> list[str]:
+    """Revoke every active link of a request (inside a write); returns their ids."""
+    ids = [r[0] for r in db.execute(
+        "SELECT link_id FROM links WHERE request_id = ? AND state = 'active'", [request_id])]
+    for link_id in ids:
+        db.execute("UPDATE links SET state = 'revoked', revoked_at = ?, revoked_by = ?"
+                   " WHERE link_id = ?", [at, by, link_id])
+    return ids
+
+
+@dataclass(frozen=True)
+class Redemption:
+    outcome: str
+    """ok, not_found, expired, revoked, used, not_requester, package_gone."""
+    link_id: str | None = None
+    package_file: str | None = None
+    request_id: str | None = None
+
+
+def redeem(db: sqlite_utils.Database, lookup: Lookup, *, now: datetime, callers: frozenset[str],
+           client_ip: str | None, user_agent: str | None) -> Redemption:
+    """Decide one download attempt and record it (inside ONE write: single-use is exact)."""
+    if lookup.column == "nonce":
+        rows = list(db.query("SELECT * FROM links WHERE nonce = ? AND signed = 1", [lookup.value]))
+    else:
+        rows = list(db.query("SELECT * FROM links WHERE seq = ? AND signed = 0", [lookup.value]))
+    if not rows:
+        return Redemption("not_found")
+    link = rows[0]
+    state = link_state(link, now)
+    if link["bound_to"] is not None and link["bound_to"] not in callers:
+        outcome = "not_requester"
+    elif state != "active":
+        outcome = state
+    else:
+        outcome = "ok"
+    pkg = db.execute("SELECT file_name FROM packages WHERE package_id = ?",
+                     [link["package_id"]]).fetchone()
+    if outcome == "ok" and pkg is None:
+        outcome = "package_gone"
+    at = rfc3339(now)
+    if outcome == "ok" and link["single_use"]:
+        db.execute("UPDATE links SET state = 'used', used_at = ? WHERE link_id = ?",
+                   [at, link["link_id"]])
+    db["redemptions"].insert({"link_id": link["link_id"], "at": at, "outcome": outcome,
+                              "client_ip": client_ip, "user_agent": user_agent})
+    auditlog.append(db, at=at, actor="link", action="package.downloaded" if outcome == "ok"
+                    else "package.download_refused", object_id=link["request_id"],
+                    detail={"link_id": link["link_id"], "package_id": link["package_id"],
+                            "outcome": outcome})
+    return Redemption(outcome, link["link_id"], pkg[0] if pkg else None, link["request_id"])
+
+
+_REFUSALS: dict[str, tuple[int, str, str]] = {
+    "not_found": (404, "not_found", "no such download"),
+    "expired": (410, "link_expired", "this link has expired"),
+    "revoked": (410, "link_revoked", "this link has been revoked"),
+    "used": (410, "link_used", "this link has already been used"),
+    "package_gone": (410, "package_gone", "this package no longer exists"),
+    "not_requester": (403, "requester_only",
+                      "this link works only together with the requester's own token"),
+}
+
+
+def _refuse(outcome: str) -> web.Response:
+    status, code, message = _REFUSALS[outcome]
+    resp = json_error(status, code, message)
+    resp.headers.update(PRIVATE_HEADERS)
+    return resp
+
+
+async def _callers(request: web.Request) -> frozenset[str]:
+    """Every identity the caller proves: its account (user token) and its token digest."""
+    token = bearer(request)
+    if token is None:
+        return frozenset()
+    ids = {f"token:{token_hash(token)}"}
+    who = await authenticate(request)
+    if who is not None and who.kind == "user":
+        ids.add(f"account:{who.account_id}")
+    return frozenset(ids)
+
+
+document("GET", "/v1/privacy/downloads/{token}", "Download an access package by its link",
+         roles=("link",), content_type="application/zip",
+         response_schema={"type": "string", "format": "binary"},
+         responses={200: "the zip (Range requests supported)", 206: "a byte range of the zip",
+                    403: "the link is bound to the requester: send their token too",
+                    404: "no such link (also: tampered or unsigned token)",
+                    410: "expired, revoked, already used, or the package was erased"})
+
+
+@routes.get(DOWNLOAD_PATH + "{token}", allow_head=False)  # a HEAD must not use up a link
+async def download(request: web.Request) -> web.StreamResponse:
+    try:
+        return await _download(request)
+    except Exception:  # never let the error middleware log this path: it holds the token
+        log.exception("download failed")
+        resp = json_error(500, "internal", "internal error; this is a bug in overheard")
+        resp.headers.update(PRIVATE_HEADERS)
+        return resp
+
+
+async def _download(request: web.Request) -> web.StreamResponse:
+    app = request.app
+    config = app[CONFIG]
+    metrics = app[METRICS]
+    lookup = parse_token(config.link_secret, request.match_info["token"])
+    if lookup is None:
+        metrics.inc("overheard_downloads_total", outcome="not_found")
+        log.info("download refused: malformed or badly signed token")
+        await _alert_probe(request, "forged_token", {})
+        return _refuse("not_found")
+    callers = await _callers(request)
+    now = app[CLOCK].now()
+    ua = request.headers.get("User-Agent", "")[:200] or None
+    result = await app[STORE].write(lambda db: redeem(
+        db, lookup, now=now, callers=callers, client_ip=request.remote, user_agent=ua))
+    metrics.inc("overheard_downloads_total", outcome=result.outcome)
+    log.info("download %s: link %s", result.outcome, result.link_id or "-")
+    if result.outcome == "not_found" and lookup.column == "seq":
+        await _alert_probe(request, "sequential_guess", {})
+    elif result.outcome == "not_requester":
+        await _alert_probe(request, "not_requester",
+                           {"link_id": result.link_id, "request_id": result.request_id})
+    if result.outcome != "ok":
+        return _refuse(result.outcome)
+    path = Path(config.packages_dir) / str(result.package_file)
+    headers = {
+        **PRIVATE_HEADERS,
+        "Content-Type": "application/zip",
+        "Content-Disposition": f'attachment; filename="overheard-{result.request_id}.zip"',
+    }
+    return web.FileResponse(path, headers=headers)
+
+
+_PROBES = {
+    "forged_token": "a download link token that is malformed or fails its signature (guessed or tampered)",
+    "sequential_guess": "a bare link number while links are signed (enumeration)",
+    "not_requester": "a valid link presented without its requester's token (forwarded or leaked)",
+}
+
+
+async def _alert_probe(request: web.Request, why: str, detail: dict[str, Any]) -> None:
+    """Guard ``delivery.bound_links``: alert on a refused probe, naming who probed (their
+    account when they sent a user token, else their address) but never the token itself.
+    One alert per caller and kind of probe per simulated hour."""
+    app = request.app
+    if not app[FAULTS].on("delivery.bound_links"):
+        return
+    who = await authenticate(request)
+    account = who.account_id if who is not None and who.kind == "user" else None
+    caller = f"account:{account}" if account else f"ip:{request.remote}"
+    now_dt = app[CLOCK].now()
+    now, since = rfc3339(now_dt), rfc3339(now_dt - timedelta(hours=1))
+    ua = request.headers.get("User-Agent", "")[:200] or None
+
+    def write(db: sqlite_utils.Database) -> None:
+        if db.execute(
+                "SELECT 1 FROM alerts WHERE guard = 'delivery.bound_links' AND at > ?"
+                " AND json_extract(detail, '$.caller') = ? AND json_extract(detail, '$.probe') = ?",
+                [since, caller, why]).fetchone():
+            return
+        raise_alert(db, alert_id=app[IDS].new("alr"), at=now, guard="delivery.bound_links",
+                    request_id=detail.get("request_id"), account_id=account,
+                    summary=f"download refused: {_PROBES[why]}; caller {caller}",
+                    detail={"probe": why, "caller": caller, "client_ip": request.remote,
+                            "user_agent": ua, **detail})
+
+    await app[STORE].write(write)
+
+
+def setup(app: web.Application) -> None:
+    app[METRICS].describe("overheard_downloads_total", "download attempts by outcome")
+    app.router.add_routes(routes)

@@ -1,0 +1,178 @@
+"""Erasure (Art. 17): delete a subject's voice data everywhere, then prove it is gone.
+
+What goes: the subject's recordings and transcripts, their audio, every package that holds
+any of their recordings (its file, its links and their redemption records), and staged
+files of their requests. The account itself stays (the holder can still sign in); the
+audit log keeps the fact of the erasure and the counts, never the data.
+
+``PRAGMA secure_delete`` is on for every connection, so freed pages are zeroed; after the
+delete the WAL is checkpointed with TRUNCATE so no old page image of the data survives
+in ``overheard.db-wal`` either. :func:`remaining` then counts what is left, and the
+request's result carries that count.
+
+The fault ``erasure.partial`` lives in :func:`delete_subject_data` (packages, links and
+their files stay); the guard ``erasure.verify`` in :func:`erase` (whatever remains is
+deleted and reported as an alert).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import sqlite_utils
+
+from backend import auditlog
+from backend.alerts import raise_alert
+from backend.config import Config
+from backend.privacy import delivery, outbox
+from backend.privacy.state import update_request
+from backend.storage.db import connect
+
+if TYPE_CHECKING:
+    from backend.privacy.export import JobContext
+
+log = logging.getLogger("overheard.privacy.erasure")
+
+_HOLDS = "(account_id = :acc OR EXISTS (SELECT 1 FROM json_each(packages.owners) WHERE key = :acc))"
+"""Packages built for the subject, and any other package that holds their recordings."""
+
+
+def delete_subject_data(db: sqlite_utils.Database, account_id: str, *,
+                        partial: bool = False) -> dict[str, Any]:
+    """Delete the subject's rows (inside a write); returns counts and the package files."""
+    recordings, audio_bytes = db.execute(
+        "SELECT COUNT(*), COALESCE(SUM(pcm_bytes), 0) FROM recordings WHERE account_id = ?",
+        [account_id]).fetchone()
+    files: list[str] = []
+    links = 0
+    packages = 0
+    if not partial:
+        pkgs = [(r[0], r[1]) for r in db.execute(
+            f"SELECT package_id, file_name FROM packages WHERE {_HOLDS}", {"acc": account_id})]
+        for package_id, file_name in pkgs:
+            link_ids = [r[0] for r in db.execute(
+                "SELECT link_id FROM links WHERE package_id = ?", [package_id])]
+            for link_id in link_ids:
+                db.execute("DELETE FROM redemptions WHERE link_id = ?", [link_id])
+            db.execute("DELETE FROM links WHERE package_id = ?", [package_id])
+            db.execute("DELETE FROM packages WHERE package_id = ?", [package_id])
+            links += len(link_ids)
+            files.append(file_name)
+        packages = len(pkgs)
+    db.execute("DELETE FROM audio WHERE recording_id IN"
+               " (SELECT recording_id FROM recordings WHERE account_id = ?)", [account_id])
+    db.execute("DELETE FROM recordings WHERE account_id = ?", [account_id])
+    return {"recordings": recordings, "audio_bytes": audio_bytes, "packages": packages,
+            "links": links, "files": files}
+
+
+def remaining(db: sqlite_utils.Database, config: Config, account_id: str) -> dict[str, int]:
+    """What of the subject is still stored: rows, blobs, packages, links, files."""
+    def count(sql: str, params: Any) -> int:
+        return int(db.execute(sql, params).fetchone()[0])
+
+    pkg_files = [r[0] for r in db.execute(
+        f"SELECT file_name FROM packages WHERE {_HOLDS}", {"acc": account_id})]
+    return {
+        "recordings": count("SELECT COUNT(*) FROM recordings WHERE account_id = ?", [account_id]),
+        "audio": count("SELECT COUNT(*) FROM audio a JOIN recordings r USING (recording_id)"
+                       " WHERE r.account_id = ?", [account_id]),
+        "packages": len(pkg_files),
+        "links": count(f"SELECT COUNT(*) FROM links WHERE package_id IN"
+                       f" (SELECT package_id FROM packages WHERE {_HOLDS})", {"acc": account_id}),
+        "package_files": sum(1 for f in pkg_files if (Path(config.packages_dir) / f).exists()),
+    }
+
+
+def checkpoint(config: Config) -> bool:
+    """Fold the WAL into the database and truncate it, so no old page image survives there.
+
+    A checkpoint cannot run inside the writer's transactions, so it uses a connection of
+    its own; the busy timeout lets it wait for readers and the writer. Returns whether it
+    completed.
+    """
+    db = connect(config.db_path, synchronous=config.synchronous)
+    try:
+        busy, _log_frames, _done = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        return busy == 0
+    finally:
+        db.conn.close()
+
+
+def _staging_of(config: Config, request_ids: list[str]) -> int:
+    removed = 0
+    for rid in request_ids:
+        path = Path(config.staging_dir) / rid
+        if path.exists():
+            shutil.rmtree(path, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+def erase(ctx: JobContext, row: dict[str, Any]) -> None:
+    """Run one approved erasure request (in a worker thread)."""
+    request_id = row["request_id"]
+    subject = row["subject_account_id"]
+    config = ctx.config
+    partial = ctx.faults.on("erasure.partial")
+    ctx.state.progress[request_id] = (0, 1)
+    now = ctx.clock.iso()
+
+    def delete(db: sqlite_utils.Database) -> tuple[dict[str, Any], list[str]]:
+        counts = delete_subject_data(db, subject, partial=partial)
+        auditlog.append(db, at=now, actor="system", action="erasure.deleted",
+                        object_id=request_id,
+                        detail={"account_id": subject,
+                                **{k: v for k, v in counts.items() if k != "files"}})
+        rids = [r[0] for r in db.execute(
+            "SELECT request_id FROM privacy_requests WHERE subject_account_id = ?", [subject])]
+        return counts, rids
+
+    counts, request_ids = ctx.store.write_sync(delete)
+    for name in counts.pop("files"):
+        (Path(config.packages_dir) / name).unlink(missing_ok=True)
+    counts["staging_dirs"] = 0 if partial else _staging_of(config, request_ids)
+    checkpointed = checkpoint(config)
+    left = ctx.store.read_sync(lambda db: remaining(db, config, subject))
+    repaired: dict[str, int] = {}
+    if any(left.values()) and ctx.faults.on("erasure.verify"):
+        repaired = left
+        fix = ctx.store.write_sync(lambda db: delete_subject_data(db, subject))
+        for name in fix["files"]:
+            (Path(config.packages_dir) / name).unlink(missing_ok=True)
+        _staging_of(config, request_ids)
+        checkpointed = checkpoint(config)
+        left = ctx.store.read_sync(lambda db: remaining(db, config, subject))
+    ctx.state.progress[request_id] = (1, 1)
+    result = {"erased": counts, "remaining": left, "verified": not any(left.values()),
+              "wal_checkpointed": checkpointed}
+    at = ctx.clock.iso()
+    alert_id = ctx.ids.new("alr") if repaired else ""
+
+    def finish(db: sqlite_utils.Database) -> None:
+        if repaired:
+            raise_alert(db, alert_id=alert_id, at=at, guard="erasure.verify",
+                        request_id=request_id, account_id=subject,
+                        summary=f"erasure of {subject} left data behind; deleted on check",
+                        detail={"left_behind": repaired})
+        update_request(db, request_id, at, status="complete", completed_at=at,
+                       result=json.dumps(result, sort_keys=True), total_items=1)
+        auditlog.append(db, at=at, actor="system", action="erasure.completed",
+                        object_id=request_id,
+                        detail={"account_id": subject, "verified": result["verified"],
+                                "remaining": left})
+        to = delivery.link_recipient(db, row, ctx.faults)
+        outbox.send(db, to=to, subject="Your voice recordings were deleted", sent_at=at,
+                    request_id=request_id,
+                    body=(f"As you asked (request {request_id}), we deleted "
+                          f"{counts['recordings']} voice recordings and their transcripts, "
+                          f"and {counts['packages']} download packages."))
+
+    ctx.store.write_sync(finish)
+    ctx.metrics.inc("overheard_privacy_jobs_total", kind="erasure", outcome="complete")
+    log.info("request %s: erased %d recordings of %s (verified: %s)", request_id,
+             counts["recordings"], subject, result["verified"])

@@ -1,0 +1,417 @@
+"""Intake: filing a request, verifying the requester's identity, reading the status.
+
+Two ways in:
+
+- **signed in**: a user token files ``{"kind"}``; the requester is that account, identity
+  is already verified, the request starts at ``pending`` (manual review for its kind) or
+  ``approved`` (the subject is the requester's own account).
+- **email** (the web form): anyone files ``{"kind", "email", "name"?}``; the request starts
+  at ``identity_unverified`` and a 6-digit code is emailed (the outbox). The response is
+  the same whether or not an account holds that address (no account enumeration): same
+  status, same fields, a code always sent (to the address on file when it matches, else
+  to the typed address). The response carries a ``requester_token``: the caller's only
+  key to this request (verify, status, and a bound link). A correct code on an address
+  no account holds ends ``denied``/``no_match``.
+
+Codes live ``Config.code_ttl_seconds`` (10 min) by the injected clock, allow
+``Config.code_tries`` (3) wrong answers, are stored as an HMAC under the server secret and
+compared in constant time. Duplicates: a second open request of the same kind for the
+same account gets 409 ``duplicate_request`` naming the open one (signed-in path: at
+filing; email path: at verification, which then cancels the new request), because telling
+an unverified caller would reveal that the address has an account.
+
+The fault ``identity.weak_verification`` lives in :func:`create_request`: an emailed
+request is taken as verified without a code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import secrets
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+import sqlite_utils
+from aiohttp import web
+from pydantic import Field
+
+from backend import auditlog
+from backend.admin import Strict, parse_body
+from backend.alerts import raise_alert
+from backend.auth import Principal, authenticate, bearer
+from backend.clock import rfc3339
+from backend.config import Config
+from backend.errors import BadRequest, Conflict, Forbidden, Gone, NotFound, Unauthorized
+from backend.ids import new_token, token_hash
+from backend.keys import CLOCK, CONFIG, FAULTS, IDS, METRICS, STORE
+from backend.openapi import document
+from backend.privacy import delivery, outbox
+from backend.privacy.http import PRIVATE_HEADERS, query_number
+from backend.privacy.state import (
+    WORKING_STATUSES,
+    default_subject,
+    due_at,
+    find_duplicate,
+    get_request,
+    is_past,
+    privacy_state,
+    result_of,
+    update_request,
+)
+
+routes = web.RouteTableDef()
+
+EMAIL_PATTERN = r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{1,63}$"
+
+
+class RequestIn(Strict):
+    kind: Literal["access", "erasure"]
+    email: str | None = Field(default=None, max_length=320, pattern=EMAIL_PATTERN)
+    """Email path: the address to verify. Signed in: a contact address (never used to send
+    anything unless a fault says so)."""
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    """The name typed into the form (shown to operators)."""
+
+
+class VerifyIn(Strict):
+    code: str = Field(pattern=r"^[0-9]{6}$")
+
+
+REQUEST_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["request_id", "status"],
+    "properties": {
+        "request_id": {"type": "string"}, "status": {"type": "string"},
+        "reason": {"type": ["string", "null"]}, "requester_token": {"type": "string"},
+        "download_url": {"type": "string"}, "progress": {"type": ["object", "null"]},
+        "link": {"type": "object"},
+    },
+}
+
+
+def _code_hmac(config: Config, request_id: str, code: str) -> str:
+    return hmac.new(config.link_secret, f"code:{request_id}:{code}".encode(),
+                    hashlib.sha256).hexdigest()
+
+
+def _needs_review(config: Config, kind: str) -> bool:
+    return kind in config.manual_review
+
+
+def after_verified(db: sqlite_utils.Database, row: dict[str, Any], *, now: str,
+                   config: Config, actor: str) -> tuple[str, str | None, str | None]:
+    """Move a request whose requester is verified on: ``denied``/``no_match``, ``canceled``
+    as a duplicate, ``pending`` (manual review) or ``approved``. Inside a write; returns
+    ``(status, reason, duplicate_of)``."""
+    rid = row["request_id"]
+    subject = default_subject(row)
+    if subject is None:
+        update_request(db, rid, now, status="denied", reason="no_match", verified_at=now)
+        auditlog.append(db, at=now, actor=actor, action="request.denied", object_id=rid,
+                        detail={"reason": "no_match"})
+        return "denied", "no_match", None
+    dup = find_duplicate(db, row["kind"], subject, exclude=rid)
+    if dup is not None:
+        update_request(db, rid, now, status="canceled", reason="duplicate_request",
+                       verified_at=now)
+        auditlog.append(db, at=now, actor=actor, action="request.canceled", object_id=rid,
+                        detail={"reason": "duplicate_request", "duplicate_of": dup})
+        return "canceled", "duplicate_request", dup
+    status = "pending" if _needs_review(config, row["kind"]) else "approved"
+    # The default subject is set even while an operator reviews, so a second request for
+    # the same account is a duplicate meanwhile; the operator may assign another.
+    update_request(db, rid, now, status=status, verified_at=now, subject_account_id=subject)
+    auditlog.append(db, at=now, actor=actor, action=f"request.{status}", object_id=rid,
+                    detail={"subject": subject, "manual_review": status == "pending"})
+    return status, None, None
+
+
+document("POST", "/v1/privacy/requests", "File a data-subject request (access or erasure)",
+         roles=("user", "anyone"), body=RequestIn, response_schema=REQUEST_SCHEMA,
+         responses={201: "filed; email path: identity_unverified and a requester_token",
+                    400: "invalid body", 401: "unknown token", 403: "not a user token",
+                    409: "duplicate_request: an open request of this kind exists"})
+
+
+@routes.post("/v1/privacy/requests")
+async def create_request(request: web.Request) -> web.Response:
+    app = request.app
+    config = app[CONFIG]
+    faults = app[FAULTS]
+    who = await authenticate(request)
+    if who is None and bearer(request) is not None:
+        raise Unauthorized("unknown token", code="unauthorized")
+    if who is not None and who.kind != "user":
+        raise Forbidden("privacy requests are filed by account holders", code="forbidden")
+    body = await parse_body(request, RequestIn)
+    if who is None and body.email is None:
+        raise BadRequest("email: sign in or give the email address of the account",
+                         code="invalid_field", field="email")
+    clock = app[CLOCK]
+    now_dt = clock.now()
+    now = rfc3339(now_dt)
+    request_id = app[IDS].new("prq")
+    code = f"{secrets.randbelow(10**6):06d}"
+    requester_token = new_token("prt") if who is None else None
+    weak = faults.on("identity.weak_verification") and not faults.on("identity.verified_channel")
+    # The guard catches the skipped check: the request waits for the code like any other.
+    held = faults.on("identity.weak_verification") and not weak
+    alert_id = app[IDS].new("alr") if held and who is None else ""
+
+    def write(db: sqlite_utils.Database) -> dict[str, Any]:
+        base = {
+            "request_id": request_id, "kind": body.kind, "reason": None,
+            "contact_email": body.email, "contact_name": body.name,
+            "created_at": now, "updated_at": now, "due_at": due_at(now_dt),
+            "code_tries": 0, "attempts": 0,
+        }
+        if who is not None:
+            return _file_signed_in(db, base, who, now=now, config=config)
+        return _file_by_email(db, base, body.email or "", code=code, now=now, now_dt=now_dt,
+                              config=config, requester_token=requester_token or "", weak=weak,
+                              held_alert=alert_id)
+
+    out = await app[STORE].write(write)
+    app[METRICS].inc("overheard_privacy_requests_total", kind=body.kind,
+                     channel="account" if who else "email")
+    if out.get("duplicate_of"):
+        raise Conflict("an open request of this kind exists for this account",
+                       code="duplicate_request", request_id=out["duplicate_of"])
+    if out["status"] == "approved":
+        privacy_state(app).enqueue(request_id)
+    resp: dict[str, Any] = {"request_id": request_id, "status": out["status"],
+                            "due_at": due_at(now_dt)}
+    if requester_token is not None:
+        resp["requester_token"] = requester_token
+    return web.json_response(resp, status=201, headers=PRIVATE_HEADERS)
+
+
+def _file_signed_in(db: sqlite_utils.Database, base: dict[str, Any], who: Principal, *,
+                    now: str, config: Config) -> dict[str, Any]:
+    account = who.account_id
+    dup = find_duplicate(db, base["kind"], account or "")
+    if dup is not None:
+        return {"duplicate_of": dup}
+    status = "pending" if _needs_review(config, base["kind"]) else "approved"
+    db["privacy_requests"].insert({
+        **base, "status": status, "channel": "account", "requester_account_id": account,
+        "requester_token_sha256": None, "matched_account_id": None,
+        # The natural subject is set at once, so a second request by the same account is a
+        # duplicate even while this one waits for an operator.
+        "subject_account_id": account, "verified_at": now,
+    })
+    auditlog.append(db, at=now, actor=f"user:{account}", action="request.created",
+                    object_id=base["request_id"],
+                    detail={"kind": base["kind"], "channel": "account", "status": status})
+    return {"status": status}
+
+
+def _file_by_email(db: sqlite_utils.Database, base: dict[str, Any], email: str, *, code: str,
+                   now: str, now_dt: datetime, config: Config, requester_token: str,
+                   weak: bool, held_alert: str = "") -> dict[str, Any]:
+    found = db.execute(
+        "SELECT account_id, email FROM accounts WHERE email = ? COLLATE NOCASE"
+        " AND erased_at IS NULL ORDER BY created_at LIMIT 1", [email]).fetchone()
+    matched, on_file = (found[0], found[1]) if found else (None, email)
+    row = {
+        **base, "status": "identity_unverified", "channel": "email",
+        "requester_account_id": None, "requester_token_sha256": token_hash(requester_token),
+        "matched_account_id": matched, "subject_account_id": None,
+        "code_hmac": _code_hmac(config, base["request_id"], code),
+        "code_expires_at": rfc3339(now_dt + timedelta(seconds=config.code_ttl_seconds)),
+    }
+    db["privacy_requests"].insert(row)
+    auditlog.append(db, at=now, actor="anonymous", action="request.created",
+                    object_id=base["request_id"],
+                    detail={"kind": base["kind"], "channel": "email"})
+    if weak:
+        # Fault identity.weak_verification: whoever names the address is taken for its holder.
+        status, _reason, dup = after_verified(db, {**row, "verified_at": None}, now=now,
+                                              config=config, actor="anonymous")
+        return {"status": status, "duplicate_of": dup}
+    if held_alert:
+        # Guard identity.verified_channel: the intake would have trusted the named address
+        # without a code. Whoever holds the address on file is asked; the operator is told.
+        raise_alert(db, alert_id=held_alert, at=now, guard="identity.verified_channel",
+                    request_id=base["request_id"], account_id=matched,
+                    summary="an emailed request would have been taken as verified without a "
+                            "code; held until the code sent to the address on file is answered",
+                    detail={"kind": base["kind"], "channel": "email",
+                            "matched_account": matched, "code_sent_to": "address on file"})
+    outbox.send(db, to=on_file, subject="Your verification code", sent_at=now,
+                request_id=base["request_id"], code=code,
+                body=(f"Someone asked for a copy or the deletion of the data of this address "
+                      f"(request {base['request_id']}). If it was you, your code is {code}. "
+                      f"It works for {config.code_ttl_seconds // 60} minutes. If it was not "
+                      f"you, ignore this message."))
+    return {"status": "identity_unverified"}
+
+
+async def load_for_requester(request: web.Request, request_id: str) -> dict[str, Any]:
+    """The request if the caller filed it (or is admin); 404 alike for missing and not yours."""
+    token = bearer(request)
+    if token is None:
+        raise Unauthorized("a user or requester token is required", code="unauthorized")
+    row = await request.app[STORE].read(lambda db: get_request(db, request_id))
+    who = await authenticate(request)
+    if row is not None:
+        if who is not None and who.kind == "admin":
+            return row
+        if who is not None and who.kind == "user" and row["requester_account_id"] == who.account_id:
+            return row
+        stored = row["requester_token_sha256"]
+        if stored and hmac.compare_digest(stored.encode(), token_hash(token).encode()):
+            return row
+    if who is None and not await request.app[STORE].read(
+            lambda db: db.execute("SELECT 1 FROM privacy_requests WHERE requester_token_sha256 = ?",
+                                  [token_hash(token)]).fetchone()):
+        # A token that is no credential at all is a 401, as everywhere; any real caller
+        # (user, device, operator, another requester) gets the same 404 for missing and not yours.
+        raise Unauthorized("unknown token", code="unauthorized")
+    raise NotFound("no such request", code="not_found")
+
+
+document("POST", "/v1/privacy/requests/{request_id}/verify",
+         "Answer the emailed code (requester token of the email path)",
+         roles=("requester",), body=VerifyIn, response_schema=REQUEST_SCHEMA,
+         responses={200: "verified: the request moved on (or denied: no_match)",
+                    400: "wrong_code (tries_left) or invalid body", 401: "no token",
+                    403: "verification_failed: too many wrong codes; denied",
+                    404: "no such request", 409: "not awaiting verification, or duplicate",
+                    410: "code_expired; denied"})
+
+
+@routes.post("/v1/privacy/requests/{request_id}/verify")
+async def verify_request(request: web.Request) -> web.Response:
+    app = request.app
+    config = app[CONFIG]
+    request_id = request.match_info["request_id"]
+    await load_for_requester(request, request_id)
+    body = await parse_body(request, VerifyIn)
+    now_dt = app[CLOCK].now()
+    now = rfc3339(now_dt)
+    offered = _code_hmac(config, request_id, body.code)
+
+    def write(db: sqlite_utils.Database) -> dict[str, Any]:
+        row = get_request(db, request_id)
+        if row is None or row["status"] != "identity_unverified":
+            return {"outcome": "not_awaiting", "status": row["status"] if row else None}
+        if is_past(row["code_expires_at"], now_dt):
+            update_request(db, request_id, now, status="denied", reason="insuf_verification",
+                           code_hmac=None)
+            auditlog.append(db, at=now, actor="requester", action="request.denied",
+                            object_id=request_id,
+                            detail={"reason": "insuf_verification", "why": "code expired"})
+            return {"outcome": "expired"}
+        if hmac.compare_digest((row["code_hmac"] or "").encode(), offered.encode()):
+            update_request(db, request_id, now, code_hmac=None)
+            status, reason, dup = after_verified(db, row, now=now, config=config,
+                                                 actor="requester")
+            return {"outcome": "ok", "status": status, "reason": reason, "duplicate_of": dup}
+        tries = row["code_tries"] + 1
+        if tries >= config.code_tries:
+            update_request(db, request_id, now, status="denied", reason="insuf_verification",
+                           code_tries=tries, code_hmac=None)
+            auditlog.append(db, at=now, actor="requester", action="request.denied",
+                            object_id=request_id,
+                            detail={"reason": "insuf_verification", "tries": tries})
+            return {"outcome": "locked"}
+        update_request(db, request_id, now, code_tries=tries)
+        auditlog.append(db, at=now, actor="requester", action="request.verify_failed",
+                        object_id=request_id, detail={"tries": tries})
+        return {"outcome": "wrong", "tries_left": config.code_tries - tries}
+
+    out = await app[STORE].write(write)
+    state = privacy_state(app)
+    state.changed(request_id)
+    match out["outcome"]:
+        case "not_awaiting":
+            raise Conflict("this request is not waiting for a code", code="not_awaiting_code",
+                           request_status=out["status"])
+        case "expired":
+            raise Gone("the code has expired; file a new request", code="code_expired",
+                       request_status="denied", reason="insuf_verification")
+        case "locked":
+            raise Forbidden("too many wrong codes; the request is denied",
+                            code="verification_failed", request_status="denied",
+                            reason="insuf_verification")
+        case "wrong":
+            raise BadRequest("wrong code", code="wrong_code", tries_left=out["tries_left"])
+    if out["duplicate_of"]:
+        raise Conflict("an open request of this kind exists for this account",
+                       code="duplicate_request", request_id=out["duplicate_of"],
+                       request_status="canceled")
+    if out["status"] == "approved":
+        state.enqueue(request_id)
+    return web.json_response({"request_id": request_id, "status": out["status"],
+                              "reason": out["reason"]}, headers=PRIVATE_HEADERS)
+
+
+def status_view(row: dict[str, Any], *, config: Config,
+                progress: tuple[int, int] | None, link: dict[str, Any] | None,
+                now: Any) -> dict[str, Any]:
+    """What the requester sees. Never the subject account: if an operator attached the
+    wrong account, the requester must not learn whose it is from here."""
+    total = row["total_items"]
+    if progress is None:
+        done = total if row["status"] == "complete" else 0
+        progress = (done or 0, total or 0) if total is not None else None
+    view: dict[str, Any] = {
+        "request_id": row["request_id"], "kind": row["kind"], "status": row["status"],
+        "reason": row["reason"], "created_at": row["created_at"],
+        "updated_at": row["updated_at"], "due_at": row["due_at"],
+        "progress": {"done": progress[0], "total": progress[1]} if progress else None,
+    }
+    if row["status"] == "error":
+        view["error"] = row["error"]
+    result = result_of(row)
+    if result is not None:
+        view["result"] = result
+    if link is not None:
+        view["link"] = delivery.link_view(config, link, now)
+        view["download_url"] = delivery.link_url(
+            config, delivery.token_for(config.link_secret, link))
+    return view
+
+
+document("GET", "/v1/privacy/requests/{request_id}",
+         "Status of a request (its requester only); wait=SECONDS long-polls while the backend works",
+         roles=("requester", "admin"), response_schema=REQUEST_SCHEMA,
+         query=(("wait", "number", False, {"minimum": 0, "maximum": 60}),),
+         responses={200: "status, progress, download_url and link state when complete",
+                    400: "invalid wait", 401: "no token", 404: "no such request (or not yours)"})
+
+
+@routes.get("/v1/privacy/requests/{request_id}")
+async def get_status(request: web.Request) -> web.Response:
+    app = request.app
+    request_id = request.match_info["request_id"]
+    wait = query_number(request, "wait", 0.0, 0.0, 60.0, integer=False)
+    row = await load_for_requester(request, request_id)
+    state = privacy_state(app)
+    if wait > 0:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while True:
+            # Take the event before re-reading, so a change between the two is not missed.
+            event = state.waiter(request_id)
+            row = await app[STORE].read(lambda db: get_request(db, request_id)) or row
+            left = deadline - loop.time()
+            if row["status"] not in WORKING_STATUSES or left <= 0:
+                break
+            try:
+                await asyncio.wait_for(event.wait(), left)
+            except TimeoutError:
+                pass
+    link = await app[STORE].read(lambda db: delivery.latest_link(db, request_id))
+    view = status_view(row, config=app[CONFIG],
+                       progress=state.progress.get(request_id), link=link, now=app[CLOCK].now())
+    return web.json_response(view, headers=PRIVATE_HEADERS)
+
+
+def setup(app: web.Application) -> None:
+    app[METRICS].describe("overheard_privacy_requests_total", "privacy requests filed")
+    app.router.add_routes(routes)
+

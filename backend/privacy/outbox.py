@@ -1,0 +1,69 @@
+"""The simulated mail the backend sends (verification codes, download links, notices).
+
+Nothing leaves the process: :func:`send` stores the message, ``GET /v1/outbox?to=`` (admin)
+shows what a mailbox would have received. Codes and links are in the message because that
+is what an email carries; everywhere else the backend keeps only their digests.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlite_utils
+from aiohttp import web
+
+from backend.auth import require
+from backend.keys import STORE
+from backend.openapi import document
+from backend.privacy.http import query_int
+
+routes = web.RouteTableDef()
+
+
+def send(db: sqlite_utils.Database, *, to: str, subject: str, body: str, sent_at: str,
+         request_id: str | None = None, code: str | None = None, url: str | None = None) -> int:
+    """Store one outgoing message (inside a write); returns its id."""
+    cur = db.execute(
+        "INSERT INTO outbox (to_addr, subject, body, sent_at, request_id, code, url)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [to, subject, body, sent_at, request_id, code, url],
+    )
+    return int(cur.lastrowid or 0)
+
+
+def _message(row: dict[str, Any]) -> dict[str, Any]:
+    out = {"message_id": row["message_id"], "to": row["to_addr"], "subject": row["subject"],
+           "body": row["body"], "sent_at": row["sent_at"], "request_id": row["request_id"]}
+    if row["code"] is not None:
+        out["code"] = row["code"]
+    if row["url"] is not None:
+        out["url"] = row["url"]
+    return out
+
+
+document("GET", "/v1/outbox", "Simulated email the backend sent (codes, links, notices)",
+         roles=("admin",),
+         query=(("to", "string", False), ("after", "integer", False, {"minimum": 0, "maximum": 2**62}),
+                ("limit", "integer", False, {"minimum": 1, "maximum": 5000})),
+         responses={200: "messages, oldest first", 400: "invalid query", 401: "no token",
+                    403: "not admin"})
+
+
+@routes.get("/v1/outbox")
+async def get_outbox(request: web.Request) -> web.Response:
+    await require(request, "admin")
+    to = request.query.get("to")
+    after = query_int(request, "after", 0, 0, 2**62)
+    limit = query_int(request, "limit", 500, 1, 5000)
+
+    def read(db: sqlite_utils.Database) -> list[dict[str, Any]]:
+        if to is None:
+            rows = db.query("SELECT * FROM outbox WHERE message_id > ? ORDER BY message_id LIMIT ?",
+                            [after, limit])
+        else:
+            rows = db.query(
+                "SELECT * FROM outbox WHERE to_addr = ? COLLATE NOCASE AND message_id > ?"
+                " ORDER BY message_id LIMIT ?", [to, after, limit])
+        return [_message(r) for r in rows]
+
+    return web.json_response({"messages": await request.app[STORE].read(read)})

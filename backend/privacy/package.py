@@ -1,0 +1,371 @@
+"""The access package: a zip streamed to disk entry by entry, never held in memory.
+
+Layout (the contract in DESIGN.md)::
+
+    manifest.json            format, request, subject, counts, and per file: path, sha256,
+                             bytes, recording_id, owner account_id as stored
+    README.txt
+    index.html               players and transcripts (escaped by jinja2)
+    account/profile.json
+    devices/devices.csv
+    voice/transcripts.csv
+    voice/recordings/<recording_id>.wav
+
+WAVs are ZIP_STORED (PCM does not compress and deflate would cost most of the build
+time); text is deflated. Entry names are made here from server-assigned ids, never from
+anything a device sent. Recordings are fetched and hashed on a helper thread while the
+main thread writes the previous ones (SQLite and ``hashlib`` release the GIL), so on two
+cores reading and hashing cost little wall time.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import queue
+import re
+import struct
+import threading
+import zipfile
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+import jinja2
+
+FORMAT = "overheard-access-package/1"
+SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,80}")
+"""Server-assigned ids look like this; anything else never becomes part of an entry name."""
+
+_templates = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=jinja2.select_autoescape(enabled_extensions=("html", "html.j2"),
+                                        default_for_string=True),
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+)
+
+
+@dataclass(frozen=True)
+class Recording:
+    """One recording as the export query returned it (owner as stored)."""
+
+    recording_id: str
+    account_id: str
+    device_id: str
+    recorded_at: str
+    duration_ms: int
+    transcript: str
+    rate: int
+    """Samples per second (Hz)."""
+    width: int
+    """Bytes per sample."""
+    channels: int
+    pcm: bytes
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One file in the package, as the manifest lists it."""
+
+    path: str
+    sha256: str
+    bytes: int
+    account_id: str
+    """The owner as stored in the backend's tables."""
+    recording_id: str | None = None
+
+    def manifest(self) -> dict[str, Any]:
+        return {"path": self.path, "sha256": self.sha256, "bytes": self.bytes,
+                "recording_id": self.recording_id, "account_id": self.account_id}
+
+
+@dataclass
+class PackageResult:
+    """What was written: the zip's size, its entries and the manifest's digest."""
+
+    path: Path
+    bytes: int
+    entries: list[Entry]
+    manifest_sha256: str
+    recordings: int
+    owners: Counter[str] = field(default_factory=Counter)
+    """Recordings per stored owner account: a package is clean when the subject is the only key."""
+
+
+class PackageAborted(Exception):
+    """The build was told to stop (shutdown); the partial file is discarded."""
+
+
+def wav_header(pcm_len: int, rate: int, width: int, channels: int) -> bytes:
+    """The 44-byte RIFF/WAVE header for ``pcm_len`` bytes of little-endian PCM.
+
+    Written by hand rather than through :mod:`wave` so the PCM blob goes into the zip
+    without being copied into a WAV buffer first.
+    """
+    block = width * channels
+    pad = pcm_len & 1
+    return struct.pack(
+        "<4sI4s4sIHHIIHH4sI", b"RIFF", 36 + pcm_len + pad, b"WAVE", b"fmt ", 16, 1,
+        channels, rate, rate * block, block, width * 8, b"data", pcm_len,
+    )
+
+
+def recording_entry_name(recording_id: str, index: int) -> str:
+    if SAFE_ID.fullmatch(recording_id):
+        return f"voice/recordings/{recording_id}.wav"
+    return f"voice/recordings/recording-{index:06d}.wav"
+
+
+class PackageWriter:
+    """Adds entries one at a time to a zip on disk and remembers each entry's digest."""
+
+    def __init__(self, fileobj: IO[bytes], generated_at: datetime) -> None:
+        self._zip = zipfile.ZipFile(fileobj, "w", allowZip64=True)
+        # Timestamps come from the injected clock, so a rebuilt package has the same bytes.
+        self._date_time = generated_at.timetuple()[:6]
+        self.entries: list[Entry] = []
+        self._names: set[str] = set()
+
+    def _info(self, name: str, size: int | None, stored: bool) -> zipfile.ZipInfo:
+        if name in self._names:
+            raise ValueError(f"duplicate entry {name}")
+        self._names.add(name)
+        info = zipfile.ZipInfo(name, date_time=self._date_time)  # type: ignore[arg-type]
+        info.compress_type = zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED
+        info.external_attr = 0o644 << 16
+        if size is not None:
+            info.file_size = size  # lets zipfile pick zip64 up front for huge entries
+        return info
+
+    def add_bytes(self, name: str, data: bytes, *, owner: str,
+                  recording_id: str | None = None) -> Entry:
+        self._zip.writestr(self._info(name, len(data), stored=False), data)
+        entry = Entry(name, hashlib.sha256(data).hexdigest(), len(data), owner, recording_id)
+        self.entries.append(entry)
+        return entry
+
+    def add_chunks(self, name: str, chunks: Iterable[str], *, owner: str) -> Entry:
+        """Stream text (e.g. a template's output) into one entry, 64 KiB at a time."""
+        digest = hashlib.sha256()
+        total = 0
+        buf: list[str] = []
+        size = 0
+        with self._zip.open(self._info(name, None, stored=False), "w") as out:
+            def flush() -> None:
+                nonlocal total
+                data = "".join(buf).encode()
+                buf.clear()
+                digest.update(data)
+                total += len(data)
+                out.write(data)
+
+            for chunk in chunks:
+                buf.append(chunk)
+                size += len(chunk)
+                if size >= 65536:
+                    flush()
+                    size = 0
+            flush()
+        entry = Entry(name, digest.hexdigest(), total, owner)
+        self.entries.append(entry)
+        return entry
+
+    def add_wav_parts(self, name: str, header: bytes, pcm: bytes, digest: str, *,
+                      owner: str, recording_id: str) -> Entry:
+        """Write a WAV from its header and PCM; ``digest`` is the sha256 of both, computed
+        by the caller (on another thread)."""
+        pad = b"\0" if len(pcm) & 1 else b""
+        size = len(header) + len(pcm) + len(pad)
+        with self._zip.open(self._info(name, size, stored=True), "w") as out:
+            out.write(header)
+            out.write(pcm)
+            if pad:
+                out.write(pad)
+        entry = Entry(name, digest, size, owner, recording_id)
+        self.entries.append(entry)
+        return entry
+
+    def close(self) -> None:
+        self._zip.close()
+
+
+def _wav_digest(header: bytes, pcm: bytes) -> str:
+    h = hashlib.sha256(header)
+    h.update(pcm)
+    if len(pcm) & 1:
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    rec: Recording
+    header: bytes
+    digest: str
+
+
+_DONE = object()
+
+
+class _Prefetch:
+    """Consume ``recordings`` on a helper thread: fetch (SQLite releases the GIL while it
+    steps), build the WAV header and hash, while the caller writes the previous items.
+
+    Items travel in groups of ``group`` (one queue hand-off per group, not per item); the
+    queue holds at most ``depth`` groups, which bounds the audio held at once.
+    """
+
+    def __init__(self, recordings: Iterator[Recording], group: int = 16, depth: int = 3) -> None:
+        self._source = recordings
+        self._group = group
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="overheard-package-read",
+                                        daemon=True)
+        self._thread.start()
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        group: list[_Prepared] = []
+        try:
+            for rec in self._source:
+                header = wav_header(len(rec.pcm), rec.rate, rec.width, rec.channels)
+                group.append(_Prepared(rec, header, _wav_digest(header, rec.pcm)))
+                if len(group) >= self._group:
+                    if not self._put(group):
+                        return
+                    group = []
+        except BaseException as exc:  # handed to the consumer, raised there
+            self._put(exc)
+            return
+        if group and not self._put(group):
+            return
+        self._put(_DONE)
+
+    def __iter__(self) -> Iterator[_Prepared]:
+        while True:
+            item = self._queue.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield from item
+
+    def close(self) -> None:
+        """Stop the helper, wait for it, then close the source (its cursor) on this thread."""
+        self._stop.set()
+        self._thread.join()
+        close = getattr(self._source, "close", None)
+        if close is not None:
+            close()
+
+
+@dataclass(frozen=True)
+class Subject:
+    """The account a package is about: its profile and devices, as stored."""
+
+    account_id: str
+    profile: dict[str, Any]
+    devices: list[dict[str, Any]]
+
+
+def write_access_package(
+    out_path: Path,
+    *,
+    request_id: str,
+    subject: Subject,
+    recordings: Iterator[Recording],
+    generated_at: str,
+    generated_dt: datetime,
+    on_item: Callable[[int], None] = lambda done: None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> PackageResult:
+    """Stream the package for ``subject`` to ``out_path``; returns its manifest facts.
+
+    ``recordings`` is consumed once, in order, on a helper thread (:class:`_Prefetch`);
+    a bounded number of recordings' audio is held at a time. Metadata (ids, transcripts)
+    is kept for the CSV and the index, which are written after the audio.
+    """
+    owners: Counter[str] = Counter()
+    rows: list[dict[str, Any]] = []
+    sub = subject.account_id
+    prefetch = _Prefetch(recordings)
+    with open(out_path, "wb") as fh:
+        writer = PackageWriter(fh, generated_dt)
+        try:
+            for index, item in enumerate(prefetch):
+                if should_stop():
+                    raise PackageAborted("stopped")
+                rec = item.rec
+                name = recording_entry_name(rec.recording_id, index)
+                writer.add_wav_parts(name, item.header, rec.pcm, item.digest,
+                                     owner=rec.account_id, recording_id=rec.recording_id)
+                owners[rec.account_id] += 1
+                rows.append({
+                    "recording_id": rec.recording_id, "device_id": rec.device_id,
+                    "recorded_at": rec.recorded_at, "duration_ms": rec.duration_ms,
+                    "transcript": rec.transcript, "file": name,
+                })
+                on_item(index + 1)
+
+            writer.add_bytes("README.txt", _templates.get_template("README.txt.j2").render(
+                request_id=request_id, subject=subject.profile, generated_at=generated_at,
+                recordings_count=len(rows)).encode(), owner=sub)
+            writer.add_chunks("index.html", _templates.get_template("index.html.j2").generate(
+                lang=str(subject.profile.get("locale", "en"))[:2] or "en",
+                subject=subject.profile, request_id=request_id, generated_at=generated_at,
+                devices=subject.devices, recordings=rows, recordings_count=len(rows),
+            ), owner=sub)
+            writer.add_bytes("account/profile.json", json.dumps(
+                subject.profile, ensure_ascii=False, indent=2, sort_keys=True).encode(), owner=sub)
+            writer.add_bytes("devices/devices.csv", _csv(
+                ["device_id", "serial", "model", "room", "registered_at", "deregistered_at"],
+                subject.devices).encode(), owner=sub)
+            writer.add_bytes("voice/transcripts.csv", _csv(
+                ["recording_id", "device", "recorded_at", "duration_ms", "transcript", "file"],
+                ({**r, "device": r["device_id"]} for r in rows)).encode(), owner=sub)
+
+            manifest = {
+                "format": FORMAT,
+                "request_id": request_id,
+                "account_id": sub,
+                "subject": {"account_id": sub, "name": subject.profile.get("name"),
+                            "email": subject.profile.get("email")},
+                "generated_at": generated_at,
+                "counts": {"recordings": len(rows), "devices": len(subject.devices),
+                           "files": len(writer.entries),
+                           "bytes": sum(e.bytes for e in writer.entries)},
+                "files": [e.manifest() for e in writer.entries],
+            }
+            manifest_bytes = json.dumps(manifest, ensure_ascii=False, indent=1).encode()
+            writer.add_bytes("manifest.json", manifest_bytes, owner=sub)
+            writer.close()
+        finally:
+            prefetch.close()
+        fh.flush()
+        size = fh.tell()
+    return PackageResult(out_path, size, writer.entries[:-1],
+                         hashlib.sha256(manifest_bytes).hexdigest(), len(rows), owners)
+
+
+def _csv(columns: list[str], rows: Iterable[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\r\n")
+    w.writeheader()
+    for row in rows:
+        w.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
+    return buf.getvalue()

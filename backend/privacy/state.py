@@ -1,0 +1,135 @@
+"""Request statuses, the shared in-process state of the privacy subsystem, and row helpers.
+
+Statuses follow fides' names::
+
+    identity_unverified -> pending -> approved -> in_processing -> complete
+                        \\-> denied (reason)      \\-> error
+    canceled (a duplicate of an open request)
+
+``approved`` and ``in_processing`` are the only statuses the backend leaves on its own;
+every other status waits for someone outside (requester, operator) or is final.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+import sqlite_utils
+from aiohttp import web
+
+from backend.clock import parse_rfc3339, rfc3339
+
+Status = Literal["identity_unverified", "pending", "approved", "in_processing", "complete",
+                 "denied", "canceled", "error"]
+DenyReason = Literal["no_match", "insuf_verification", "suspected_fraud", "too_many_requests"]
+Kind = Literal["access", "erasure"]
+
+OPEN_STATUSES: tuple[str, ...] = ("pending", "approved", "in_processing")
+"""A verified request that has not finished: a second one of the same kind is a duplicate."""
+WORKING_STATUSES: tuple[str, ...] = ("approved", "in_processing")
+"""The backend is working on it; anything else waits for someone outside or is final."""
+
+ART12_DEADLINE = timedelta(days=30)
+"""GDPR Art. 12(3): answer within one month of receipt."""
+
+
+@dataclass
+class PrivacyState:
+    """What the privacy subsystem keeps in memory while the app runs (under ``app[STATE]``)."""
+
+    progress: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """request_id -> (items done, items total) of a running job."""
+    queue: asyncio.Queue[str] | None = None
+    queued: set[str] = field(default_factory=set)
+    waiters: dict[str, asyncio.Event] = field(default_factory=dict)
+    loop: asyncio.AbstractEventLoop | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
+    """Set at shutdown: running jobs stop between items and stay ``in_processing``."""
+    executor: ThreadPoolExecutor | None = None
+
+    def changed(self, request_id: str) -> None:
+        """Wake whoever long-polls ``request_id``; callable from any thread."""
+        loop = self.loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            loop.call_soon_threadsafe(self._wake, request_id)
+        except RuntimeError:  # loop closed between the check and the call
+            pass
+
+    def _wake(self, request_id: str) -> None:
+        event = self.waiters.pop(request_id, None)
+        if event is not None:
+            event.set()
+
+    def waiter(self, request_id: str) -> asyncio.Event:
+        """An event set at the next change of ``request_id``; take it before reading status."""
+        return self.waiters.setdefault(request_id, asyncio.Event())
+
+    def enqueue(self, request_id: str) -> None:
+        """Hand an approved request to the worker pool (on the event loop)."""
+        if self.queue is None or request_id in self.queued:
+            return
+        self.queued.add(request_id)
+        self.queue.put_nowait(request_id)
+
+
+PRIVACY_KEY = "privacy"
+
+
+def privacy_state(app: web.Application) -> PrivacyState:
+    from backend.keys import STATE
+
+    state = app[STATE].get(PRIVACY_KEY)
+    if state is None:
+        state = app[STATE][PRIVACY_KEY] = PrivacyState()
+    return state  # type: ignore[no-any-return]
+
+
+def get_request(db: sqlite_utils.Database, request_id: str) -> dict[str, Any] | None:
+    rows = list(db.query("SELECT * FROM privacy_requests WHERE request_id = ?", [request_id]))
+    return rows[0] if rows else None
+
+
+def update_request(db: sqlite_utils.Database, request_id: str, now: str, **fields: Any) -> None:
+    """Set ``fields`` and ``updated_at`` on one request (inside a write)."""
+    fields["updated_at"] = now
+    cols = ", ".join(f"{k} = ?" for k in fields)
+    db.execute(f"UPDATE privacy_requests SET {cols} WHERE request_id = ?",
+               [*fields.values(), request_id])
+
+
+def due_at(created: datetime) -> str:
+    return rfc3339(created + ART12_DEADLINE)
+
+
+def is_past(deadline: str | None, now: datetime) -> bool:
+    return deadline is not None and parse_rfc3339(deadline) <= now
+
+
+def find_duplicate(db: sqlite_utils.Database, kind: str, account_id: str,
+                   exclude: str = "") -> str | None:
+    """The id of an open request of ``kind`` whose subject is ``account_id``, if any."""
+    marks = ", ".join("?" for _ in OPEN_STATUSES)
+    row = db.execute(
+        f"SELECT request_id FROM privacy_requests WHERE kind = ? AND subject_account_id = ?"
+        f" AND status IN ({marks}) AND request_id != ? ORDER BY created_at LIMIT 1",
+        [kind, account_id, *OPEN_STATUSES, exclude],
+    ).fetchone()
+    return row[0] if row else None
+
+
+def default_subject(row: dict[str, Any]) -> str | None:
+    """The account a request is about unless an operator decides otherwise: the requester's own
+    (signed-in path) or the one holding the verified email (email path)."""
+    return row["requester_account_id"] or row["matched_account_id"]
+
+
+def result_of(row: dict[str, Any]) -> dict[str, Any] | None:
+    return json.loads(row["result"]) if row.get("result") else None

@@ -1,0 +1,524 @@
+"""``overheard bench``: measure the backend against the floors it cannot beat.
+
+``bench ingest`` streams utterances from many concurrent device connections to a backend
+running in its own process (so client and server each get a core), then runs the same
+load against two floors measured in the same run:
+
+- the *WebSocket floor*: a bare aiohttp WebSocket sink, also in its own process, that reads
+  the same frames, discards the audio and acknowledges each ``utterance.end`` at once;
+- the *storage floor*: the same rows and audio blobs inserted straight into SQLite with
+  plain ``sqlite3`` in batches, with the backend's own schema and pragmas (WAL,
+  ``synchronous`` as configured).
+
+It prints utterances/s, MB/s and ack latency p50/p99 for each, and ours/floor ratios, plus
+the serving side's CPU time per utterance (backend process, sink process, inserting thread),
+which stays meaningful when other work shares the machine and wall-clock rates wander.
+Progress goes to stderr; the table (or ``--json``) to stdout.
+
+Shared pieces for other ``bench`` subcommands: :func:`percentile`, :class:`Measurement`,
+:func:`ratio_table`, :func:`emit`, :func:`progress`, :func:`pcm_pool` and
+:func:`drive_devices`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import random
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import click
+from aiohttp import web
+from tqdm import tqdm
+
+RATE = 16000
+WIDTH = 2
+FRAME_LIMIT = 64 * 1024
+"""Largest binary frame the device protocol allows."""
+
+
+# -- shared helpers ---------------------------------------------------------------------
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """The ``p``-th percentile (0-100) with linear interpolation; NaN for no values."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * p / 100.0
+    lo = math.floor(rank)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (rank - lo)
+
+
+@dataclass
+class Measurement:
+    """One measured run: how many utterances, how long, how many audio bytes, ack latencies."""
+
+    label: str
+    utterances: int
+    seconds: float
+    audio_bytes: int
+    latencies_ms: list[float] = field(default_factory=list)
+    errors: int = 0
+    cpu_seconds: float | None = None
+    """CPU time of the serving side (server process, sink process, inserting thread)."""
+
+    @property
+    def per_second(self) -> float:
+        return self.utterances / self.seconds if self.seconds > 0 else math.nan
+
+    @property
+    def mb_per_second(self) -> float:
+        return self.audio_bytes / self.seconds / 1e6 if self.seconds > 0 else math.nan
+
+    @property
+    def p50_ms(self) -> float:
+        return percentile(self.latencies_ms, 50)
+
+    @property
+    def p99_ms(self) -> float:
+        return percentile(self.latencies_ms, 99)
+
+    @property
+    def cpu_ms_per_utterance(self) -> float:
+        """Serving-side CPU per utterance: steadier than wall time on a shared machine."""
+        if self.cpu_seconds is None or not self.utterances:
+            return math.nan
+        return self.cpu_seconds * 1000 / self.utterances
+
+    def as_dict(self) -> dict[str, Any]:
+        def num(x: float) -> float | None:
+            return None if math.isnan(x) else round(x, 3)
+
+        return {
+            "label": self.label, "utterances": self.utterances, "seconds": round(self.seconds, 4),
+            "audio_bytes": self.audio_bytes, "utterances_per_s": num(self.per_second),
+            "mb_per_s": num(self.mb_per_second), "ack_p50_ms": num(self.p50_ms),
+            "ack_p99_ms": num(self.p99_ms), "errors": self.errors,
+            "server_cpu_ms_per_utterance": num(self.cpu_ms_per_utterance),
+        }
+
+
+def ratios(ours: Measurement, floors: dict[str, Measurement]) -> dict[str, float]:
+    """ours/floor of utterances per second, per floor name."""
+    return {name: ours.per_second / floor.per_second for name, floor in floors.items()
+            if floor.per_second > 0}
+
+
+def ratio_table(ours: Measurement, floors: dict[str, Measurement]) -> str:
+    """A plain-text table of every measurement followed by ours/floor ratios."""
+
+    def cell(x: float, fmt: str) -> str:
+        return "-" if math.isnan(x) else format(x, fmt)
+
+    rows = [ours, *floors.values()]
+    width = max([len(m.label) for m in rows] + [len(f"ours/{name}") for name in floors]) + 2
+    lines = [f"{'':<{width}}{'utt/s':>10}{'MB/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
+             f"{'cpu ms/utt':>12}"]
+    for m in rows:
+        lines.append(f"{m.label:<{width}}{cell(m.per_second, ',.1f'):>10}"
+                     f"{cell(m.mb_per_second, '.1f'):>9}{cell(m.p50_ms, '.1f'):>9}"
+                     f"{cell(m.p99_ms, '.1f'):>9}{m.errors:>8}"
+                     f"{cell(m.cpu_ms_per_utterance, '.3f'):>12}")
+    for name, value in ratios(ours, floors).items():
+        lines.append(f"{'ours/' + name:<{width}}{value:>10.2f}")
+    return "\n".join(lines)
+
+
+def emit(text: str, payload: dict[str, Any], as_json: bool) -> None:
+    """Print the result: the table, or JSON, to stdout."""
+    click.echo(json.dumps(payload, indent=2, sort_keys=True) if as_json else text)
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc``; else ``None``)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def say(message: str) -> None:
+    """A progress line on stderr."""
+    click.echo(message, err=True)
+
+
+def progress(total: int, desc: str) -> tqdm:
+    """A progress bar on stderr (quiet when stderr is not a terminal)."""
+    return tqdm(total=total, desc=desc, unit="utt", file=sys.stderr, leave=False,
+                disable=None, dynamic_ncols=True)
+
+
+def pcm_pool(seconds: float, *, count: int = 16, seed: int = 0) -> list[bytes]:
+    """``count`` deterministic s16le clips of ``seconds`` each: tones under seeded noise."""
+    rng = random.Random(seed)
+    samples = int(seconds * RATE)
+    pool: list[bytes] = []
+    for i in range(count):
+        noise = bytearray(rng.randbytes(samples * WIDTH))
+        freq = 110.0 * (i + 2)
+        # A quiet tone every 16th sample keeps clips distinct without per-sample Python cost.
+        for s in range(0, samples, 16):
+            v = int(3000 * math.sin(2 * math.pi * freq * s / RATE)) & 0xFFFF
+            noise[2 * s] = v & 0xFF
+            noise[2 * s + 1] = v >> 8
+        pool.append(bytes(noise))
+    return pool
+
+
+def utterance_ids(count: int, seed: int) -> list[str]:
+    """Deterministic UUIDs: the same seed gives the same ids."""
+    rng = random.Random(seed)
+    return [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(count)]
+
+
+async def drive_devices(
+    url: str,
+    tokens: Sequence[str],
+    utterances: int,
+    pool: Sequence[bytes],
+    *,
+    label: str,
+    seed: int = 0,
+    on_ack: Callable[[], None] | None = None,
+    server_pid: int | None = None,
+) -> Measurement:
+    """Stream ``utterances`` from ``len(tokens)`` concurrent connections; measure them.
+
+    Each connection sends start, PCM (≤ 64 KiB frames), end, and waits for the answer
+    before its next utterance. Latency is from the end frame to the answer; the clock
+    starts when every connection is open.
+    """
+    ws_url = url.replace("http", "ws", 1) + "/v1/device/stream"
+    ids = utterance_ids(utterances, seed)
+    per_conn = [ids[i::len(tokens)] for i in range(len(tokens))]
+    latencies: list[float] = []
+    audio = [0]
+    errors = [0]
+    go = asyncio.Event()
+    ready = [0]
+    all_ready = asyncio.Event()
+
+    async def device(session: aiohttp.ClientSession, token: str, mine: list[str], n: int) -> None:
+        ws = await session.ws_connect(ws_url, headers={"Authorization": f"Bearer {token}"},
+                                      compress=0, max_msg_size=0, autoping=True)
+        ready[0] += 1
+        if ready[0] == len(tokens):
+            all_ready.set()
+        await go.wait()
+        try:
+            for k, uid in enumerate(mine):
+                pcm = pool[(n + k) % len(pool)]
+                await ws.send_str(json.dumps({
+                    "type": "utterance.start", "utterance_id": uid,
+                    "recorded_at": f"2024-05-01T08:{k // 60 % 60:02d}:{k % 60:02d}.000Z",
+                    "audio": {"rate": RATE, "width": WIDTH, "channels": 1}}))
+                for i in range(0, len(pcm), FRAME_LIMIT):
+                    await ws.send_bytes(pcm[i:i + FRAME_LIMIT])
+                await ws.send_str(json.dumps({
+                    "type": "utterance.end", "utterance_id": uid,
+                    "transcript": "wie wird das Wetter morgen", "locale": "de-DE"}))
+                sent = time.perf_counter()
+                msg = await ws.receive()
+                latencies.append((time.perf_counter() - sent) * 1000)
+                if msg.type is not aiohttp.WSMsgType.TEXT:
+                    raise RuntimeError(f"{label}: stream closed: {msg.type} {msg.data!r}")
+                if '"utterance.stored"' not in msg.data:
+                    errors[0] += 1
+                else:
+                    audio[0] += len(pcm)
+                if on_ack is not None:
+                    on_ack()
+        finally:
+            await ws.close()
+
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        tasks = [asyncio.create_task(device(session, t, per_conn[n], n))
+                 for n, t in enumerate(tokens)]
+        waiter = asyncio.create_task(all_ready.wait())
+        done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        if waiter not in done:  # a connection failed before the start
+            waiter.cancel()
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for t in done:
+                t.result()
+        cpu_before = process_cpu_seconds(server_pid) if server_pid else None
+        started = time.perf_counter()
+        go.set()
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - started
+        cpu_after = process_cpu_seconds(server_pid) if server_pid else None
+    cpu = cpu_after - cpu_before if cpu_before is not None and cpu_after is not None else None
+    return Measurement(label, utterances - errors[0], elapsed, audio[0], latencies, errors[0],
+                       cpu)
+
+
+# -- the floors --------------------------------------------------------------------------
+
+async def _sink(request: web.Request) -> web.WebSocketResponse:
+    ws = web.WebSocketResponse(compress=False, max_msg_size=4 * FRAME_LIMIT)
+    await ws.prepare(request)
+    async for msg in ws:
+        if msg.type is aiohttp.WSMsgType.TEXT:
+            frame = json.loads(msg.data)
+            if frame.get("type") == "utterance.end":
+                uid = frame["utterance_id"]
+                await ws.send_str(json.dumps({"type": "utterance.stored", "utterance_id": uid,
+                                              "recording_id": "rec_" + uid[:8],
+                                              "duplicate": False}))
+    return ws
+
+
+async def _serve_sink(host: str, port: int) -> None:
+    app = web.Application()
+    app.router.add_get("/v1/device/stream", _sink)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound = site._server.sockets[0].getsockname()  # type: ignore[union-attr]
+    print(f"listening on http://{host}:{bound[1]}", flush=True)
+    await asyncio.Event().wait()
+
+
+async def start_sink_process() -> asyncio.subprocess.Process:
+    """``python -m simulator.bench sink --port 0`` and wait for its ``listening on`` line."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "simulator.bench", "sink", "--port", "0",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+    assert proc.stdout is not None
+    line = (await proc.stdout.readline()).decode().strip()
+    if not line.startswith("listening on "):
+        proc.kill()
+        await proc.wait()
+        raise RuntimeError(f"sink did not start: {line!r}")
+    proc.url = line.removeprefix("listening on ")  # type: ignore[attr-defined]
+    return proc
+
+
+async def _stop(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), 10)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+
+def storage_floor(path: Path, utterances: int, pool: Sequence[bytes], *, batch: int,
+                  synchronous: str, seed: int = 0,
+                  on_batch: Callable[[int], None] | None = None) -> Measurement:
+    """Insert ``utterances`` recordings + audio blobs with plain sqlite3, ``batch`` per commit.
+
+    The schema and pragmas are the backend's own (its migrations and connection setup), so
+    the only difference from the backend is everything around the INSERTs.
+    """
+    from backend.storage.db import connect
+    from backend.storage.migrations import MIGRATIONS
+
+    db = connect(path, synchronous=synchronous)
+    for _name, migrate in MIGRATIONS:
+        migrate(db)
+    conn = db.conn  # from here on plain sqlite3
+    ids = utterance_ids(utterances, seed + 1)
+    audio = 0
+    started, cpu_started = time.perf_counter(), time.thread_time()
+    for lo in range(0, utterances, batch):
+        rows, blobs = [], []
+        for k in range(lo, min(lo + batch, utterances)):
+            pcm = pool[k % len(pool)]
+            rid = f"rec_{k:020d}"
+            rows.append((rid, ids[k], "acc_floor", "dev_floor", "SN-FLOOR",
+                         "2024-05-01T08:00:00.000Z", "2024-05-01T08:00:00.000Z",
+                         len(pcm) * 1000 // (RATE * WIDTH), "wie wird das Wetter morgen", "de-DE",
+                         RATE, WIDTH, 1, len(pcm), "0" * 64))
+            blobs.append((rid, pcm))
+            audio += len(pcm)
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany("INSERT INTO recordings VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+        conn.executemany("INSERT INTO audio (recording_id, pcm) VALUES (?, ?)", blobs)
+        conn.execute("COMMIT")
+        if on_batch is not None:
+            on_batch(len(rows))
+    elapsed = time.perf_counter() - started
+    cpu = time.thread_time() - cpu_started
+    conn.close()
+    return Measurement("storage floor", utterances, elapsed, audio, cpu_seconds=cpu)
+
+
+# -- bench ingest --------------------------------------------------------------------------
+
+async def _admin(session: aiohttp.ClientSession, url: str, token: str, path: str,
+                 body: dict[str, Any]) -> dict[str, Any]:
+    async with session.post(url + path, json=body,
+                            headers={"Authorization": f"Bearer {token}"}) as resp:
+        out = await resp.json()
+        if resp.status != 201:
+            raise RuntimeError(f"POST {path} -> {resp.status}: {out}")
+        return dict(out)
+
+
+async def register_devices(url: str, admin_token: str, devices: int) -> list[str]:
+    """One account per device, registered through the admin API; the device tokens."""
+    limit = asyncio.Semaphore(16)
+
+    async def one(session: aiohttp.ClientSession, n: int) -> str:
+        async with limit:
+            acc = await _admin(session, url, admin_token, "/v1/accounts", {
+                "name": f"Bench Household {n}", "email": f"bench{n}@example.org",
+                "locale": "de-DE"})
+            dev = await _admin(session, url, admin_token,
+                               f"/v1/accounts/{acc['account_id']}/devices",
+                               {"serial": f"BENCH-{n:05d}", "model": "Echo Dot", "room": "Kitchen"})
+            return str(dev["device_token"])
+
+    async with aiohttp.ClientSession() as session:
+        return list(await asyncio.gather(*(one(session, n) for n in range(devices))))
+
+
+async def run_ingest(devices: int, utterances: int, seconds: float, *, data: Path,
+                     floors: bool, seed: int) -> tuple[Measurement, dict[str, Measurement]]:
+    from backend.config import Config
+    from simulator.embedded import start_server_process
+
+    pool = pcm_pool(seconds, seed=seed)
+    admin_token = "adm_bench"
+    say(f"starting backend (data in {data})")
+    server = await start_server_process(data / "backend", admin_token=admin_token)
+    try:
+        say(f"registering {devices} devices at {server.handle.url}")
+        tokens = await register_devices(server.handle.url, admin_token, devices)
+        with progress(utterances, "overheard") as bar:
+            ours = await drive_devices(server.handle.url, tokens, utterances, pool,
+                                       label="overheard", seed=seed,
+                                       on_ack=lambda: bar.update(1), server_pid=server.proc.pid)
+    finally:
+        server.kill()
+        await server.wait()
+    results: dict[str, Measurement] = {}
+    if not floors:
+        return ours, results
+    say("starting WebSocket sink")
+    sink = await start_sink_process()
+    try:
+        with progress(utterances, "ws floor") as bar:
+            results["ws floor"] = await drive_devices(
+                sink.url, [f"sink-{n}" for n in range(devices)],  # type: ignore[attr-defined]
+                utterances, pool, label="ws floor", seed=seed, on_ack=lambda: bar.update(1),
+                server_pid=sink.pid)
+    finally:
+        await _stop(sink)
+    say("inserting into SQLite directly")
+    config = Config(data_dir=data)
+    with progress(utterances, "storage floor") as bar:
+        results["storage floor"] = await asyncio.to_thread(
+            storage_floor, data / "floor.db", utterances, pool, batch=config.max_batch,
+            synchronous=config.synchronous, seed=seed, on_batch=bar.update)
+    return ours, results
+
+
+@click.group()
+def bench() -> None:
+    """Measure the backend against floors measured in the same run."""
+
+
+@bench.command("ingest")
+@click.option("--devices", type=click.IntRange(1, 5000), default=50, show_default=True,
+              help="concurrent device connections")
+@click.option("--utterances", type=click.IntRange(1), default=1000, show_default=True,
+              help="utterances in total, spread over the devices")
+@click.option("--seconds", type=click.FloatRange(0.1, 60.0), default=2.0, show_default=True,
+              help="audio per utterance (16 kHz mono s16le)")
+@click.option("--data", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="keep the backend's data dir here (default: a temp dir, removed)")
+@click.option("--floors/--no-floors", default=True, show_default=True,
+              help="also measure the WebSocket and storage floors")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
+def ingest(devices: int, utterances: int, seconds: float, data: Path | None, floors: bool,
+           seed: int, as_json: bool) -> None:
+    """Stream utterances from many devices to a backend subprocess; compare with the floors."""
+    with tempfile.TemporaryDirectory(prefix="overheard-bench-") as tmp:
+        root = data or Path(tmp)
+        root.mkdir(parents=True, exist_ok=True)
+        ours, floor_results = asyncio.run(
+            run_ingest(devices, utterances, seconds, data=root, floors=floors, seed=seed))
+    header = (f"bench ingest: {devices} devices, {utterances} utterances of {seconds:g} s "
+              f"({int(seconds * RATE * WIDTH)} B PCM each), durable acks")
+    payload = {
+        "bench": "ingest", "devices": devices, "utterances": utterances, "seconds": seconds,
+        "results": {m.label: m.as_dict() for m in [ours, *floor_results.values()]},
+        "ratios": {f"ours/{k}": round(v, 4) for k, v in ratios(ours, floor_results).items()},
+    }
+    emit(header + "\n" + ratio_table(ours, floor_results), payload, as_json)
+
+
+@bench.command("sink", hidden=True)
+@click.option("--host", default="127.0.0.1")
+@click.option("--port", type=int, default=0)
+def sink(host: str, port: int) -> None:
+    """Serve the WebSocket floor: acknowledge every utterance.end, store nothing."""
+    try:
+        asyncio.run(_serve_sink(host, port))
+    except KeyboardInterrupt:
+        pass
+
+
+@bench.command("export")
+@click.option("--recordings", type=click.IntRange(0), default=1750, show_default=True,
+              help="recordings in the account's package")
+@click.option("--seconds", type=click.FloatRange(0.1, 60.0), default=2.0, show_default=True,
+              help="audio per recording (16 kHz mono s16le)")
+@click.option("--data", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="keep the data dir here (default: a temp dir, removed)")
+@click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
+def export(recordings: int, seconds: float, data: Path | None, as_json: bool) -> None:
+    """Build one access package; compare with copying the same audio out of SQLite."""
+    from simulator import bench_export
+
+    say(f"seeding {recordings} recordings of {seconds:g} s")
+    figures = bench_export.run(recordings, seconds, data)
+    emit(bench_export.table(figures, seconds),
+         {"bench": "export", "seconds": seconds, **figures.as_dict()}, as_json)
+
+
+@bench.command("synth")
+@click.option("--utterances", type=click.IntRange(1), default=20_000, show_default=True)
+@click.option("--households", type=click.IntRange(1), default=50, show_default=True)
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--locale", default="de_DE", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
+def synth(utterances: int, households: int, seed: int, locale: str, as_json: bool) -> None:
+    """Text generation plus voice synthesis alone, on one core (no backend)."""
+    from simulator.world import measure_synthesis
+
+    r = measure_synthesis(utterances, households, seed, locale)
+    text = (f"bench synth: {r.utterances} utterances, {r.speakers} speakers, "
+            f"{r.mean_audio_seconds:.2f} s audio each\n"
+            f"  voices rendered   {r.voice_seconds:.2f} s ({r.voice_seconds / r.speakers * 1000:.1f} ms each)\n"
+            f"  text generation   {r.text_seconds:.2f} s\n"
+            f"  synthesis         {r.synth_seconds:.2f} s\n"
+            f"  sha256 of PCM     {r.hash_seconds:.2f} s (apart)\n"
+            f"  rate              {r.utterances_per_second:.0f} utterances/s (text + synthesis)")
+    emit(text, {"bench": "synth", **r.as_dict()}, as_json)
+
+import simulator.soak  # noqa: E402,F401  registers `bench soak` (it imports this module)
+
+if __name__ == "__main__":
+    bench()

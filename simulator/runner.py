@@ -1,0 +1,787 @@
+"""``overheard run``: play a scenario against a backend and judge the outcome.
+
+The run composes three separate values, as a Jepsen test does: the workload (the world's
+traffic and the requesters' steps), the faults and guards (switched on the backend), and
+the checker (the auditor, which reads only the downloaded packages and the ledger). The
+ledger is the one link between what happened and what is judged.
+
+Run folder: ``report.json``, ``report.html``, ``junit.xml``, ``ledger.jsonl``,
+``packages/*.zip`` (what each requester downloaded) and ``backend-data/`` (the embedded
+backend's data dir). Exit 0: every expectation held; 1: one failed; 2: could not decide.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import re
+import shutil
+import sys
+import time
+import zipfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+
+from backend import Config
+from simulator.audit import AuditError, audit_package
+from simulator.client import ApiError, Client, ClientError
+from simulator.embedded import BackendHandle, embedded_backend
+from simulator.fleet import DeviceAccount, stream_utterances
+from simulator.ledger import LedgerEntry, write_ledger
+from simulator.report import Expectation, RunResult, summary_text, write_reports
+from simulator.scenario import (
+    AccessRequest,
+    AdvanceClock,
+    Download,
+    ErasureRequest,
+    Expect,
+    Operator,
+    RegisterDevice,
+    Revoke,
+    Scenario,
+    ScenarioError,
+    Traffic,
+    TransferDevice,
+    WaitRequests,
+    bundled_dir,
+    load_scenario,
+    parse_duration,
+)
+from simulator.world import Device, Household, HouseholdSpec, Utterance, World
+
+log = logging.getLogger("overheard.run")
+
+EXIT_PASS, EXIT_FAIL, EXIT_UNKNOWN = 0, 1, 2
+TERMINAL = {"complete", "denied", "canceled", "error"}
+
+
+class RunAborted(Exception):
+    """The run could not decide: the backend misbehaved or a step could not be carried out."""
+
+
+@dataclasses.dataclass
+class Home:
+    """A household as the backend knows it: account, tokens, devices, requests."""
+
+    household: Household
+    account_id: str = ""
+    user_token: str = ""
+    devices: list[DeviceAccount] = dataclasses.field(default_factory=list)
+    requests: dict[str, list[dict[str, Any]]] = dataclasses.field(default_factory=dict)
+    """kind -> filed requests: {"request_id", "token", "email"}."""
+
+    @property
+    def key(self) -> str:
+        return self.household.key
+
+
+@dataclasses.dataclass
+class Progress:
+    """One line per step on stderr (quiet in tests)."""
+
+    enabled: bool = True
+
+    def step(self, text: str) -> None:
+        if self.enabled:
+            click.echo(f"  {text}", err=True)
+
+
+class Run:
+    """State of one scenario run."""
+
+    def __init__(self, scenario: Scenario, out: Path, client: Client, handle: BackendHandle,
+                 progress: Progress) -> None:
+        self.s = scenario
+        self.out = out
+        self.client = client
+        self.handle = handle
+        self.progress = progress
+        specs = [HouseholdSpec(h.key, h.members, h.devices, h.recordings, h.locale)
+                 for h in scenario.household]
+        self.world = World.build(scenario.seed, scenario.world.locale, specs,
+                                 background=scenario.world.background_households,
+                                 start=scenario.world.start)
+        self.homes: dict[str, Home] = {}
+        for h in self.world.households:
+            self.homes[h.key] = Home(self._customise(h))
+        self.now = self.world.start
+        self.ledger: list[LedgerEntry] = []
+        self.timeline: list[dict[str, Any]] = []
+        self.redemptions: list[dict[str, Any]] = []
+        self.audits: list[dict[str, Any]] = []
+        self.downloads: dict[str, list[dict[str, Any]]] = {}
+        self.operators: dict[str, str] = {}
+        self.aware_at: str | None = None
+        self.measures: list[str] = []
+        self.utterance_counter = 0
+
+    # -- world ------------------------------------------------------------------------
+    def _customise(self, h: Household) -> Household:
+        spec = next((x for x in self.s.household if x.key == h.key), None)
+        if spec is None:
+            return h
+        holder = h.holder
+        if spec.lookalike_of:
+            other = next(x for x in self.world_households_raw() if x.key == spec.lookalike_of)
+            holder = dataclasses.replace(holder, name=other.holder.name)
+        if spec.name:
+            holder = dataclasses.replace(holder, name=spec.name)
+        if spec.email:
+            holder = dataclasses.replace(holder, email=spec.email)
+        return dataclasses.replace(h, holder=holder)
+
+    def world_households_raw(self) -> tuple[Household, ...]:
+        return self.world.households
+
+    def note(self, step: str, what: str) -> None:
+        self.timeline.append({"at": _iso(self.now), "step": step, "what": what})
+        self.progress.step(f"[{_iso(self.now)}] {step}: {what}")
+
+    def home(self, key: str) -> Home:
+        return self.homes[key]
+
+    async def advance(self, seconds: float, why: str) -> None:
+        if seconds <= 0:
+            return
+        await self.client.advance_clock(seconds)
+        self.now += timedelta(seconds=seconds)
+        self.note("advance_clock", f"{_human_duration(seconds)} ({why})")
+
+    # -- setup --------------------------------------------------------------------------
+    async def setup(self) -> None:
+        for home in self.homes.values():
+            h = home.household
+            body = h.account_payload()
+            created = await self.client.create_account(body["name"], body["email"], body["locale"])
+            home.account_id = created["account_id"]
+            home.user_token = created["user_token"]
+            for dev in h.devices:
+                await self._register(home, dev)
+        self.note("setup", f"{len(self.homes)} households, "
+                           f"{sum(len(h.devices) for h in self.homes.values())} devices registered")
+        await self._switch_faults()
+
+    async def _register(self, home: Home, dev: Device, transfer: bool = False) -> DeviceAccount:
+        extra: dict[str, Any] = {"transfer": True} if transfer else {}
+        reg = await self.client.register_device(home.account_id, dev.serial, dev.model, dev.room,
+                                                **extra)
+        acct = DeviceAccount(household=home.key, account_id=home.account_id, serial=dev.serial,
+                             device_id=reg["device_id"], token=reg["device_token"])
+        home.devices.append(acct)
+        return acct
+
+    def _resolve(self, value: Any) -> Any:
+        """Household keys in fault parameters become account ids (the backend knows no keys)."""
+        if isinstance(value, str) and value in self.homes:
+            return self.homes[value].account_id
+        if isinstance(value, str) and value.startswith("email:") and value[6:] in self.homes:
+            return self.homes[value[6:]].household.holder.email
+        if isinstance(value, list):
+            return [self._resolve(v) for v in value]
+        return value
+
+    async def _switch_faults(self) -> None:
+        if self.s.faults:
+            await self.client.put_faults([
+                {"name": n, "enabled": True, "params": {k: self._resolve(v) for k, v in p.items()}}
+                for n, p in self.s.faults.items()])
+        if self.s.guards:
+            await self.client.put_guards([
+                {"name": n, "enabled": True, "params": {k: self._resolve(v) for k, v in p.items()}}
+                for n, p in self.s.guards.items()])
+        on = [*self.s.faults, *self.s.guards]
+        if on:
+            self.note("switches", "on: " + ", ".join(on))
+
+    # -- steps ------------------------------------------------------------------------
+    async def play(self) -> None:
+        for i, st in enumerate(self.s.step):
+            if st.at is not None:
+                await self.advance(parse_duration(st.at), f"before step {i}")
+            handler = getattr(self, f"step_{st.do}")
+            await handler(st)
+
+    async def step_traffic(self, st: Traffic) -> None:
+        keys = st.households or [k for k, h in self.homes.items() if h.devices]
+        utterances: list[tuple[Utterance, DeviceAccount]] = []
+        for key in keys:
+            home = self.homes[key]
+            by_serial = {d.serial: d for d in home.devices}
+            for u in home.household.traffic(self.now, st.days):
+                dev = by_serial.get(u.device_serial)
+                if dev is not None:
+                    utterances.append((u, dev))
+        utterances.sort(key=lambda p: (p[0].recorded_at, p[0].utterance_id))
+        start = self.now
+        # The backend's clock moves to the end of the period: recordings arrive as they happen.
+        await self.advance(st.days * 86400, f"{st.days:g} days of use")
+        t0 = time.perf_counter()
+        entries = await stream_utterances(self.handle.url, utterances,
+                                          progress=self.progress.enabled)
+        self.ledger.extend(entries)
+        ok = sum(1 for e in entries if e.outcome == "ok")
+        self.timeline[-1:] = [{
+            "at": _iso(start), "step": "traffic",
+            "what": f"{len(entries)} utterances from {len(keys)} households over {st.days:g} days "
+                    f"({ok} stored)"}]
+        # Wall time goes to the progress line only: the report must not depend on it.
+        self.progress.step(f"[{_iso(start)}] traffic: {self.timeline[-1]['what']} "
+                           f"in {time.perf_counter() - t0:.1f} s")
+        if ok != len(entries):
+            bad = len(entries) - ok
+            self.note("traffic", f"{bad} utterances not acknowledged (ledger outcome fail/info)")
+
+    async def step_register_device(self, st: RegisterDevice) -> None:
+        home = self.homes[st.household]
+        n = len(home.household.devices) + 1
+        serial = st.serial or f"{home.household.devices[0].serial[:-3] if home.household.devices else 'G0'}X{n:02d}"
+        if st.serial and st.serial in self.homes:
+            serial = self.homes[st.serial].household.devices[0].serial
+        dev = Device(serial=serial, model=st.model, room=st.room)
+        home.household = home.household.with_devices((*home.household.devices, dev))
+        try:
+            await self._register(home, dev)
+            self.note("register_device", f"{st.household} registers {st.model} serial {serial}")
+        except ApiError as exc:
+            home.household = home.household.with_devices(home.household.devices[:-1])
+            self.note("register_device", f"{st.household}: refused ({exc.code}: {exc.message})")
+
+    async def step_transfer_device(self, st: TransferDevice) -> None:
+        seller, buyer = self.homes[st.household], self.homes[st.to]
+        if st.device >= len(seller.household.devices):
+            raise RunAborted(f"{st.household} has no device #{st.device}")
+        dev = seller.household.devices[st.device]
+        seller.household = seller.household.with_devices(
+            [d for d in seller.household.devices if d != dev])
+        old = next(d for d in seller.devices if d.serial == dev.serial)
+        seller.devices.remove(old)
+        buyer.household = buyer.household.with_devices((*buyer.household.devices, dev))
+        try:
+            await self._register(buyer, dev, transfer=True)
+        except ApiError as exc:
+            raise RunAborted(f"transfer of {dev.serial} refused: {exc.code}: {exc.message}") from exc
+        self.note("transfer_device", f"{st.household} sells {dev.model} ({dev.serial}) to {st.to}")
+
+    async def _file(self, kind: str, st: AccessRequest | ErasureRequest) -> None:
+        keys = [st.by] if isinstance(st.by, str) else st.by
+        for key in keys:
+            home = self.homes[key]
+            via = st.via
+            email_of = getattr(st, "email_of", None)
+            typed = getattr(st, "email", None)
+            contact = getattr(st, "contact", None)
+            email = typed or (self.homes[email_of].household.holder.email if email_of else None)
+            if email is not None:
+                via = "email"
+            if via == "account":
+                res = await self.client.privacy_request(kind, user_token=home.user_token,
+                                                        email=contact)
+                token = home.user_token
+                email = home.household.holder.email
+            else:
+                email = email or home.household.holder.email
+                # An impersonator types the victim's name along with the victim's address.
+                named = self.homes[email_of].household if email_of else home.household
+                extra: dict[str, Any] = {"name": named.holder.name}
+                res = await self.client.privacy_request(kind, email=email, **extra)
+                token = res.get("requester_token", "")
+            rid = res["request_id"]
+            home.requests.setdefault(kind, []).append({"request_id": rid, "token": token,
+                                                       "email": email})
+            whose = (f" naming {email}" if via == "email"
+                     else f" with contact address {contact}" if contact else "")
+            self.note(f"{kind}_request", f"{key} asks for {kind}{whose} → {rid} ({res['status']})")
+            if res["status"] == "identity_unverified":
+                await self._verify(home, rid, token, email)
+
+    async def _verify(self, home: Home, rid: str, token: str, email: str) -> None:
+        """Answer the code only if it reached this household's own mailbox."""
+        own = home.household.holder.email
+        messages = await self.client.outbox(to=own)
+        code = next((m.get("code") for m in reversed(messages)
+                     if m.get("code") and rid in (m.get("body", "") + m.get("subject", ""))), None)
+        if code is None:
+            code = next((m.get("code") for m in reversed(messages) if m.get("code")), None)
+        if code is None:
+            self.note("verify", f"{home.key}: no code reached {own}; cannot verify {rid}")
+            return
+        res = await self.client.verify_privacy_request(rid, code, token=token)
+        self.note("verify", f"{home.key} enters the code from {own} → {res.get('status')}")
+
+    async def step_access_request(self, st: AccessRequest) -> None:
+        await self._file("access", st)
+
+    async def step_erasure_request(self, st: ErasureRequest) -> None:
+        await self._file("erasure", st)
+
+    async def _operator_token(self, name: str) -> str:
+        if name not in self.operators:
+            self.operators[name] = (await self.client.create_operator(name))["operator_token"]
+        return self.operators[name]
+
+    async def step_operator(self, st: Operator) -> None:
+        token = await self._operator_token(st.name)
+        queue = (await self.client.ops_requests(token, status="pending"))["requests"]
+        if not queue:
+            self.note("operator", f"{st.name}: queue empty")
+            return
+        for item in queue:
+            rid = item["request_id"]
+            if st.action == "deny":
+                await self.client.ops_deny(token, rid, st.reason or "suspected_fraud")
+                self.note("operator", f"{st.name} denies {rid} ({st.reason})")
+                continue
+            target = (item.get("subject_account_id") or item["requester"].get("account_id")
+                      or item.get("matched_account_id"))
+            if target is None:
+                hits = (await self.client.ops_accounts(token, item["requester"]["name"] or
+                                                       item["requester"]["email"]))["accounts"]
+                target = hits[0]["account_id"] if hits else None
+            if target is None:
+                await self.client.ops_deny(token, rid, "no_match")
+                self.note("operator", f"{st.name} finds no account for {rid}: denied no_match")
+                continue
+            assigned = await self.client.ops_assign(token, rid, account_id=target)
+            res = await self.client.ops_approve(token, rid)
+            who = self._household_of(assigned.get("subject_account_id", target))
+            self.note("operator", f"{st.name} assigns {who}'s account to {rid} and approves "
+                                  f"→ {res.get('status')}")
+            if res.get("needs_second_operator"):
+                if st.second is None:
+                    self.note("operator", f"{rid} held for a second operator (none scheduled)")
+                    continue
+                await self._second_review(st.second, rid)
+
+    async def _second_review(self, name: str, rid: str) -> None:
+        """A second operator checks a held assignment against the verified requester: a
+        mismatch is re-assigned to the account that holds the verified address, then approved."""
+        token = await self._operator_token(name)
+        queue = (await self.client.ops_requests(token, status="pending"))["requests"]
+        item = next((q for q in queue if q["request_id"] == rid), None)
+        if item is None:
+            self.note("operator", f"{name}: {rid} is no longer pending")
+            return
+        rightful = item["requester"].get("account_id") or item.get("matched_account_id")
+        if rightful and item.get("subject_account_id") != rightful:
+            await self.client.ops_assign(token, rid, account_id=rightful)
+            self.note("operator", f"{name} rejects the assignment of "
+                                  f"{self._household_of(item.get('subject_account_id'))}'s account "
+                                  f"and assigns {self._household_of(rightful)}'s")
+        res = await self.client.ops_approve(token, rid)
+        self.note("operator", f"{name} approves {rid} → {res.get('status')}")
+
+    def _household_of(self, account_id: str | None) -> str:
+        for key, home in self.homes.items():
+            if home.account_id == account_id:
+                return key
+        return str(account_id)
+
+    async def _requests(self) -> list[tuple[Home, str, dict[str, Any]]]:
+        return [(home, kind, r) for home in self.homes.values()
+                for kind, rs in home.requests.items() for r in rs]
+
+    async def step_wait(self, st: WaitRequests) -> None:
+        pending: list[str] = []
+        for home, _kind, r in await self._requests():
+            status = await self._await_request(r)
+            r["status"] = status
+            if status.get("status") not in TERMINAL:
+                pending.append(f"{home.key}:{status.get('status')}")
+        summary = ", ".join(f"{h.key}={r['status'].get('status')}" for h, _, r in await self._requests())
+        self.note("wait", summary or "no requests")
+
+    async def _await_request(self, r: dict[str, Any]) -> dict[str, Any]:
+        """Long-poll until the request is terminal or waiting for a person."""
+        for _ in range(600):
+            st = await self.client.get_privacy_request(r["request_id"], token=r["token"], wait=10)
+            if st.get("status") in TERMINAL or st.get("status") in ("pending", "identity_unverified"):
+                return st
+        raise RunAborted(f"request {r['request_id']} did not settle")
+
+    async def step_download(self, st: Download) -> None:
+        downloader = self.homes[st.by]
+        source = self.homes[st.link_of or st.by]
+        if "access" not in source.requests and st.link_of is None:
+            # He asked for nothing, but a link may have reached his mailbox (misaddressed).
+            await self._download_from_mailbox(downloader)
+            return
+        if "access" not in source.requests:
+            raise RunAborted(f"{source.key} filed no access request to download")
+        r = source.requests["access"][-1]
+        status = await self.client.get_privacy_request(r["request_id"], token=r["token"])
+        url = status.get("download_url")
+        if url is None and st.link_of:
+            url = self._url_from_outbox(await self.client.outbox(to=source.household.holder.email))
+        if url is None:
+            url = self._url_from_outbox(await self.client.outbox(to=downloader.household.holder.email))
+        if url is None:
+            self.note("download", f"{st.by}: no link ({status.get('status')})")
+            self.redemptions.append({"at": _iso(self.now), "request_id": r["request_id"],
+                                     "by": st.by, "result": f"no link ({status.get('status')})"})
+            return
+        targets = [url]
+        if st.guess_next:
+            targets = _neighbours(url)
+        for target in targets:
+            await self._fetch(downloader, source, r, target, guessed=st.guess_next)
+
+    def _url_from_outbox(self, messages: list[dict[str, Any]]) -> str | None:
+        for m in reversed(messages):
+            if m.get("url"):
+                return str(m["url"])
+        return None
+
+    async def _download_from_mailbox(self, downloader: Home) -> None:
+        """Open the newest link in the household's own mailbox, whoever's request it answers."""
+        own = downloader.household.holder.email
+        message = next((m for m in reversed(await self.client.outbox(to=own)) if m.get("url")),
+                       None)
+        if message is None:
+            self.note("download", f"{downloader.key}: no link in {own}")
+            self.redemptions.append({"at": _iso(self.now), "request_id": None,
+                                     "by": downloader.key, "result": "no link in the mailbox"})
+            return
+        self.note("download", f"{downloader.key} finds a link in {own} "
+                              f"(request {message.get('request_id')})")
+        await self._fetch(downloader, downloader, {"request_id": message.get("request_id")},
+                          str(message["url"]), guessed=False)
+
+    async def _fetch(self, downloader: Home, source: Home, r: dict[str, Any], url: str,
+                     guessed: bool) -> None:
+        n = len(self.downloads.get(downloader.key, [])) + 1
+        dest = self.out / "packages" / f"{downloader.key}-{n}.zip"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            await self.client.download_to(url, dest, token=downloader.user_token)
+        except ApiError as exc:
+            what = f"{exc.status} {exc.code}"
+            self.redemptions.append({"at": _iso(self.now), "request_id": r["request_id"],
+                                     "by": downloader.key, "result": what})
+            self.note("download", f"{downloader.key} tries {'a guessed' if guessed else 'the'} link → {what}")
+            return
+        self.downloads.setdefault(downloader.key, []).append(
+            {"request_id": r["request_id"], "path": dest, "at": _iso(self.now)})
+        self.redemptions.append({"at": _iso(self.now), "request_id": r["request_id"],
+                                 "by": downloader.key, "result": "downloaded"})
+        size = dest.stat().st_size
+        self.note("download", f"{downloader.key} downloads {dest.name} ({size / 1e6:.1f} MB)")
+
+    async def step_advance_clock(self, st: AdvanceClock) -> None:
+        await self.advance(parse_duration(st.by), "scenario")
+
+    async def step_revoke(self, st: Revoke) -> None:
+        if st.after is not None:
+            await self.advance(parse_duration(st.after), "until the complaint")
+        token = await self._operator_token("Operator A")
+        keys = [st.link_of] if st.link_of else list(self.homes)
+        for key in keys:
+            for r in self.homes[key].requests.get("access", []):
+                try:
+                    await self.client.ops_revoke(token, r["request_id"])
+                except ApiError as exc:
+                    self.note("revoke", f"link of {key}: {exc.code}")
+                    continue
+                self.aware_at = self.aware_at or _iso(self.now)
+                self.measures.append(f"download link of {key}'s request revoked at {_iso(self.now)}")
+                self.note("revoke", f"operator revokes the link of {key}'s request {r['request_id']}")
+
+    # -- judging ------------------------------------------------------------------------
+    async def audit(self) -> None:
+        ok_at = self.now
+        for key, items in sorted(self.downloads.items()):
+            home = self.homes[key]
+            for item in items:
+                try:
+                    pa = audit_package(item["path"], self.ledger, subject_household=key,
+                                       subject_account=home.account_id, link_redeemed=True,
+                                       as_of=_iso(ok_at))
+                except AuditError as exc:
+                    raise RunAborted(f"cannot audit {item['path'].name}: {exc}") from exc
+                d = pa.to_dict()
+                d["file"] = f"packages/{item['path'].name}"
+                d["downloaded_at"] = item["at"]
+                self.audits.append(d)
+        if any(p["leaks"] for p in self.audits) and self.aware_at is None:
+            self.aware_at = _iso(self.now)
+
+    async def expectations(self) -> list[Expectation]:
+        alerts = await self.client.alerts()
+        leaks = [leak for p in self.audits for leak in p["leaks"]]
+        out = []
+        for ex in self.s.expect:
+            try:
+                passed, detail = await self._check(ex, leaks, alerts)
+            except (ClientError, KeyError) as exc:
+                passed, detail = None, f"could not decide: {exc}"
+            out.append(Expectation(ex.describe(), passed, detail))
+        return out
+
+    async def _check(self, ex: Expect, leaks: list[dict[str, Any]],
+                     alerts: list[dict[str, Any]]) -> tuple[bool | None, str]:
+        kind, v = ex.kind, getattr(ex, ex.kind)
+        if kind == "leak":
+            found = [lk for lk in leaks if lk["from_household"] == v.from_ and lk["to_household"] == v.to]
+            n = sum(lk["recordings"] for lk in found)
+            subjects = max((lk["data_subjects"] for lk in found), default=0)
+            ok = bool(found)
+            if v.recordings is not None:
+                ok = ok and n == v.recordings
+            if v.min_recordings is not None:
+                ok = ok and n >= v.min_recordings
+            if v.data_subjects is not None:
+                ok = ok and subjects == v.data_subjects
+            return ok, f"found {n} recordings of {subjects} data subjects from {v.from_} to {v.to}"
+        if kind == "no_leak":
+            sel = leaks
+            if isinstance(v, bool):
+                if not v:
+                    return bool(leaks), f"{len(leaks)} leaks"
+            else:
+                sel = [lk for lk in leaks if (v.to is None or lk["to_household"] == v.to)
+                       and (v.from_ is None or lk["from_household"] == v.from_)]
+            desc = "; ".join(f"{lk['recordings']} from {lk['from_household']} to {lk['to_household']}"
+                             for lk in sel)
+            return not sel, desc or "no foreign recording in any downloaded package"
+        if kind == "complete":
+            pkgs = [p for p in self.audits if p["subject_household"] == v.for_]
+            if not pkgs:
+                return False, f"{v.for_} downloaded no package"
+            p = pkgs[-1]
+            ok = p["missing"] == 0 and not p["foreign"] and p["corrupt"] == 0 and p["unattributable"] == 0
+            return ok, (f"{p['own']} own, {p['missing']} missing, {sum(p['foreign'].values())} foreign, "
+                        f"{p['corrupt']} corrupt")
+        if kind == "link":
+            home = self.homes[v.for_]
+            r = home.requests["access"][-1]
+            st = await self.client.get_privacy_request(r["request_id"], token=r["token"])
+            state = (st.get("link") or {}).get("state") or st.get("link_state")
+            return state == v.state, f"link state {state}"
+        if kind == "link_redeemed":
+            got = [x for x in self.redemptions if x["by"] == v.by and x["result"] == "downloaded"]
+            return bool(got) == v.redeemed, f"{len(got)} successful download(s) by {v.by}"
+        if kind == "alert":
+            hits = [a for a in alerts if a["guard"] == v.guard]
+            ok = bool(hits) if v.count is None else len(hits) == v.count
+            return ok, f"{len(hits)} alert(s) from {v.guard}" + (
+                f": {hits[0]['summary']}" if hits else "")
+        if kind == "no_alert":
+            return (not alerts) == v, f"{len(alerts)} alert(s)"
+        if kind == "erased":
+            found, needles = self._leftovers(v)
+            if found is None:
+                return False, "cannot inspect a remote backend's files"
+            if found:
+                return False, "left behind: " + _left(found)
+            return True, f"none of {needles} transcripts found in the backend's files"
+        if kind == "remains":
+            found, needles = self._leftovers(v)
+            if found is None:
+                return False, "cannot inspect a remote backend's files"
+            if found:
+                return True, "still there: " + _left(found)
+            return False, f"none of {needles} transcripts found in the backend's files"
+        if kind == "request":
+            home = self.homes[v.for_]
+            reqs = [r for rs in home.requests.values() for r in rs]
+            if not reqs:
+                return False, f"{v.for_} filed no request"
+            st = await self.client.get_privacy_request(reqs[-1]["request_id"], token=reqs[-1]["token"])
+            ok = st.get("status") == v.status and (v.reason is None or st.get("reason") == v.reason)
+            return ok, f"status {st.get('status')}, reason {st.get('reason')}"
+        if kind == "art34":
+            owed = any(lk.get("link_redeemed") for lk in leaks)
+            return owed == v, f"Art. 34 notice {'owed' if owed else 'not owed'}"
+        return None, f"unknown expectation {kind}"
+
+    def _leftovers(self, key: str) -> tuple[dict[str, int] | None, int]:
+        """Forensic check: which backend files still hold transcripts of the household's
+        (``None`` for a remote backend), and how many transcripts were looked for."""
+        data = self.handle.data_dir
+        if data is None:
+            return None, 0
+        needles = {e.transcript.encode() for e in self.ledger
+                   if e.household == key and e.outcome == "ok" and len(e.transcript) >= 12}
+        found: dict[str, int] = {}
+        for f in sorted(p for p in data.rglob("*") if p.is_file()):
+            blob = f.read_bytes()
+            if f.suffix == ".zip":
+                blob += _zip_text(f)
+            n = sum(1 for needle in needles if needle in blob)
+            if n:
+                found[str(f.relative_to(data))] = n
+        return found, len(needles)
+
+
+def _left(found: dict[str, int]) -> str:
+    return ", ".join(f"{k} ({v} transcripts)" for k, v in found.items())
+
+
+def _zip_text(path: Path) -> bytes:
+    """The uncompressed text entries of a zip (transcripts in a package are deflated)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return b"".join(z.read(i) for i in z.infolist()
+                            if not i.filename.endswith(".wav") and i.file_size < 64 * 2**20)
+    except (zipfile.BadZipFile, OSError):
+        return b""
+
+
+def _neighbours(url: str) -> list[str]:
+    """Links a curious holder would try: the numbers around his own (enumeration)."""
+    m = re.search(r"(\d+)$", url)
+    if not m:
+        return [url[:-1] + ("A" if url[-1] != "A" else "B")]
+    n = int(m.group(1))
+    head = url[: m.start()]
+    return [f"{head}{k}" for k in (n - 1, n + 1) if k > 0]
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _human_duration(seconds: float) -> str:
+    if seconds >= 86400 and seconds % 3600 == 0:
+        return f"{seconds / 86400:g} d"
+    if seconds >= 3600:
+        return f"{seconds / 3600:g} h"
+    return f"{seconds:g} s"
+
+
+@asynccontextmanager
+async def _backend(scenario: Scenario, out: Path, url: str | None,
+                   admin_token: str | None) -> AsyncIterator[BackendHandle]:
+    if url:
+        if not admin_token:
+            raise RunAborted("--backend needs --admin-token or $OVERHEARD_ADMIN_TOKEN")
+        yield BackendHandle(url.rstrip("/"), admin_token)
+        return
+    data = out / "backend-data"
+    if data.exists():
+        shutil.rmtree(data)
+    config = Config(
+        data_dir=data, admin_token=f"adm_run_{scenario.seed}", id_seed=scenario.seed,
+        clock_start=scenario.world.start, clock_frozen=True,
+        manual_review=tuple(scenario.backend.manual_review),
+        link_ttl_seconds=int(parse_duration(scenario.backend.link_ttl)),
+        export_workers=scenario.backend.export_workers,
+    )
+    async with embedded_backend(config) as handle:
+        yield handle
+
+
+async def run_scenario(scenario: Scenario, out: Path, *, backend_url: str | None = None,
+                       admin_token: str | None = None, progress: bool = True) -> RunResult:
+    """Play ``scenario``, write the run folder to ``out`` and return the result."""
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in ("packages",):
+        if (out / stale).exists():
+            shutil.rmtree(out / stale)
+    started = datetime.now(UTC)
+    prog = Progress(progress)
+    async with _backend(scenario, out, backend_url, admin_token) as handle, \
+            Client(handle.url, admin_token=handle.admin_token, timeout=600) as client:
+        run = Run(scenario, out, client, handle, prog)
+        try:
+            await run.setup()
+            await run.play()
+            await run.audit()
+            expectations = await run.expectations()
+        except (ClientError, RunAborted) as exc:
+            expectations = [Expectation("run", None, f"could not decide: {exc}")]
+            run.note("aborted", str(exc))
+    write_ledger(out / "ledger.jsonl", run.ledger)
+    if any(e.passed is None for e in expectations):
+        verdict = "unknown"
+    else:
+        verdict = "pass" if all(e.passed for e in expectations) else "fail"
+    result = RunResult(
+        scenario=scenario.name, seed=scenario.seed, verdict=verdict,  # type: ignore[arg-type]
+        expectations=expectations, packages=run.audits, timeline=run.timeline,
+        link_redemptions=run.redemptions, aware_at=run.aware_at, measures_taken=run.measures,
+        description=scenario.description,
+        started_at=started.isoformat(timespec="seconds"),
+        finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        run_info={"backend": backend_url or "embedded", "out": str(out)},
+    )
+    write_reports(result, out)
+    return result
+
+
+@click.command("run")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="run folder (default: runs/<scenario name>)")
+@click.option("--backend", "backend_url", default=None, help="target a running backend instead")
+@click.option("--admin-token", envvar="OVERHEARD_ADMIN_TOKEN", default=None,
+              help="admin token for --backend (default: $OVERHEARD_ADMIN_TOKEN)")
+@click.option("--seed", type=int, default=None, help="override the scenario's seed")
+@click.option("-q", "--quiet", is_flag=True, help="no progress lines, only the summary")
+@click.option("--demo", is_flag=True, hidden=True, help="print the demo's closing lines")
+def run(file: Path, out: Path | None, backend_url: str | None, admin_token: str | None,
+        seed: int | None, quiet: bool, demo: bool) -> None:
+    """Play a scenario FILE and judge it: exit 0 pass, 1 fail, 2 could not decide."""
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    path = _find(file)
+    try:
+        scenario = load_scenario(path, seed=seed)
+    except ScenarioError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_UNKNOWN)
+    out = out or Path("runs") / scenario.name
+    if not quiet:
+        click.echo(f"running {scenario.name} (seed {scenario.seed}) → {out}/", err=True)
+    t0 = time.perf_counter()
+    try:
+        result = asyncio.run(run_scenario(scenario, out, backend_url=backend_url,
+                                          admin_token=admin_token, progress=not quiet))
+    except (RunAborted, ClientError, OSError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_UNKNOWN)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    click.echo(summary_text(result))
+    click.echo(f"wall time {time.perf_counter() - t0:.1f} s")
+    click.echo(f"report: {(out / 'report.html').resolve()}")
+    if demo:
+        click.echo(f"open it in a browser: file://{(out / 'report.html').resolve()}")
+    sys.exit({"pass": EXIT_PASS, "fail": EXIT_FAIL}.get(result.verdict, EXIT_UNKNOWN))
+
+
+def _find(file: Path) -> Path:
+    """A path as given, or the name of a bundled scenario."""
+    if file.exists():
+        return file
+    for cand in (bundled_dir() / file.name, bundled_dir() / f"{file.name}.toml"):
+        if cand.exists():
+            return cand
+    return file
+
+
+@click.command("scenarios")
+@click.option("--schema", is_flag=True, help="print the JSON Schema of the scenario format")
+def scenarios(schema: bool) -> None:
+    """List the bundled scenarios with one line each."""
+    if schema:
+        from simulator.scenario import json_schema
+
+        click.echo(json.dumps(json_schema(), indent=2))
+        return
+    files = sorted(bundled_dir().glob("*.toml"))
+    width = max((len(f.stem) for f in files), default=10)
+    for f in files:
+        try:
+            s = load_scenario(f)
+            click.echo(f"{s.name:<{width}}  {s.description}")
+        except ScenarioError as exc:
+            click.echo(f"{f.stem:<{width}}  (invalid: {exc})")
+

@@ -1,0 +1,169 @@
+"""The store: one writer with group commit, savepoint isolation, pragmas, lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlite_utils
+
+from backend.storage import Store, StoreClosed
+from backend.storage.db import PAGE_SIZE
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = Store(tmp_path / "t.db", max_batch=64)
+    s.write_sync(lambda db: db.execute("CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER)"))
+    yield s
+    s.close()
+
+
+def insert(key: str, value: int = 0) -> Any:
+    return lambda db: db.execute("INSERT INTO t (k, v) VALUES (?, ?)", [key, value]).lastrowid
+
+
+async def hold_writer(store: Store) -> tuple[threading.Event, asyncio.Future[Any]]:
+    """Park the writer thread inside a write so that the next writes queue up behind it."""
+    entered, release = threading.Event(), threading.Event()
+
+    def blocker(db: sqlite_utils.Database) -> None:
+        entered.set()
+        release.wait(10)
+
+    fut = store.write(blocker)
+    await asyncio.to_thread(entered.wait, 10)
+    return release, fut
+
+
+async def test_queued_writes_commit_as_one_transaction(store: Store) -> None:
+    before = store.stats.transactions
+    release, blocked = await hold_writer(store)
+    futures = [store.write(insert(f"k{i}", i)) for i in range(10)]
+    assert store.queue_depth() == 10
+    release.set()
+    await blocked
+    await asyncio.gather(*futures)
+    # The blocker's batch, then exactly one more for the ten queued writes.
+    assert store.stats.transactions - before == 2
+    assert (store.stats.batch_sizes or {}).get(16) == 1  # one batch of 9..16 writes
+    count = await store.read(lambda db: db.execute("SELECT count(*), sum(v) FROM t").fetchone())
+    assert tuple(count) == (10, 45)
+
+
+async def test_batches_respect_max_batch(tmp_path: Path) -> None:
+    s = Store(tmp_path / "b.db", max_batch=4)
+    try:
+        s.write_sync(lambda db: db.execute("CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER)"))
+        before = s.stats.transactions
+        release, blocked = await hold_writer(s)
+        futures = [s.write(insert(f"k{i}")) for i in range(10)]
+        release.set()
+        await blocked
+        await asyncio.gather(*futures)
+        assert s.stats.transactions - before == 1 + 3  # 4 + 4 + 2
+    finally:
+        s.close()
+
+
+async def test_a_failing_write_rolls_back_alone(store: Store) -> None:
+    def half_then_fail(db: sqlite_utils.Database) -> None:
+        db.execute("INSERT INTO t (k, v) VALUES ('bad', 1)")
+        raise ValueError("refused")
+
+    before = store.stats.transactions
+    release, blocked = await hold_writer(store)
+    ok1 = store.write(insert("a"))
+    bad = store.write(half_then_fail)
+    ok2 = store.write(insert("b"))
+    dup = store.write(insert("a"))  # a constraint violation is one caller's failure too
+    release.set()
+    await blocked
+    await ok1
+    await ok2
+    with pytest.raises(ValueError, match="refused"):
+        await bad
+    with pytest.raises(sqlite3.IntegrityError):
+        await dup
+    assert store.stats.transactions - before == 2  # the blocker's, then all four in one
+    keys = await store.read(lambda db: [r[0] for r in db.execute("SELECT k FROM t ORDER BY k")])
+    assert keys == ["a", "b"]
+    assert store.stats.failed_writes == 2
+
+
+async def test_results_come_back_to_each_caller(store: Store) -> None:
+    results = await asyncio.gather(*(store.write(lambda db, i=i: i * i) for i in range(20)))
+    assert results == [i * i for i in range(20)]
+
+
+async def test_readers_cannot_write(store: Store) -> None:
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        await store.read(lambda db: db.execute("INSERT INTO t (k, v) VALUES ('x', 1)"))
+
+
+async def test_pragmas(store: Store) -> None:
+    writer = store.write_sync(lambda db: (
+        db.execute("PRAGMA journal_mode").fetchone()[0],
+        db.execute("PRAGMA synchronous").fetchone()[0],
+        db.execute("PRAGMA secure_delete").fetchone()[0],
+        db.execute("PRAGMA foreign_keys").fetchone()[0],
+        db.execute("PRAGMA page_size").fetchone()[0],
+    ))
+    assert writer == ("wal", 2, 1, 1, PAGE_SIZE)  # synchronous 2 = FULL
+    reader = await store.read(lambda db: (db.execute("PRAGMA synchronous").fetchone()[0],
+                                          db.execute("PRAGMA secure_delete").fetchone()[0]))
+    assert reader == (2, 1)
+
+
+def test_migrations_apply_once(tmp_path: Path) -> None:
+    first = Store(tmp_path / "m.db")
+    names = first.read_sync(lambda db: [r[0] for r in db.execute(
+        "SELECT name FROM _migrations ORDER BY name")])
+    first.write_sync(lambda db: db.execute(
+        "INSERT INTO accounts (account_id, name, email, locale, created_at)"
+        " VALUES ('acc_1', 'A', 'a@example.org', 'de-DE', '2024')"))
+    first.close()
+    again = Store(tmp_path / "m.db")
+    try:
+        assert again.read_sync(lambda db: [r[0] for r in db.execute(
+            "SELECT name FROM _migrations ORDER BY name")]) == names
+        assert names[0].startswith("m0001")
+        assert again.read_sync(lambda db: db.execute("SELECT count(*) FROM accounts")
+                               .fetchone()[0]) == 1
+    finally:
+        again.close()
+
+
+async def test_close_is_idempotent_and_use_after_close_raises(tmp_path: Path) -> None:
+    s = Store(tmp_path / "c.db")
+    await s.write(lambda db: db.execute("CREATE TABLE t (k TEXT)"))
+    s.close()
+    s.close()
+    assert s.closed
+    with pytest.raises(StoreClosed):
+        s.write(lambda db: None)
+    with pytest.raises(StoreClosed):
+        s.write_sync(lambda db: None)
+    with pytest.raises(StoreClosed):
+        await s.read(lambda db: None)
+    with pytest.raises(StoreClosed):
+        s.read_sync(lambda db: None)
+
+
+async def test_close_commits_what_was_queued(tmp_path: Path) -> None:
+    s = Store(tmp_path / "q.db")
+    s.write_sync(lambda db: db.execute("CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER)"))
+    release, blocked = await hold_writer(s)
+    futures = [s.write(insert(f"k{i}")) for i in range(5)]
+    release.set()
+    s.close()  # waits for the writer to finish the queue
+    await blocked
+    await asyncio.gather(*futures)
+    conn = sqlite3.connect(tmp_path / "q.db")
+    assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 5
+    conn.close()

@@ -1,0 +1,137 @@
+"""Households and their utterances: seeded, independent, in their language, identifiable."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from simulator.world import (
+    DEVICE_MODELS,
+    ROOMS,
+    HouseholdSpec,
+    World,
+    WorldError,
+)
+
+SPECS = [HouseholdSpec("stranger", members=2, devices=2, recordings=300),
+         HouseholdSpec("requester", members=1, devices=0)]
+
+
+def _digest(world: World, days: float) -> list[tuple[object, ...]]:
+    return [(u.utterance_id, u.household, u.device_serial, u.speaker.speaker_id,
+             u.recorded_at_iso, u.transcript) for u in world.traffic(days)]
+
+
+def test_same_seed_same_world_and_transcripts() -> None:
+    a = World.build(7, "de_DE", households=SPECS, background=5)
+    b = World.build(7, "de_DE", households=SPECS, background=5)
+    assert a == b
+    assert _digest(a, 3) == _digest(b, 3)
+    c = World.build(8, "de_DE", households=SPECS, background=5)
+    assert c.household("stranger").holder != a.household("stranger").holder
+    assert _digest(c, 3) != _digest(a, 3)
+
+
+def test_household_does_not_depend_on_the_others() -> None:
+    small = World.build(3, "de_DE", households=SPECS)
+    large = World.build(3, "de_DE", households=SPECS, background=20)
+    assert small.household("stranger") == large.household("stranger")
+    start = small.start
+    assert [u.transcript for u in small.household("stranger").traffic(start, 5)] == \
+        [u.transcript for u in large.household("stranger").traffic(start, 5)]
+
+
+def test_spec_counts_keys_and_shapes() -> None:
+    w = World.build(11, "en_GB", households=SPECS, background=3)
+    assert [h.key for h in w.households] == ["stranger", "requester", "h001", "h002", "h003"]
+    stranger = w.household("stranger")
+    assert len(stranger.members) == 2 and len(stranger.devices) == 2
+    assert [m.speaker_id for m in stranger.members] == ["stranger.m1", "stranger.m2"]
+    for d in stranger.devices:
+        assert d.model in DEVICE_MODELS and d.room in ROOMS
+        assert len(d.serial) == 16 and d.serial.startswith(DEVICE_MODELS[d.model])
+        assert d.serial[6:].isdigit()
+    serials = [d.serial for h in w.households for d in h.devices]
+    emails = [h.holder.email for h in w.households]
+    assert len(set(serials)) == len(serials) and len(set(emails)) == len(emails)
+    assert w.household("requester").traffic(w.start, 30) == []
+    assert w.household("requester").account_payload()["locale"] == "en-GB"
+
+
+def test_exact_recording_count_within_the_window() -> None:
+    w = World.build(5, "fr_FR", households=SPECS)
+    start = datetime(2018, 5, 1, tzinfo=UTC)
+    utts = w.household("stranger").traffic(start, 10)
+    assert len(utts) == 300
+    assert all(start <= u.recorded_at < start + timedelta(days=10) for u in utts)
+    assert [u.recorded_at for u in utts] == sorted(u.recorded_at for u in utts)
+    assert len({u.utterance_id for u in utts}) == 300
+    # both members speak and both devices hear
+    assert {u.speaker.speaker_id for u in utts} == {"stranger.m1", "stranger.m2"}
+    assert len({u.device_serial for u in utts}) == 2
+
+
+def test_start_comes_from_the_seed_not_the_wall_clock() -> None:
+    w = World.build(2018, "de_DE", background=1)
+    assert w.start == World.build(2018, "de_DE", background=1).start
+    assert w.start.year == 2018 and w.start.tzinfo is not None
+    given = datetime(2020, 2, 2, tzinfo=UTC)
+    assert World.build(1, background=1, start=given).start == given
+    with pytest.raises(WorldError):
+        World.build(1, background=1, start=datetime(2020, 2, 2))
+
+
+@pytest.mark.parametrize(("locale", "words"), [
+    ("de_DE", {"Wetter", "Einkaufsliste", "Licht", "Timer", "Erinnere", "Ruf", "Spiel"}),
+    ("fr_FR", {"météo", "courses", "lumière", "minuteur", "Rappelle-moi", "Appelle", "Mets"}),
+    ("en_US", {"weather", "shopping", "lights", "timer", "Remind", "Call", "Play", "thermostat"}),
+    ("en_GB", {"weather", "shopping", "lights", "timer", "Remind", "Call", "Play", "heating"}),
+])
+def test_locales_speak_their_language(locale: str, words: set[str]) -> None:
+    w = World.build(4, locale, households=[HouseholdSpec("x", members=2, devices=2,
+                                                          recordings=400)])
+    text = " ".join(u.transcript for u in w.traffic(30))
+    found = {word for word in words if word in text}
+    assert found == words
+    assert all(u.locale == locale.replace("_", "-") for u in w.traffic(1))
+
+
+def test_utterances_carry_identifying_detail() -> None:
+    w = World.build(9, "de_DE", households=[HouseholdSpec("stranger", members=2,
+                                                          recordings=1700)])
+    h = w.household("stranger")
+    text = [u.transcript for u in w.traffic(60)]
+    assert sum(h.town in t for t in text) >= 50            # weather queries name the town
+    named = [c for c in h.contacts if any(c in t for t in text)]
+    assert len(named) >= len(h.contacts) - 1               # calls and messages name people
+    assert any(h.doctor in t for t in text)
+    assert any(h.street in t for t in text)                # a taxi to their street
+    partner = h.members[1].name.split(" ")[0]
+    assert partner in h.contacts
+    assert h.town in h.holder.address
+
+
+def test_time_of_day_follows_the_pattern() -> None:
+    w = World.build(12, "en_GB", households=[HouseholdSpec("x", recordings=2000)])
+    hours = [u.recorded_at.hour for u in w.traffic(30)]  # en_GB: local time is UTC
+    night = sum(1 for hr in hours if 1 <= hr <= 4)
+    evening = sum(1 for hr in hours if 17 <= hr <= 21)
+    assert evening > 8 * max(night, 1)
+
+
+def test_rate_scales_with_days_and_differs_per_household() -> None:
+    w = World.build(13, "de_DE", background=6)
+    per = [len(h.traffic(w.start, 20)) for h in w.households]
+    assert len(set(per)) > 1
+    h = w.households[0]
+    assert 0.5 * 20 * h.rate_per_day < len(h.traffic(w.start, 20)) < 1.5 * 20 * h.rate_per_day
+
+
+def test_bad_specs_are_refused() -> None:
+    with pytest.raises(WorldError, match="unknown locale"):
+        World.build(1, "xx_XX", background=1)
+    with pytest.raises(WorldError, match="duplicate"):
+        World.build(1, households=[HouseholdSpec("a"), HouseholdSpec("a")])
+    with pytest.raises(WorldError, match="member"):
+        World.build(1, households=[HouseholdSpec("a", members=0, devices=1)])
