@@ -392,7 +392,8 @@ def _norm_text(text: str) -> str:
     return " ".join(text.casefold().split())
 
 
-def _parse_time(value: str | None) -> datetime | None:
+def parse_time(value: str | None) -> datetime | None:
+    """An ISO/RFC 3339 time (naive means UTC), or None for empty or unparsable input."""
     if not value:
         return None
     try:
@@ -403,7 +404,7 @@ def _parse_time(value: str | None) -> datetime | None:
 
 
 def _time_key(value: str | None) -> tuple[int, str]:
-    t = _parse_time(value)
+    t = parse_time(value)
     return (0, t.isoformat()) if t else (1, value or "")
 
 
@@ -425,10 +426,10 @@ class _Attributor:
     def _rank(cands: list[Truth], row: dict[str, str] | None, recording_id: str | None
               ) -> list[Truth]:
         """Best first: same recording time as the transcript row, same recording id, ok."""
-        when = _parse_time(row.get("recorded_at")) if row else None
+        when = parse_time(row.get("recorded_at")) if row else None
 
         def key(t: Truth) -> tuple[int, int, int]:
-            same_time = when is not None and _parse_time(t.recorded_at) == when
+            same_time = when is not None and parse_time(t.recorded_at) == when
             same_id = recording_id is not None and t.recording_id == recording_id
             return (0 if same_time else 1, 0 if same_id else 1, 0 if t.outcome == "ok" else 1)
 
@@ -457,9 +458,9 @@ class _Attributor:
         if not row or not row.get("transcript", "").strip():
             return []
         cands = self.by_text.get(_norm_text(row["transcript"]), [])
-        when = _parse_time(row.get("recorded_at"))
+        when = parse_time(row.get("recorded_at"))
         if when is not None:
-            timed = [t for t in cands if _parse_time(t.recorded_at) == when]
+            timed = [t for t in cands if parse_time(t.recorded_at) == when]
             cands = timed or cands
         if len({t.household for t in cands}) != 1:
             return []  # the words alone do not say whose it is
@@ -638,12 +639,12 @@ def audit_package(zip_path: str | Path, ledger_entries: Iterable[Any],
                 text_only.append(ranked[0])
         foreign_transcripts = Counter(t.household for t in text_only)
 
-        cutoff = _parse_time(as_of)
+        cutoff = parse_time(as_of)
         missing = 0
         for t in truths:
             if t.outcome != "ok" or not is_own(t.household, t.account_id):
                 continue
-            when = _parse_time(t.recorded_at)
+            when = parse_time(t.recorded_at)
             if cutoff is not None and when is not None and when > cutoff:
                 continue
             missing += t.utterance_id not in own_ids

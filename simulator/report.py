@@ -23,6 +23,8 @@ from typing import Any, Literal
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from simulator.audit import parse_time
+
 Verdict = Literal["pass", "fail", "unknown"]
 NOTIFY_WITHIN = timedelta(hours=72)
 SUMMARY_LIST_CAP = 5
@@ -91,16 +93,6 @@ class RunResult:
 
 
 # -- GDPR Art. 33(3) / Art. 34 -----------------------------------------------------------
-def _parse_time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        t = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
-
-
 def _iso(t: datetime) -> str:
     return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
@@ -144,7 +136,7 @@ def breach_notification(leaks: Iterable[Mapping[str, Any]], aware_at: str | None
     redeemed. The deadline is 72 hours after ``aware_at``.
     """
     leaks = list(leaks)
-    aware = _parse_time(aware_at)
+    aware = parse_time(aware_at)
     deadline = _iso(aware + NOTIFY_WITHIN) if aware else None
     taken = list(measures_taken)
     if not leaks:
@@ -242,7 +234,7 @@ def report_dict(result: RunResult) -> dict[str, Any]:
     the same seed.
     """
     packages = [{k: v for k, v in p.items() if k != "leaks"} for p in result.packages]
-    started, finished = _parse_time(result.started_at), _parse_time(result.finished_at)
+    started, finished = parse_time(result.started_at), parse_time(result.finished_at)
     duration = round((finished - started).total_seconds(), 3) if started and finished else None
     return {
         "scenario": result.scenario,

@@ -61,8 +61,6 @@ class World(Model):
     background_households: int = Field(0, ge=0, le=5000)
     start: datetime = Field(datetime(2018, 6, 1, tzinfo=UTC),
                             description="simulated start of the world's clock (RFC 3339)")
-    recordings_per_day: float = Field(12.0, gt=0, le=500,
-                                      description="mean utterances per household per day")
 
     @field_validator("start")
     @classmethod

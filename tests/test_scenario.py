@@ -89,3 +89,34 @@ def test_json_schema_covers_steps_and_expectations() -> None:
                 "contact", "remains"):
         assert tag in text
     assert schema["additionalProperties"] is False
+
+
+def _keys(model: type) -> set[str]:
+    from pydantic import BaseModel
+
+    out: set[str] = set()
+    for name, field in model.model_fields.items():
+        out.add(field.alias or name)
+        for arg in getattr(field.annotation, "__args__", (field.annotation,)):
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                out |= _keys(arg)
+    return out
+
+
+def test_readme_documents_every_scenario_key() -> None:
+    """The README's key table is the format's documentation: it must not fall behind."""
+    from simulator import scenario as sc
+
+    readme = (bundled_dir().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Scenario files"):readme.index("## report.json")]
+    models = [sc.Scenario, sc.World, sc.Household, sc.BackendSettings, sc.Expect,
+              sc.Traffic, sc.RegisterDevice, sc.TransferDevice, sc.AccessRequest,
+              sc.ErasureRequest, sc.Operator, sc.Download, sc.AdvanceClock, sc.Revoke]
+    keys = set().union(*(_keys(m) for m in models)) - {"do"}
+    missing = sorted(k for k in keys if f"`{k}`" not in section and f"{k} =" not in section
+                     and f"{{{k}" not in section and f" {k}," not in section and f" {k}}}" not in section
+                     and f"[{k}]" not in section)
+    assert not missing, f"README does not document: {missing}"
+    for tag in ("traffic", "register_device", "transfer_device", "access_request",
+                "erasure_request", "operator", "wait", "download", "advance_clock", "revoke"):
+        assert f'do = "{tag}"' in section
