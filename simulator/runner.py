@@ -159,7 +159,16 @@ class Run:
         for home in self.homes.values():
             h = home.household
             body = h.account_payload()
-            created = await self.client.create_account(body["name"], body["email"], body["locale"])
+            try:
+                created = await self.client.create_account(body["name"], body["email"],
+                                                           body["locale"])
+            except ApiError as exc:
+                if exc.code != "email_in_use":
+                    raise
+                raise RunAborted(
+                    f"the backend already has an account for household {h.key} "
+                    f"({body['email']}): a scenario needs a fresh backend, or another --seed"
+                ) from None
             home.account_id = created["account_id"]
             home.user_token = created["user_token"]
             for dev in h.devices:
