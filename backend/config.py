@@ -35,6 +35,9 @@ class Config:
     """Longest transcript accepted, in UTF-8 bytes."""
     max_frame_bytes: int = 64 * 1024
     """Largest binary frame on the device stream."""
+    max_audio_in_flight_bytes: int = 64 * 1024 * 1024
+    """Most PCM bytes of finished utterances waiting for their commit, across every device
+    stream; beyond it a stream stops reading from its socket until commits free room."""
     ws_idle_timeout: float = 60.0
     """Seconds a device stream may stay silent before it is closed."""
     keepalive_timeout: float = 75.0

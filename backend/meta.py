@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from backend.ingest.stream import budget_of
 from backend.keys import METRICS, STORE
 from backend.openapi import build_spec, document
 
@@ -31,8 +32,13 @@ async def healthz(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     store = request.app[STORE]
     m = request.app[METRICS]
+    budget = budget_of(request.app)
     text = m.render(
         gauges={
+            "overheard_ingest_audio_bytes_in_flight": budget.used,
+            "overheard_ingest_audio_bytes_in_flight_max": budget.high_water,
+            "overheard_ingest_audio_budget_bytes": budget.cap,
+            "overheard_ingest_audio_budget_waits_total": budget.waits,
             "overheard_writer_queue_depth": store.queue_depth(),
             "overheard_writer_transactions_total": store.stats.transactions,
             "overheard_writer_writes_total": store.stats.writes,
@@ -52,4 +58,11 @@ def setup(app: web.Application) -> None:
     m = app[METRICS]
     m.describe("overheard_writer_queue_depth", "writes waiting for the writer thread")
     m.describe("overheard_writer_batch_size", "writes committed per transaction")
+    m.describe("overheard_ingest_audio_bytes_in_flight",
+               "PCM bytes of finished utterances waiting for their commit, all streams")
+    m.describe("overheard_ingest_audio_bytes_in_flight_max", "most PCM bytes ever in flight")
+    m.describe("overheard_ingest_audio_budget_bytes",
+               "cap on PCM bytes in flight (max_audio_in_flight_bytes)")
+    m.describe("overheard_ingest_audio_budget_waits_total",
+               "times a device stream stopped reading to wait for room under the cap")
     app.router.add_routes(routes)

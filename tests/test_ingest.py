@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import threading
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,7 +15,10 @@ import aiohttp
 import pytest
 from conftest import Api, make_config, pcm_bytes, receive_json, send_utterance
 
-from backend.keys import STORE
+from backend.ids import token_hash
+from backend.ingest.bindings import lookup_device
+from backend.ingest.stream import RecordingRow, budget_of, digest, store_recordings
+from backend.keys import CLOCK, STORE
 from simulator.embedded import BackendHandle, embedded_backend
 
 START = {"type": "utterance.start", "recorded_at": "2024-05-01T08:30:00Z",
@@ -406,3 +410,104 @@ async def test_stream_route_is_documented(api: Api) -> None:
     _, spec = await api.call("GET", "/openapi.json", token=None)
     op = spec["paths"]["/v1/device/stream"]["get"]
     assert op["x-roles"] == ["device"] and "401" in op["responses"]
+
+
+async def test_audio_in_flight_is_capped_across_streams(tmp_path: Path) -> None:
+    """Many pipelining devices against a cap of three utterances: every one is acked, and
+    the bytes waiting for a commit never exceed the cap (streams wait instead)."""
+    size = 3200  # bytes of PCM per utterance
+    cap = 3 * size
+    config = make_config(tmp_path / "d", max_audio_in_flight_bytes=cap)
+    async with embedded_backend(config) as handle, aiohttp.ClientSession() as session:
+        api = Api(session, handle)
+        app = handle.app
+        assert app is not None
+        budget = budget_of(app)
+        seen: list[int] = []
+        waiting = asyncio.Event()
+
+        def on_wait() -> None:
+            seen.append(budget.used)
+            waiting.set()
+
+        budget.on_wait = on_wait
+        devices = [await device(api, f"SN-{n}") for n in range(12)]
+        sockets = [await api.device_ws(dev["device_token"]) for _, dev in devices]
+        # Hold the writer so that nothing commits until streams have had to wait.
+        gate = threading.Event()
+        held = app[STORE].write(lambda db: gate.wait(60))
+        try:
+            sent = await asyncio.gather(*(
+                asyncio.gather(*[send_utterance(ws, pcm_bytes(10 * n + k, size // 2))
+                                 for k in range(4)])
+                for n, ws in enumerate(sockets)))
+            await asyncio.wait_for(waiting.wait(), 10)
+            # Three utterances fill the cap; the rest wait unread in their sockets.
+            assert await metric(api, "overheard_ingest_audio_bytes_in_flight") == cap
+            assert await metric(api, "overheard_ingest_audio_budget_bytes") == cap
+        finally:
+            gate.set()
+        assert await held is True
+
+        async def acks(ws: aiohttp.ClientWebSocketResponse) -> list[str]:
+            got = [await receive_json(ws) for _ in range(4)]
+            assert {a["type"] for a in got} == {"utterance.stored"}
+            return [a["utterance_id"] for a in got]
+
+        acked = await asyncio.gather(*(acks(ws) for ws in sockets))
+        assert [sorted(a) for a in acked] == [sorted(s) for s in sent]
+        assert await count_recordings(api) == (48, 48)
+        assert budget.waits >= 1 and seen and max(seen) <= cap
+        assert budget.high_water == cap
+        assert await metric(api, "overheard_ingest_audio_bytes_in_flight_max") == cap
+        assert await metric(api, "overheard_ingest_audio_bytes_in_flight") == 0
+        for ws in sockets:
+            await ws.close()
+
+
+async def test_utterance_larger_than_the_cap_is_let_through_alone(tmp_path: Path) -> None:
+    async with embedded_backend(make_config(tmp_path / "d", max_audio_in_flight_bytes=1000)) \
+            as handle, aiohttp.ClientSession() as session:
+        api = Api(session, handle)
+        _, dev = await device(api)
+        ws = await api.device_ws(dev["device_token"])
+        sent = [await send_utterance(ws, pcm_bytes(k)) for k in range(3)]  # 6,400 B each
+        got = [await receive_json(ws) for _ in sent]
+        assert [(a["type"], a["utterance_id"]) for a in got] == [
+            ("utterance.stored", uid) for uid in sent]
+        assert await metric(api, "overheard_ingest_audio_bytes_in_flight_max") == 6400
+        await ws.close()
+
+
+async def test_a_run_of_utterances_stores_as_if_one_after_another(api: Api) -> None:
+    """The writer's grouped path: duplicates and conflicts inside one run, a revoked device."""
+    acc_a, dev_a = await device(api, "SN-A")
+    _, dev_b = await device(api, "SN-B")
+    _, dev_c = await device(api, "SN-C")
+    store = api.handle.app[STORE]  # type: ignore[index]
+    clock = api.handle.app[CLOCK]  # type: ignore[index]
+    bindings = {d["device_id"]: await store.read(
+        lambda db, t=d["device_token"]: lookup_device(db, token_hash(t)))
+        for d in (dev_a, dev_b, dev_c)}
+    await api.call("DELETE", f"/v1/devices/{dev_c['device_id']}")
+
+    def rec(dev: dict[str, Any], uid: str, seed: int) -> RecordingRow:
+        pcm = pcm_bytes(seed)
+        return RecordingRow(f"rec_run_{seed}", uid, bindings[dev["device_id"]],
+                            "2024-05-01T08:30:00.000Z", clock, "hallo", "de-DE", pcm,
+                            digest(pcm))
+
+    u1, u2, u3 = (str(uuid.uuid4()) for _ in range(3))
+    run = [rec(dev_a, u1, 1), rec(dev_a, u1, 2), rec(dev_b, u1, 3), rec(dev_c, u3, 4),
+           rec(dev_a, u2, 5)]
+    outcomes = await store.write(lambda db: store_recordings(db, run))
+    assert [o[1] if o[0] else o[1].code for o in outcomes] == [
+        ("rec_run_1", False), ("rec_run_1", True), "utterance_conflict", "device_revoked",
+        ("rec_run_5", False)]
+    stored = await rows(api, "SELECT r.recording_id, r.account_id, r.pcm_sha256, a.pcm"
+                        " FROM recordings r JOIN audio a USING (recording_id) ORDER BY 1")
+    assert stored == [
+        ("rec_run_1", acc_a["account_id"], hashlib.sha256(pcm_bytes(1)).hexdigest(),
+         pcm_bytes(1)),
+        ("rec_run_5", acc_a["account_id"], hashlib.sha256(pcm_bytes(5)).hexdigest(),
+         pcm_bytes(5))]

@@ -167,3 +167,54 @@ async def test_close_commits_what_was_queued(tmp_path: Path) -> None:
     conn = sqlite3.connect(tmp_path / "q.db")
     assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 5
     conn.close()
+
+
+def group_insert(calls: list[list[str]]) -> Any:
+    """A grouped write that inserts its run with one executemany; records each run it gets."""
+
+    def group(db: sqlite_utils.Database, keys: list[str]) -> list[tuple[bool, Any]]:
+        calls.append(list(keys))
+        db.conn.executemany("INSERT INTO t (k, v) VALUES (?, 1)", [(k,) for k in keys])
+        return [(True, f"group:{k}") for k in keys]
+
+    return group
+
+
+def single_insert(db: sqlite_utils.Database, key: str) -> str:
+    db.execute("INSERT INTO t (k, v) VALUES (?, 2)", [key])
+    return f"single:{key}"
+
+
+async def test_grouped_writes_apply_consecutive_items_in_one_call(store: Store) -> None:
+    calls: list[list[str]] = []
+    group = group_insert(calls)
+    release, blocked = await hold_writer(store)
+    futures = [store.write_grouped(group, "a", single_insert),
+               store.write_grouped(group, "b", single_insert),
+               store.write(insert("c", 3)),
+               store.write_grouped(group, "d", single_insert)]
+    release.set()
+    await blocked
+    results = await asyncio.gather(*futures)
+    # Queue order holds: a and b in one call, the plain write, then d on its own.
+    assert calls == [["a", "b"], ["d"]]
+    assert results[:2] == ["group:a", "group:b"] and results[3] == "group:d"
+    got = await store.read(lambda db: db.execute("SELECT k, v FROM t ORDER BY k").fetchall())
+    assert [tuple(r) for r in got] == [("a", 1), ("b", 1), ("c", 3), ("d", 1)]
+
+
+async def test_a_failing_group_falls_back_to_one_savepoint_per_item(store: Store) -> None:
+    await store.write(insert("taken"))
+    calls: list[list[str]] = []
+    group = group_insert(calls)
+    release, blocked = await hold_writer(store)
+    futures = [store.write_grouped(group, k, single_insert) for k in ("x", "taken", "y")]
+    release.set()
+    await blocked
+    outcomes = await asyncio.gather(*futures, return_exceptions=True)
+    assert calls == [["x", "taken", "y"]]  # the group call failed on the duplicate key
+    assert outcomes[0] == "single:x" and outcomes[2] == "single:y"
+    assert isinstance(outcomes[1], sqlite3.IntegrityError)
+    got = await store.read(lambda db: db.execute("SELECT k, v FROM t ORDER BY k").fetchall())
+    # Nothing of the failed group call remains; each good item is stored once, alone.
+    assert [tuple(r) for r in got] == [("taken", 0), ("x", 2), ("y", 2)]

@@ -8,6 +8,13 @@ committed. Responses go out in the order the utterances ended, from one sender t
 connection, so a device may send its next utterance before the previous ack arrives
 (at most ``MAX_IN_FLIGHT`` writes are pending per connection; beyond that the reader waits).
 
+Memory is bounded across connections too: the PCM of finished utterances that wait for
+their commit counts against one :class:`AudioBudget` (``max_audio_in_flight_bytes``). A
+stream whose next utterance does not fit stops reading from its socket until commits free
+room, so TCP flow control slows the devices down; nothing is dropped and no ack changes
+meaning. (Audio of an utterance still being streamed is bounded per connection by
+``max_utterance_seconds``.)
+
 Recoverable mistakes get an ``error`` frame and the broken utterance is discarded; the
 connection stays open. After an error inside an utterance the rest of it (chunks, its end)
 is dropped silently, so every utterance gets exactly one answer. Rules:
@@ -35,8 +42,11 @@ silent for ``ws_idle_timeout`` seconds gets ``idle_timeout`` and is closed (1001
 from __future__ import annotations
 
 import asyncio
+import collections
+import concurrent.futures
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +54,7 @@ import sqlite_utils
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from backend.auth import bearer
+from backend.clock import Clock
 from backend.crashpoints import reach
 from backend.errors import BadRequest, Unauthorized
 from backend.ingest.bindings import Binding, lookup_device, resolve
@@ -53,11 +64,12 @@ from backend.ingest.protocol import (
     ProtocolError,
     UtteranceEnd,
     UtteranceStart,
-    UtteranceStored,
     parse_frame,
+    stored_json,
 )
 from backend.keys import CLOCK, CONFIG, IDS, METRICS, STATE, STORE
 from backend.storage import StoreClosed
+from backend.storage.db import Outcome
 
 log = logging.getLogger("overheard.ingest")
 
@@ -65,6 +77,97 @@ MAX_IN_FLIGHT = 32
 """Most unacknowledged writes per connection before the server stops reading from it."""
 
 _SESSIONS_KEY = "ingest.sessions"
+
+# sha256 of the PCM runs in a thread of its own: hashlib lets go of the GIL for buffers this
+# size, so it overlaps with the event loop and the writer instead of taking ~15% of the
+# loop's time per utterance (measured with `overheard bench ingest`).
+_HASHER = concurrent.futures.ThreadPoolExecutor(max_workers=1,
+                                                thread_name_prefix="overheard-hash")
+
+
+def _sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def digest(pcm: bytes) -> concurrent.futures.Future[str]:
+    """The hex sha256 of ``pcm``, computed in the hashing thread."""
+    return _HASHER.submit(_sha256_hex, pcm)
+_BUDGET_KEY = "ingest.audio_budget"
+
+
+class AudioBudget:
+    """PCM bytes received but not yet committed, across every device stream; waiters FIFO.
+
+    ``acquire`` waits until the bytes fit under ``cap``; ``release`` (on commit or failure)
+    wakes the waiters in arrival order, so a long utterance is not starved by short ones.
+    One utterance larger than the whole cap is let through alone, when nothing else is in
+    flight, rather than never.
+    """
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.used = 0
+        """Bytes in flight now (the ``/metrics`` gauge)."""
+        self.high_water = 0
+        """Most bytes ever in flight at once."""
+        self.waits = 0
+        """Times a stream had to wait for room."""
+        self.on_wait: Callable[[], None] | None = None
+        """Called whenever a stream starts waiting (tests use it to see the cap bite)."""
+        self._waiters: collections.deque[tuple[int, asyncio.Future[None]]] = collections.deque()
+
+    def _fits(self, size: int) -> bool:
+        return self.used == 0 or self.used + size <= self.cap
+
+    def _take(self, size: int) -> None:
+        self.used += size
+        if self.used > self.high_water:
+            self.high_water = self.used
+
+    async def acquire(self, size: int) -> None:
+        if not self._waiters and self._fits(size):
+            self._take(size)
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((size, fut))
+        self.waits += 1
+        if self.on_wait is not None:
+            self.on_wait()
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.release(size)  # granted just as the stream went away: give it back
+            else:
+                self._wake()  # it may have been the head that held the others back
+            raise
+
+    def release(self, size: int) -> None:
+        self.used -= size
+        self._wake()
+
+    def _wake(self) -> None:
+        waiters = self._waiters
+        while waiters:
+            size, fut = waiters[0]
+            if fut.done():
+                waiters.popleft()  # cancelled
+                continue
+            if not self._fits(size):
+                return
+            waiters.popleft()
+            # Taken on the waiter's behalf now, so that nobody overtakes it before it runs.
+            self._take(size)
+            fut.set_result(None)
+
+
+def budget_of(app: web.Application) -> AudioBudget:
+    """The app's one audio budget (created on first use, sized by the config)."""
+    state = app[STATE]
+    budget = state.get(_BUDGET_KEY)
+    if not isinstance(budget, AudioBudget):
+        budget = state[_BUDGET_KEY] = AudioBudget(app[CONFIG].max_audio_in_flight_bytes)
+    return budget
 
 
 class StoreRefused(Exception):
@@ -79,12 +182,11 @@ class StoreRefused(Exception):
 
 @dataclass
 class OpenUtterance:
-    """An utterance between start and end: its audio so far and the running digest."""
+    """An utterance between start and end: its audio so far."""
 
     start: UtteranceStart
     chunks: list[bytes] = field(default_factory=list)
     size: int = 0
-    sha: Any = field(default_factory=hashlib.sha256)
 
 
 @dataclass(frozen=True)
@@ -108,46 +210,117 @@ class RecordingRow:
     utterance_id: str
     binding: Binding
     recorded_at: str
-    stored_at: str
+    clock: Clock
+    """Read in the writer for ``stored_at``: once per run of utterances, inside the commit."""
     transcript: str
     locale: str
     pcm: bytes
-    pcm_sha256: str
+    pcm_sha256: concurrent.futures.Future[str]
+    """The PCM's digest, computed by :func:`digest` beside the event loop and the writer."""
 
 
-def store_recording(db: sqlite_utils.Database, rec: RecordingRow) -> tuple[str, bool]:
-    """Insert metadata and audio in one write; ``(recording_id, duplicate)``."""
-    hit = db.execute(
-        "SELECT recording_id, account_id FROM recordings WHERE utterance_id = ?",
-        [rec.utterance_id],
-    ).fetchone()
+_INSERT_RECORDING = (
+    "INSERT INTO recordings (recording_id, utterance_id, account_id, device_id, serial,"
+    " recorded_at, stored_at, duration_ms, transcript, locale, rate, width, channels,"
+    " pcm_bytes, pcm_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 16000, 2, 1, ?, ?)"
+)
+_INSERT_AUDIO = "INSERT INTO audio (recording_id, pcm) VALUES (?, ?)"
+_MAX_PARAMS = 500
+"""Utterance ids per ``IN (...)`` lookup, under SQLite's bound-parameter limit."""
+
+
+def _decide(rec: RecordingRow, hit: tuple[str, str] | None,
+            live: Callable[[str], Binding | None]) -> tuple[str, str, str, bool]:
+    """Where ``rec`` goes: ``(recording_id, account_id, device_id, duplicate)``.
+
+    ``hit`` is ``(recording_id, account_id)`` of a recording already stored under this
+    ``utterance_id``; ``live`` reads the device's binding from the tables, inside the write.
+    Raises :class:`StoreRefused` when nothing may be stored.
+    """
     binding = rec.binding
     account_id, device_id = binding.account_id, binding.device_id
     if not binding.stale:
         # The tables decide, inside this transaction: a token revoked by a re-registration
         # that committed a moment ago cannot store one more recording.
-        live = lookup_device(db, binding.token_sha256)
-        if live is None:
+        current = live(binding.token_sha256)
+        if current is None:
             if hit is not None and hit[1] == account_id:
-                return hit[0], True  # a retry of something stored before the revocation
+                # a retry of something stored before the revocation
+                return hit[0], account_id, device_id, True
             raise StoreRefused("device_revoked", "this device's token was revoked", fatal=True)
-        account_id, device_id = live.account_id, live.device_id
+        account_id, device_id = current.account_id, current.device_id
     if hit is not None:
         if hit[1] != account_id:
             raise StoreRefused("utterance_conflict",
                                "utterance_id is already used by another account's recording")
-        return hit[0], True
+        return hit[0], account_id, device_id, True
+    return rec.recording_id, account_id, device_id, False
+
+
+def _row(rec: RecordingRow, account_id: str, device_id: str, stored_at: str) -> tuple[Any, ...]:
     size = len(rec.pcm)
-    db.execute(
-        "INSERT INTO recordings (recording_id, utterance_id, account_id, device_id, serial,"
-        " recorded_at, stored_at, duration_ms, transcript, locale, rate, width, channels,"
-        " pcm_bytes, pcm_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 16000, 2, 1, ?, ?)",
-        [rec.recording_id, rec.utterance_id, account_id, device_id, binding.serial,
-         rec.recorded_at, rec.stored_at, size * 1000 // BYTES_PER_SECOND, rec.transcript,
-         rec.locale, size, rec.pcm_sha256],
-    )
-    db.execute("INSERT INTO audio (recording_id, pcm) VALUES (?, ?)", [rec.recording_id, rec.pcm])
-    return rec.recording_id, False
+    return (rec.recording_id, rec.utterance_id, account_id, device_id, rec.binding.serial,
+            rec.recorded_at, stored_at, size * 1000 // BYTES_PER_SECOND, rec.transcript,
+            rec.locale, size, rec.pcm_sha256.result())
+
+
+def store_recording(db: sqlite_utils.Database, rec: RecordingRow) -> tuple[str, bool]:
+    """Insert metadata and audio of one recording; ``(recording_id, duplicate)``."""
+    row = db.execute("SELECT recording_id, account_id FROM recordings WHERE utterance_id = ?",
+                     [rec.utterance_id]).fetchone()
+    hit = (row[0], row[1]) if row is not None else None
+    recording_id, account_id, device_id, duplicate = _decide(
+        rec, hit, lambda token: lookup_device(db, token))
+    if not duplicate:
+        db.execute(_INSERT_RECORDING, _row(rec, account_id, device_id, rec.clock.iso()))
+        db.execute(_INSERT_AUDIO, [rec.recording_id, rec.pcm])
+    return recording_id, duplicate
+
+
+def store_recordings(db: sqlite_utils.Database, recs: list[RecordingRow]) -> list[Outcome]:
+    """:func:`store_recording` for a run of queued utterances, with one lookup of existing
+    utterance ids, one device check per token and two ``executemany`` INSERTs.
+
+    The outcome of each is what storing them one after another would give: a second
+    utterance with the same id in the run is its first one's duplicate (or conflict).
+    """
+    conn = db.conn
+    uids = list(dict.fromkeys(rec.utterance_id for rec in recs))
+    existing: dict[str, tuple[str, str]] = {}
+    for lo in range(0, len(uids), _MAX_PARAMS):
+        part = uids[lo:lo + _MAX_PARAMS]
+        for uid, recording_id, account_id in conn.execute(
+                "SELECT utterance_id, recording_id, account_id FROM recordings"
+                f" WHERE utterance_id IN ({','.join('?' * len(part))})", part):
+            existing[uid] = (recording_id, account_id)
+    # Nothing else writes between these items, so one look per device token is exact.
+    devices: dict[str, Binding | None] = {}
+
+    def live(token: str) -> Binding | None:
+        if token not in devices:
+            devices[token] = lookup_device(db, token)
+        return devices[token]
+
+    stored_at = recs[0].clock.iso()
+    outcomes: list[Outcome] = []
+    rows: list[tuple[Any, ...]] = []
+    blobs: list[tuple[str, bytes]] = []
+    for rec in recs:
+        try:
+            recording_id, account_id, device_id, duplicate = _decide(
+                rec, existing.get(rec.utterance_id), live)
+        except StoreRefused as exc:
+            outcomes.append((False, exc))
+            continue
+        if not duplicate:
+            rows.append(_row(rec, account_id, device_id, stored_at))
+            blobs.append((rec.recording_id, rec.pcm))
+            existing[rec.utterance_id] = (rec.recording_id, account_id)
+        outcomes.append((True, (recording_id, duplicate)))
+    if rows:
+        conn.executemany(_INSERT_RECORDING, rows)
+        conn.executemany(_INSERT_AUDIO, blobs)
+    return outcomes
 
 
 class Session:
@@ -172,6 +345,7 @@ class Session:
         self.skip_id: str | None = None
         self.responses: asyncio.Queue[Response | None] = asyncio.Queue()
         self.in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self.budget = budget_of(app)
         self.loop = asyncio.get_running_loop()
         self.last_activity = self.loop.time()
 
@@ -260,8 +434,7 @@ class Session:
         else:
             self.metrics.inc("overheard_utterances_stored_total")
             self.metrics.inc("overheard_audio_bytes_stored_total", pending.size)
-        return UtteranceStored(utterance_id=pending.utterance_id, recording_id=recording_id,
-                               duplicate=duplicate).to_json(), False
+        return stored_json(pending.utterance_id, recording_id, duplicate), False
 
     # -- frames -------------------------------------------------------------------------
     def _error(self, code: str, message: str, utterance_id: str | None) -> None:
@@ -299,7 +472,6 @@ class Session:
         else:
             current.chunks.append(data)
             current.size += n
-            current.sha.update(data)
             reach(self.config, "ingest.mid_utterance")
 
     async def _on_text(self, text: str) -> None:
@@ -370,17 +542,27 @@ class Session:
         pcm = b"".join(current.chunks)
         rec = RecordingRow(
             recording_id=self.ids.derived("rec", uid), utterance_id=uid, binding=self.binding,
-            recorded_at=current.start.recorded_at, stored_at=self.clock.iso(),
-            transcript=msg.transcript, locale=msg.locale, pcm=pcm,
-            pcm_sha256=current.sha.hexdigest(),
+            recorded_at=current.start.recorded_at, clock=self.clock,
+            transcript=msg.transcript, locale=msg.locale, pcm=pcm, pcm_sha256=digest(pcm),
         )
+        size = len(pcm)
         await self.in_flight.acquire()
+        # Not reading from the socket while this waits is the backpressure.
         try:
-            fut = self.store.write(lambda db: store_recording(db, rec))
-        except StoreClosed:
+            await self.budget.acquire(size)
+        except BaseException:
             self.in_flight.release()
             raise
-        self.responses.put_nowait(PendingWrite(fut, uid, len(pcm)))
+        self.last_activity = self.loop.time()  # held back by us, not idle
+        try:
+            fut = self.store.write_grouped(store_recordings, rec, store_recording)
+        except StoreClosed:
+            self.in_flight.release()
+            self.budget.release(size)
+            raise
+        # Room is freed at the commit itself, not when this stream's sender gets to the ack.
+        fut.add_done_callback(lambda _f: self.budget.release(size))
+        self.responses.put_nowait(PendingWrite(fut, uid, size))
 
 
 def sessions_of(app: web.Application) -> set[web.WebSocketResponse]:

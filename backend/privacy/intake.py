@@ -405,7 +405,10 @@ async def get_status(request: web.Request) -> web.Response:
                 await asyncio.wait_for(event.wait(), left)
             except TimeoutError:
                 pass
-    link = await app[STORE].read(lambda db: delivery.latest_link(db, request_id))
+    # Row and link from one read: a release committing in between must not show a link
+    # beside a status that is not yet complete.
+    row, link = await app[STORE].read(
+        lambda db: (get_request(db, request_id) or row, delivery.latest_link(db, request_id)))
     view = status_view(row, config=app[CONFIG],
                        progress=state.progress.get(request_id), link=link, now=app[CLOCK].now())
     return web.json_response(view, headers=PRIVATE_HEADERS)

@@ -8,6 +8,13 @@ acknowledgement that follows ``await store.write(...)`` is therefore durable: th
 
 A failing write rolls back to its savepoint and fails only its own caller; the rest of the
 batch commits.
+
+Grouped writes (:meth:`Store.write_grouped`) are for hot paths with many small writes of
+one kind (device utterances): consecutive queued items of the same group are applied by
+ONE call of the group's function (e.g. two ``executemany`` INSERTs) inside one savepoint,
+in queue order with the other writes. If that call raises, the savepoint is rolled back
+and every item of the run is applied again on its own, in its own savepoint, so one bad
+item still fails only its own caller.
 """
 
 from __future__ import annotations
@@ -32,6 +39,13 @@ log = logging.getLogger("overheard.storage")
 T = TypeVar("T")
 
 _STOP = object()
+
+Outcome = tuple[bool, Any]
+"""``(True, result)`` or ``(False, exception)`` for one queued write."""
+
+GroupFn = Callable[[sqlite_utils.Database, list[Any]], list[Outcome]]
+"""Applies a run of grouped items in one go; one outcome per item, in order. An item it
+refuses (``(False, exc)``) must have written nothing."""
 
 PAGE_SIZE = 16384
 """SQLite page size for new databases, in bytes."""
@@ -63,7 +77,8 @@ class WriterStats:
 def connect(path: Path, *, readonly: bool = False, synchronous: str = "FULL") -> sqlite_utils.Database:
     """Open one connection with the project's pragmas set on it."""
     if readonly:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False,
+                               isolation_level=None)
     else:
         conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
     conn.execute("PRAGMA busy_timeout = 10000")
@@ -158,6 +173,17 @@ class Store:
         self._queue.put((fn, fut, loop))
         return fut
 
+    def write_grouped(self, group: GroupFn, item: Any,
+                      single: Callable[[sqlite_utils.Database, Any], T]) -> asyncio.Future[T]:
+        """Queue ``item`` for ``group`` (applied with its queued neighbours of the same group);
+        ``single(db, item)`` applies it alone when the group call fails. Resolves after commit."""
+        if self._closed:
+            raise StoreClosed("store is closed")
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+        self._queue.put((_Grouped(group, single, item), fut, loop))
+        return fut
+
     def write_sync(self, fn: Callable[[sqlite_utils.Database], T]) -> T:
         """Blocking write for code that runs outside the event loop (CLI tools, migrations)."""
         if self._closed:
@@ -192,21 +218,22 @@ class Store:
                 return
 
     def _run_batch(self, db: sqlite_utils.Database, batch: list[Any]) -> None:
-        outcomes: list[tuple[bool, Any]] = []
+        outcomes: list[Outcome] = []
         try:
             db.execute("BEGIN IMMEDIATE")
-            for i, (fn, _fut, _loop) in enumerate(batch):
-                sp = f"w{i}"
-                db.execute(f"SAVEPOINT {sp}")
-                try:
-                    result = fn(db)
-                except BaseException as exc:  # one caller's failure must not sink the batch
-                    db.execute(f"ROLLBACK TO {sp}")
-                    db.execute(f"RELEASE {sp}")
-                    outcomes.append((False, exc))
-                else:
-                    db.execute(f"RELEASE {sp}")
-                    outcomes.append((True, result))
+            i, n = 0, len(batch)
+            while i < n:
+                fn = batch[i][0]
+                if isinstance(fn, _Grouped):
+                    j = i + 1
+                    while j < n and isinstance(batch[j][0], _Grouped) \
+                            and batch[j][0].group is fn.group:
+                        j += 1
+                    outcomes.extend(self._apply_group(db, [b[0] for b in batch[i:j]], i))
+                    i = j
+                    continue
+                outcomes.append(_apply_one(db, fn, f"w{i}"))
+                i += 1
             db.execute("COMMIT")
         except BaseException as exc:
             log.exception("write transaction failed")
@@ -236,6 +263,23 @@ class Store:
             except RuntimeError:  # the caller's loop is closed; nobody is waiting any more
                 log.warning("dropped %d write results for a closed event loop", len(settled))
 
+    @staticmethod
+    def _apply_group(db: sqlite_utils.Database, run: list[_Grouped], first: int) -> list[Outcome]:
+        sp = f"g{first}"
+        db.execute(f"SAVEPOINT {sp}")
+        try:
+            outcomes = run[0].group(db, [g.item for g in run])
+            if len(outcomes) != len(run):
+                raise RuntimeError(f"group write gave {len(outcomes)} outcomes for {len(run)}")
+        except Exception:
+            log.warning("grouped write of %d items failed; applying them one by one",
+                        len(run), exc_info=True)
+            db.execute(f"ROLLBACK TO {sp}")
+            db.execute(f"RELEASE {sp}")
+            return [_apply_one(db, _bind(g), f"w{first + k}") for k, g in enumerate(run)]
+        db.execute(f"RELEASE {sp}")
+        return outcomes
+
     # -- reads -----------------------------------------------------------------------
     def _reader(self) -> sqlite_utils.Database:
         db = getattr(self._local, "db", None)
@@ -246,17 +290,52 @@ class Store:
                 self._read_conns.append(db)
         return db
 
+    def _snapshot(self, fn: Callable[[sqlite_utils.Database], T]) -> T:
+        """``fn(db)`` inside one read transaction: all its queries see the same commit."""
+        db = self._reader()
+        db.execute("BEGIN")
+        try:
+            return fn(db)
+        finally:
+            db.execute("COMMIT")
+
     async def read(self, fn: Callable[[sqlite_utils.Database], T]) -> T:
-        """Run ``fn(db)`` on a read-only connection in the reader pool."""
+        """Run ``fn(db)`` on a read-only connection in the reader pool, as one snapshot."""
         if self._closed:
             raise StoreClosed("store is closed")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._readers, lambda: fn(self._reader()))
+        return await loop.run_in_executor(self._readers, self._snapshot, fn)
 
     def read_sync(self, fn: Callable[[sqlite_utils.Database], T]) -> T:
         if self._closed:
             raise StoreClosed("store is closed")
-        return self._readers.submit(lambda: fn(self._reader())).result()
+        return self._readers.submit(self._snapshot, fn).result()
+
+
+@dataclass(frozen=True)
+class _Grouped:
+    """A queued item of a grouped write."""
+
+    group: GroupFn
+    single: Callable[[sqlite_utils.Database, Any], Any]
+    item: Any
+
+
+def _bind(g: _Grouped) -> Callable[[sqlite_utils.Database], Any]:
+    return lambda db: g.single(db, g.item)
+
+
+def _apply_one(db: sqlite_utils.Database, fn: Callable[[sqlite_utils.Database], Any],
+               sp: str) -> Outcome:
+    db.execute(f"SAVEPOINT {sp}")
+    try:
+        result = fn(db)
+    except BaseException as exc:  # one caller's failure must not sink the batch
+        db.execute(f"ROLLBACK TO {sp}")
+        db.execute(f"RELEASE {sp}")
+        return False, exc
+    db.execute(f"RELEASE {sp}")
+    return True, result
 
 
 def _settle_all(settled: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
