@@ -499,7 +499,13 @@ def _resolve_subject(truths: list[Truth], manifest_account: str | None,
         household = owners.most_common(1)[0][0] if owners else None
     if account is None and household is not None:
         accounts = Counter(t.account_id for t in truths if t.household == household and t.account_id)
-        account = accounts.most_common(1)[0][0] if accounts else manifest_account
+        if accounts:
+            account = accounts.most_common(1)[0][0]
+        elif manifest_account is not None and not any(
+                t.account_id == manifest_account for t in truths):
+            # A household with no recordings: the manifest may name its account, unless the
+            # ledger shows that account is someone else's (a package made for another).
+            account = manifest_account
     return household, account
 
 

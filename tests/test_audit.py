@@ -168,6 +168,22 @@ def test_content_decides_even_when_the_manifest_names_the_stranger(
     assert result.to_dict()["downloaded"] is False
 
 
+def test_subject_without_recordings_does_not_adopt_anothers_account(
+        tmp_path: Path, world: dict[str, Any]) -> None:
+    """The 2018 shape: a package made for bravo's account, delivered to a requester who owns
+    no device. The requester's account is unknown to the ledger and must not be taken from
+    the manifest, which names bravo's."""
+    pkg = Package(account_id="acc_bravo")
+    for i in range(3):
+        pkg.add(f"rec_bravo_{i}", world["pcm"][f"b{i}"], claimed_owner="acc_bravo")
+    result = audit_package(pkg.write(tmp_path / "p.zip"), world["ledger"],
+                           subject_household="requester")
+    assert (result.subject_household, result.subject_account) == ("requester", None)
+    assert (result.own, result.foreign) == (0, {"bravo": 3})
+    [leak] = result.leaks
+    assert (leak.from_account, leak.to_household, leak.to_account) == ("acc_bravo", "requester", None)
+
+
 def test_clean_complete_package(tmp_path: Path, world: dict[str, Any]) -> None:
     pkg = Package()
     for i in range(3):
