@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
 
+from backend.voice import pcm_to_wav
+
 with warnings.catch_warnings():
     # pydub warns at import that ffmpeg is missing; WAV and raw PCM need no ffmpeg.
     warnings.filterwarnings("ignore", message="Couldn't find ffmpeg or avconv", category=RuntimeWarning)
@@ -362,14 +364,8 @@ def duration_ms(pcm: bytes) -> int:
 
 def pcm_to_wav_bytes(pcm: bytes, rate: int = RATE, width: int = WIDTH,
                      channels: int = CHANNELS) -> bytes:
-    """Wrap raw PCM in a RIFF/WAVE header."""
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(channels)
-        w.setsampwidth(width)
-        w.setframerate(rate)
-        w.writeframes(pcm)
-    return buf.getvalue()
+    """Wrap raw PCM in a RIFF/WAVE header (the same writer the backend serves WAVs with)."""
+    return pcm_to_wav(pcm, rate=rate, width=width, channels=channels)
 
 
 def wav_to_pcm(data: bytes) -> tuple[bytes, int, int, int]:

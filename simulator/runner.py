@@ -582,20 +582,14 @@ class Run:
                 f": {hits[0]['summary']}" if hits else "")
         if kind == "no_alert":
             return (not alerts) == v, f"{len(alerts)} alert(s)"
-        if kind == "erased":
+        if kind in ("erased", "remains"):
             found, needles = self._leftovers(v)
             if found is None:
-                return False, "cannot inspect a remote backend's files"
+                return None, "cannot inspect a remote backend's files"
             if found:
-                return False, "left behind: " + _left(found)
-            return True, f"none of {needles} transcripts found in the backend's files"
-        if kind == "remains":
-            found, needles = self._leftovers(v)
-            if found is None:
-                return False, "cannot inspect a remote backend's files"
-            if found:
-                return True, "still there: " + _left(found)
-            return False, f"none of {needles} transcripts found in the backend's files"
+                return kind == "remains", ("still there: " if kind == "remains"
+                                           else "left behind: ") + _left(found)
+            return kind == "erased", f"none of {needles} transcripts found in the backend's files"
         if kind == "request":
             home = self.homes[v.for_]
             reqs = [r for rs in home.requests.values() for r in rs]
