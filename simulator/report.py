@@ -69,6 +69,8 @@ class RunResult:
     leaks: list[dict[str, Any]] | None = None
     timeline: list[dict[str, Any]] = field(default_factory=list)
     link_redemptions: list[dict[str, Any]] = field(default_factory=list)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    """What the backend's guards raised: ``{"at", "guard", "summary", "request_id"}``."""
     aware_at: str | None = None
     measures_taken: list[str] = field(default_factory=list)
     description: str = ""
@@ -229,7 +231,7 @@ def report_dict(result: RunResult) -> dict[str, Any]:
     ``scenario``, ``description``, ``seed``, ``verdict``, ``expectations``
     ``[{name, passed, detail}]``, ``packages`` (audit entries without their leaks),
     ``leaks``, ``breach_notification``, ``timeline`` ``[{at, step, what}]``,
-    ``link_redemptions``, and last ``run`` (``started_at``, ``finished_at``,
+    ``link_redemptions``, ``alerts`` (what the guards raised), and last ``run`` (``started_at``, ``finished_at``,
     ``duration_seconds``, then ``run_info``): the only part that differs between two runs of
     the same seed.
     """
@@ -248,6 +250,7 @@ def report_dict(result: RunResult) -> dict[str, Any]:
             result.all_leaks, result.aware_at, measures_taken=result.measures_taken),
         "timeline": list(result.timeline),
         "link_redemptions": list(result.link_redemptions),
+        "alerts": list(result.alerts),
         "run": {"started_at": result.started_at, "finished_at": result.finished_at,
                 "duration_seconds": duration, **result.run_info},
     }

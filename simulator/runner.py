@@ -120,7 +120,7 @@ class Run:
         self.operators: dict[str, str] = {}
         self.aware_at: str | None = None
         self.measures: list[str] = []
-        self.utterance_counter = 0
+        self.alerts: list[dict[str, Any]] = []
 
     # -- world ------------------------------------------------------------------------
     def _customise(self, h: Household) -> Household:
@@ -522,6 +522,8 @@ class Run:
 
     async def expectations(self) -> list[Expectation]:
         alerts = await self.client.alerts()
+        self.alerts = [{"at": a["at"], "guard": a["guard"], "request_id": a.get("request_id"),
+                        "summary": a["summary"]} for a in alerts]
         leaks = [leak for p in self.audits for leak in p["leaks"]]
         out = []
         for ex in self.s.expect:
@@ -708,7 +710,8 @@ async def run_scenario(scenario: Scenario, out: Path, *, backend_url: str | None
     result = RunResult(
         scenario=scenario.name, seed=scenario.seed, verdict=verdict,  # type: ignore[arg-type]
         expectations=expectations, packages=run.audits, timeline=run.timeline,
-        link_redemptions=run.redemptions, aware_at=run.aware_at, measures_taken=run.measures,
+        link_redemptions=run.redemptions, alerts=run.alerts, aware_at=run.aware_at,
+        measures_taken=run.measures,
         description=scenario.description,
         started_at=started.isoformat(timespec="seconds"),
         finished_at=datetime.now(UTC).isoformat(timespec="seconds"),

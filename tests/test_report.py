@@ -82,7 +82,7 @@ def test_report_json_is_deterministic_apart_from_run() -> None:
     assert report_json(result()) == a
     assert list(json.loads(a)) == [
         "scenario", "description", "seed", "verdict", "expectations", "packages", "leaks",
-        "breach_notification", "timeline", "link_redemptions", "run"]
+        "breach_notification", "timeline", "link_redemptions", "alerts", "run"]
     assert json.loads(a)["run"] == {"started_at": "2024-01-01T10:00:00Z",
                                     "finished_at": "2024-01-01T10:00:42Z",
                                     "duration_seconds": 42.0, "out": "/tmp/run-x"}

@@ -64,6 +64,11 @@ async def test_2018_guarded_twin_stops_the_leak(tmp_path: Path) -> None:
     assert "account/profile.json" in names
     assert not [n for n in names if n.endswith(".wav")]
     assert profile["account_id"] == pkg["subject_account"]
+    # The report says what the guard caught, for the person who reads it.
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert [a["guard"] for a in report["alerts"]] == ["export.ownership_check"]
+    assert "1700 recordings of other accounts" in report["alerts"][0]["summary"]
+    assert "Guard alerts" in (tmp_path / "report.html").read_text()
 
 
 async def test_baseline_is_clean_and_repeats_byte_for_byte(tmp_path: Path) -> None:
