@@ -18,10 +18,10 @@ from aiohttp import web
 from pydantic import Field
 
 from backend import auditlog
-from backend.admin import Strict, parse_body
 from backend.alerts import raise_alert
 from backend.auth import require
 from backend.errors import Conflict, Gone, NotFound
+from backend.http import Strict, parse_body
 from backend.ids import new_token, token_hash
 from backend.ingest.bindings import (
     REVOKE_ON_TRANSFER,

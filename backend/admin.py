@@ -2,55 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-from typing import Annotated, Any, Literal, TypeVar, Union
+from typing import Annotated, Any, Literal, Union
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, Field, create_model
 
 from backend import auditlog
 from backend.auth import require
-from backend.errors import BadRequest, RequestTimeout
 from backend.faults import FAULTS as FAULT_SPECS
 from backend.faults import GUARDS as GUARD_SPECS
 from backend.faults import Spec
+from backend.http import Strict, parse_body, query_int
 from backend.ids import new_token, token_hash
-from backend.keys import CLOCK, CONFIG, FAULTS, IDS, STORE
+from backend.keys import CLOCK, FAULTS, IDS, STORE
 from backend.openapi import document
 
 routes = web.RouteTableDef()
-M = TypeVar("M", bound=BaseModel)
-
-
-class Strict(BaseModel):
-    """Base for request bodies: unknown keys are an error."""
-
-    # Strict: JSON ``0`` is not ``false`` and ``false`` is not ``0.0``; a body means what the
-    # spec says or it is refused.
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, strict=True)
-
-
-async def parse_body(request: web.Request, model: type[M]) -> M:
-    """Read a JSON body into ``model``; every problem becomes a 400 naming the field."""
-    try:
-        # A client that trickles its body must not hold a handler forever (slowloris).
-        async with asyncio.timeout(request.app[CONFIG].body_timeout):
-            raw = await request.json()
-    except TimeoutError:
-        raise RequestTimeout("the request body did not arrive in time",
-                             code="body_timeout") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"body is not valid JSON: {exc}", code="malformed_json") from None
-    except RecursionError:  # the stdlib parser recurses per nesting level
-        raise BadRequest("body nests too deeply", code="malformed_json") from None
-    try:
-        return model.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "body"
-        raise BadRequest(f"{where}: {first['msg']}", code="invalid_field", field=where) from None
 
 
 class OperatorIn(Strict):
@@ -192,24 +161,11 @@ async def get_clock(request: web.Request) -> web.Response:
     return web.json_response({"now": request.app[CLOCK].iso()})
 
 
-def _int_query(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest(f"{name} must be an integer", code="invalid_query", field=name) from None
-    if not lo <= value <= hi:
-        raise BadRequest(f"{name} must be between {lo} and {hi}", code="invalid_query", field=name)
-    return value
-
-
 @routes.get("/v1/admin/audit")
 async def get_audit(request: web.Request) -> web.Response:
     await require(request, "admin")
-    after = _int_query(request, "after", 0, 0, 2**62)
-    limit = _int_query(request, "limit", 500, 1, 5000)
+    after = query_int(request, "after", 0, 0, 2**62)
+    limit = query_int(request, "limit", 500, 1, 5000)
     entries = await request.app[STORE].read(lambda db: auditlog.rows(db, after=after, limit=limit))
     verify = request.query.get("verify") in ("1", "true")
     body: dict[str, Any] = {"entries": entries}

@@ -20,6 +20,7 @@ from aiohttp import web
 from backend import auditlog
 from backend.auth import require
 from backend.errors import BadRequest, NotFound
+from backend.http import query_int
 from backend.keys import CLOCK, STORE
 from backend.openapi import document
 
@@ -76,20 +77,6 @@ def decode_cursor(cursor: str) -> tuple[str, str]:
     return value[0], value[1]
 
 
-def _limit(request: web.Request) -> int:
-    raw = request.query.get("limit")
-    if raw is None:
-        return DEFAULT_LIMIT
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest("limit must be an integer", code="invalid_query", field="limit") from None
-    if not 1 <= value <= MAX_LIMIT:
-        raise BadRequest(f"limit must be between 1 and {MAX_LIMIT}", code="invalid_query",
-                         field="limit")
-    return value
-
-
 def pcm_to_wav(pcm: bytes, *, rate: int, width: int, channels: int) -> bytes:
     """Wrap raw PCM in a RIFF/WAVE header."""
     buf = io.BytesIO()
@@ -105,7 +92,7 @@ def pcm_to_wav(pcm: bytes, *, rate: int, width: int, channels: int) -> bytes:
 async def list_recordings(request: web.Request) -> web.Response:
     who = await require(request, "user")
     account_id = who.account_id
-    limit = _limit(request)
+    limit = query_int(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     cursor = request.query.get("cursor")
     after = decode_cursor(cursor) if cursor else None
 

@@ -38,17 +38,16 @@ from aiohttp import web
 from pydantic import Field
 
 from backend import auditlog
-from backend.admin import Strict, parse_body
 from backend.alerts import raise_alert
 from backend.auth import Principal, authenticate, bearer
 from backend.clock import rfc3339
 from backend.config import Config
 from backend.errors import BadRequest, Conflict, Forbidden, Gone, NotFound, Unauthorized
+from backend.http import PRIVATE_HEADERS, Strict, parse_body, query_number
 from backend.ids import new_token, token_hash
 from backend.keys import CLOCK, CONFIG, FAULTS, IDS, METRICS, STORE
 from backend.openapi import document
 from backend.privacy import delivery, outbox
-from backend.privacy.http import PRIVATE_HEADERS, query_number
 from backend.privacy.state import (
     WORKING_STATUSES,
     default_subject,

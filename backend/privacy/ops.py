@@ -25,16 +25,15 @@ from aiohttp import web
 from pydantic import Field
 
 from backend import auditlog
-from backend.admin import Strict, parse_body
 from backend.alerts import raise_alert
 from backend.auth import require
 from backend.errors import BadRequest, Conflict, NotFound
 from backend.faults import FaultBoard
+from backend.http import Strict, parse_body, query_int
 from backend.ids import IdGen
 from backend.keys import CLOCK, FAULTS, IDS, STORE
 from backend.openapi import document
 from backend.privacy import delivery
-from backend.privacy.http import query_int
 from backend.privacy.state import (
     Status,
     default_subject,

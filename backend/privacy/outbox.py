@@ -13,9 +13,9 @@ import sqlite_utils
 from aiohttp import web
 
 from backend.auth import require
+from backend.http import query_int
 from backend.keys import STORE
 from backend.openapi import document
-from backend.privacy.http import query_int
 
 routes = web.RouteTableDef()
 

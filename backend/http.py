@@ -1,0 +1,75 @@
+"""Request parsing shared by every route module: JSON bodies, query parameters, and the
+headers sent with anything that carries personal data."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from backend.errors import BadRequest, RequestTimeout
+from backend.keys import CONFIG
+
+M = TypeVar("M", bound=BaseModel)
+
+PRIVATE_HEADERS = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
+"""Sent with anything that carries personal data or a link token: no caching, no referrer
+leak of a token-bearing URL, no content sniffing."""
+
+
+class Strict(BaseModel):
+    """Base for request bodies: unknown keys are an error."""
+
+    # Strict: JSON ``0`` is not ``false`` and ``false`` is not ``0.0``; a body means what the
+    # spec says or it is refused.
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, strict=True)
+
+
+async def parse_body(request: web.Request, model: type[M]) -> M:
+    """Read a JSON body into ``model``; every problem becomes a 400 naming the field."""
+    try:
+        # A client that trickles its body must not hold a handler forever (slowloris).
+        async with asyncio.timeout(request.app[CONFIG].body_timeout):
+            raw = await request.json()
+    except TimeoutError:
+        raise RequestTimeout("the request body did not arrive in time",
+                             code="body_timeout") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"body is not valid JSON: {exc}", code="malformed_json") from None
+    except RecursionError:  # the stdlib parser recurses per nesting level
+        raise BadRequest("body nests too deeply", code="malformed_json") from None
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise BadRequest(f"{where}: {first['msg']}", code="invalid_field", field=where) from None
+
+
+def query_number(request: web.Request, name: str, default: float, lo: float, hi: float,
+                 *, integer: bool = True) -> float:
+    """A numeric query parameter within ``[lo, hi]``; a 400 naming it otherwise."""
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value: float = int(raw) if integer else float(raw)
+    except ValueError:
+        kind = "an integer" if integer else "a number"
+        raise BadRequest(f"{name} must be {kind}", code="invalid_query", field=name) from None
+    if not lo <= value <= hi:
+        raise BadRequest(f"{name} must be between {lo} and {hi}", code="invalid_query",
+                         field=name)
+    return value
+
+
+def query_int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
+    """An integer query parameter within ``[lo, hi]``; a 400 naming it otherwise."""
+    return int(query_number(request, name, default, lo, hi))
