@@ -19,7 +19,7 @@ from pydantic import Field
 
 from backend import auditlog
 from backend.alerts import raise_alert
-from backend.auth import require
+from backend.auth import require, store_token
 from backend.errors import Conflict, Gone, NotFound
 from backend.http import Strict, parse_body
 from backend.ids import new_token, token_hash
@@ -146,11 +146,8 @@ async def create_account(request: web.Request) -> web.Response:
             " VALUES (?, ?, ?, ?, ?, ?, NULL)",
             [account_id, body.name, body.email, body.locale, body.address, now],
         )
-        db.execute(
-            "INSERT INTO tokens (token_sha256, kind, subject_id, created_at, revoked_at)"
-            " VALUES (?, 'user', ?, ?, NULL)",
-            [token_hash(token), account_id, now],
-        )
+        store_token(db, token_sha256=token_hash(token), kind="user", subject_id=account_id,
+                    at=now)
         auditlog.append(db, at=now, actor="admin", action="account.created",
                         object_id=account_id, detail={"locale": body.locale})
 

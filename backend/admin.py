@@ -10,7 +10,7 @@ from aiohttp import web
 from pydantic import BaseModel, Field, create_model
 
 from backend import auditlog
-from backend.auth import require
+from backend.auth import require, store_token
 from backend.faults import FAULTS as FAULT_SPECS
 from backend.faults import GUARDS as GUARD_SPECS
 from backend.faults import Spec
@@ -101,8 +101,8 @@ async def create_operator(request: web.Request) -> web.Response:
 
     def write(db: Any) -> None:
         db["operators"].insert({"operator_id": operator_id, "name": body.name, "created_at": now})
-        db["tokens"].insert({"token_sha256": token_hash(token), "kind": "operator",
-                             "subject_id": operator_id, "created_at": now, "revoked_at": None})
+        store_token(db, token_sha256=token_hash(token), kind="operator",
+                    subject_id=operator_id, at=now)
         auditlog.append(db, at=now, actor="admin", action="operator.created",
                         object_id=operator_id, detail={"name": body.name})
 

@@ -38,6 +38,16 @@ def bearer(request: web.Request) -> str | None:
     return value.strip()
 
 
+def store_token(db: sqlite_utils.Database, *, token_sha256: str, kind: str, subject_id: str,
+                at: str) -> None:
+    """Record a new bearer token (by its SHA-256 only); call inside a write transaction."""
+    db.execute(
+        "INSERT INTO tokens (token_sha256, kind, subject_id, created_at, revoked_at)"
+        " VALUES (?, ?, ?, ?, NULL)",
+        [token_sha256, kind, subject_id, at],
+    )
+
+
 def lookup_token(db: sqlite_utils.Database, token: str) -> Principal | None:
     row = db.execute(
         "SELECT kind, subject_id FROM tokens WHERE token_sha256 = ? AND revoked_at IS NULL",

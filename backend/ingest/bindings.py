@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import sqlite_utils
 from aiohttp import web
 
+from backend.auth import store_token
 from backend.ids import token_hash
 from backend.keys import FAULTS, STATE, STORE
 
@@ -237,11 +238,7 @@ def _insert_device(db: sqlite_utils.Database, *, now: str, device_id: str, accou
         " deregistered_at) VALUES (?, ?, ?, ?, ?, ?, NULL)",
         [device_id, serial, model, room, account_id, now],
     )
-    db.execute(
-        "INSERT INTO tokens (token_sha256, kind, subject_id, created_at, revoked_at)"
-        " VALUES (?, 'device', ?, ?, NULL)",
-        [token_sha256, device_id, now],
-    )
+    store_token(db, token_sha256=token_sha256, kind="device", subject_id=device_id, at=now)
 
 
 def _retire_device(db: sqlite_utils.Database, device_id: str, now: str) -> int:
