@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -91,6 +92,10 @@ def _check_uuid(value: Any) -> str:
     return value.lower()
 
 
+UtteranceId = Annotated[str, BeforeValidator(_check_uuid)]
+"""A device-chosen UUID, lowercased: the idempotency key of a recording."""
+
+
 class AudioFormat(Wire):
     """The audio format a device announces; only 16 kHz mono s16le is stored."""
 
@@ -117,16 +122,11 @@ class UtteranceStart(Wire):
     """Opens an utterance; binary PCM frames follow."""
 
     type: Literal["utterance.start"]
-    utterance_id: str
+    utterance_id: UtteranceId
     """Client-chosen UUID; the idempotency key of the recording."""
     recorded_at: str
     """When the device heard it (RFC 3339); normalised to UTC with milliseconds."""
     audio: AudioFormat
-
-    @field_validator("utterance_id", mode="before")
-    @classmethod
-    def _uuid(cls, value: Any) -> str:
-        return _check_uuid(value)
 
     @field_validator("recorded_at", mode="before")
     @classmethod
@@ -145,15 +145,10 @@ class UtteranceEnd(Wire):
     """Closes an utterance with its transcript; the server then stores and acknowledges it."""
 
     type: Literal["utterance.end"]
-    utterance_id: str
+    utterance_id: UtteranceId
     transcript: str
     """Normalised to NFC; at most ``max_transcript_bytes`` UTF-8 bytes; no NUL."""
     locale: Annotated[str, StringConstraints(pattern=LOCALE_PATTERN)]
-
-    @field_validator("utterance_id", mode="before")
-    @classmethod
-    def _uuid(cls, value: Any) -> str:
-        return _check_uuid(value)
 
     @field_validator("transcript", mode="before")
     @classmethod
