@@ -129,16 +129,13 @@ class Run:
             return h
         holder = h.holder
         if spec.lookalike_of:
-            other = next(x for x in self.world_households_raw() if x.key == spec.lookalike_of)
+            other = next(x for x in self.world.households if x.key == spec.lookalike_of)
             holder = dataclasses.replace(holder, name=other.holder.name)
         if spec.name:
             holder = dataclasses.replace(holder, name=spec.name)
         if spec.email:
             holder = dataclasses.replace(holder, email=spec.email)
         return dataclasses.replace(h, holder=holder)
-
-    def world_households_raw(self) -> tuple[Household, ...]:
-        return self.world.households
 
     def note(self, step: str, what: str) -> None:
         self.timeline.append({"at": _iso(self.now), "step": step, "what": what})
@@ -392,19 +389,16 @@ class Run:
                 return key
         return str(account_id)
 
-    async def _requests(self) -> list[tuple[Home, str, dict[str, Any]]]:
+    def _requests(self) -> list[tuple[Home, str, dict[str, Any]]]:
         return [(home, kind, r) for home in self.homes.values()
                 for kind, rs in home.requests.items() for r in rs]
 
     async def step_wait(self, st: WaitRequests) -> None:
-        pending: list[str] = []
-        for home, _kind, r in await self._requests():
-            status = await self._await_request(r)
-            r["status"] = status
-            if status.get("status") not in TERMINAL:
-                pending.append(f"{home.key}:{status.get('status')}")
-        summary = ", ".join(f"{h.key}={r['status'].get('status')}" for h, _, r in await self._requests())
-        self.note("wait", summary or "no requests")
+        settled = []
+        for home, _kind, r in self._requests():
+            r["status"] = await self._await_request(r)
+            settled.append(f"{home.key}={r['status'].get('status')}")
+        self.note("wait", ", ".join(settled) or "no requests")
 
     async def _await_request(self, r: dict[str, Any]) -> dict[str, Any]:
         """Long-poll until the request is terminal or waiting for a person."""
