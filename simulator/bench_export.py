@@ -35,6 +35,7 @@ from backend.config import Config
 from backend.ids import new_token, token_hash
 from backend.storage import Store
 from backend.storage.db import connect
+from simulator.bench import proc_status_kb
 
 ACCOUNT = "acc_bench_export"
 DEVICE = "dev_bench_export"
@@ -143,23 +144,13 @@ def copy_floor(data: Path, out: Path) -> tuple[float, int]:
     return time.perf_counter() - started, total
 
 
-def _status_kb(field: str) -> int | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
 def reset_peak_rss() -> bool:
     """Reset VmHWM to the current RSS (Linux); False where that is not possible."""
     try:
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:
         return False
-    return _status_kb("VmHWM") is not None
+    return proc_status_kb("VmHWM") is not None
 
 
 async def time_ours(data: Path, token: str) -> tuple[float, int, int | None, str]:
@@ -170,7 +161,7 @@ async def time_ours(data: Path, token: str) -> tuple[float, int, int | None, str
     async with embedded_backend(config) as handle, aiohttp.ClientSession() as session:
         auth = {"Authorization": f"Bearer {token}"}
         exact = reset_peak_rss()
-        before_kb = _status_kb("VmRSS")
+        before_kb = proc_status_kb("VmRSS")
         before_max = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         started = time.perf_counter()
         async with session.post(handle.url + "/v1/privacy/requests", json={"kind": "access"},
@@ -188,7 +179,7 @@ async def time_ours(data: Path, token: str) -> tuple[float, int, int | None, str
         if status["status"] != "complete":
             raise RuntimeError(f"export ended {status['status']}: {status.get('error')}")
         if exact and before_kb is not None:
-            growth: int | None = ((_status_kb("VmHWM") or 0) - before_kb) * 1024
+            growth: int | None = ((proc_status_kb("VmHWM") or 0) - before_kb) * 1024
             method = "VmHWM - VmRSS"
         else:
             after_max = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -38,7 +38,7 @@ import aiohttp
 import click
 
 from simulator.audit import AuditError, audit_package
-from simulator.bench import _stop, bench, say, start_sink_process
+from simulator.bench import _stop, bench, proc_status_kb, say, start_sink_process
 from simulator.client import Client, ClientError
 from simulator.device import DeviceOptions
 from simulator.embedded import ServerProcess, start_server_process
@@ -151,13 +151,8 @@ def _traffic(world: World, start_day: float, utterances: int, devices: int) -> l
 
 
 def _rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return math.nan
+    kb = proc_status_kb("VmRSS", pid)
+    return math.nan if kb is None else kb / 1024
 
 
 async def _counters(session: aiohttp.ClientSession, url: str) -> tuple[float, float, int]:

@@ -40,6 +40,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from backend.ingest.protocol import ProtocolError, UtteranceEnd, UtteranceStart, parse_frame
+from simulator.bench import proc_status_kb
 from simulator.embedded import ServerProcess, embedded_backend, start_server_process
 
 UID = "123e4567-e89b-12d3-a456-426614174000"
@@ -212,10 +213,9 @@ async def test_hostile_json_bodies_get_400_not_500(api: Api) -> None:
 
 
 def _rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmRSS")
+    kb = proc_status_kb("VmRSS", pid)
+    assert kb is not None, "no VmRSS"
+    return kb
 
 
 def _fds(pid: int) -> int:
