@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
 import json
-import wave
 from typing import Any
 
 import sqlite_utils
@@ -23,6 +21,7 @@ from backend.errors import BadRequest, NotFound
 from backend.http import query_int
 from backend.keys import CLOCK, STORE
 from backend.openapi import document
+from backend.wav import pcm_to_wav
 
 routes = web.RouteTableDef()
 
@@ -75,17 +74,6 @@ def decode_cursor(cursor: str) -> tuple[str, str]:
             or not all(isinstance(v, str) for v in value)):
         raise BadRequest("cursor is not one this server issued", code="invalid_cursor")
     return value[0], value[1]
-
-
-def pcm_to_wav(pcm: bytes, *, rate: int, width: int, channels: int) -> bytes:
-    """Wrap raw PCM in a RIFF/WAVE header."""
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as out:
-        out.setnchannels(channels)
-        out.setsampwidth(width)
-        out.setframerate(rate)
-        out.writeframes(pcm)
-    return buf.getvalue()
 
 
 @routes.get("/v1/me/recordings")

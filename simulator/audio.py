@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
 
-from backend.voice import pcm_to_wav
+from backend.wav import pcm_to_wav
 
 with warnings.catch_warnings():
     # pydub warns at import that ffmpeg is missing; WAV and raw PCM need no ffmpeg.

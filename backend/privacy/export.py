@@ -64,7 +64,6 @@ from backend.privacy.package import (
     PackageResult,
     Recording,
     Subject,
-    wav_header,
     write_access_package,
 )
 from backend.privacy.state import (
@@ -76,6 +75,7 @@ from backend.privacy.state import (
 )
 from backend.storage import Store
 from backend.storage.db import connect
+from backend.wav import pcm_to_wav
 
 log = logging.getLogger("overheard.privacy.export")
 
@@ -210,9 +210,8 @@ def stage_shared(staging: Path, recordings: Iterator[Recording], request_id: str
     for index, rec in enumerate(recordings):
         stem = rec.recording_id if SAFE_ID.fullmatch(rec.recording_id) else f"{request_id}-{index:06d}"
         wav_path = staging / f"{stem}.wav"
-        pad = b"\0" if len(rec.pcm) & 1 else b""
-        wav_path.write_bytes(wav_header(len(rec.pcm), rec.rate, rec.width, rec.channels)
-                             + rec.pcm + pad)
+        wav_path.write_bytes(pcm_to_wav(rec.pcm, rate=rec.rate, width=rec.width,
+                                        channels=rec.channels))
         side = staging / f"{stem}.json"
         side.write_text(json.dumps({
             "recording_id": rec.recording_id, "account_id": rec.account_id,

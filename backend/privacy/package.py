@@ -26,7 +26,6 @@ import io
 import json
 import queue
 import re
-import struct
 import threading
 import zipfile
 from collections import Counter
@@ -37,6 +36,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import jinja2
+
+from backend.wav import wav_header
 
 FORMAT = "overheard-access-package/1"
 SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,80}")
@@ -100,20 +101,6 @@ class PackageResult:
 
 class PackageAborted(Exception):
     """The build was told to stop (shutdown); the partial file is discarded."""
-
-
-def wav_header(pcm_len: int, rate: int, width: int, channels: int) -> bytes:
-    """The 44-byte RIFF/WAVE header for ``pcm_len`` bytes of little-endian PCM.
-
-    Written by hand rather than through :mod:`wave` so the PCM blob goes into the zip
-    without being copied into a WAV buffer first.
-    """
-    block = width * channels
-    pad = pcm_len & 1
-    return struct.pack(
-        "<4sI4s4sIHHIIHH4sI", b"RIFF", 36 + pcm_len + pad, b"WAVE", b"fmt ", 16, 1,
-        channels, rate, rate * block, block, width * 8, b"data", pcm_len,
-    )
 
 
 def recording_entry_name(recording_id: str, index: int) -> str:
