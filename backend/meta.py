@@ -13,7 +13,8 @@ routes = web.RouteTableDef()
 document("GET", "/healthz", "Health: the store answers", roles=("anyone",), tag="meta",
          response_schema={"type": "object", "required": ["status"], "properties": {
              "status": {"type": "string", "enum": ["ok", "degraded"]},
-             "writer_queue": {"type": "integer"}}})
+             "writer_queue": {"type": "integer"},
+             "problem": {"type": "string"}}})
 document("GET", "/metrics", "Prometheus text: utterances, bytes, rejects, writer batches",
          roles=("anyone",), content_type="text/plain", response_schema={"type": "string"},
          tag="meta")
@@ -24,8 +25,11 @@ document("GET", "/openapi.json", "This OpenAPI document", roles=("anyone",), tag
 async def healthz(request: web.Request) -> web.Response:
     store = request.app[STORE]
     ok = await store.read(lambda db: db.execute("SELECT 1").fetchone()[0] == 1)
-    return web.json_response({"status": "ok" if ok else "degraded",
-                              "writer_queue": store.queue_depth()})
+    body: dict[str, object] = {"status": "ok" if ok and store.failed is None else "degraded",
+                               "writer_queue": store.queue_depth()}
+    if store.failed is not None:
+        body["problem"] = str(store.failed)  # reads work; writes are refused
+    return web.json_response(body)
 
 
 @routes.get("/metrics")
@@ -42,6 +46,8 @@ async def metrics(request: web.Request) -> web.Response:
             "overheard_writer_queue_depth": store.queue_depth(),
             "overheard_writer_transactions_total": store.stats.transactions,
             "overheard_writer_writes_total": store.stats.writes,
+            "overheard_writer_wal_syncs_total": store.stats.syncs,
+            "overheard_writer_checkpoints_total": store.stats.checkpoints,
         },
         histograms={"overheard_writer_batch_size": dict(store.stats.batch_sizes or {})},
     )
@@ -58,6 +64,10 @@ def setup(app: web.Application) -> None:
     m = app[METRICS]
     m.describe("overheard_writer_queue_depth", "writes waiting for the writer thread")
     m.describe("overheard_writer_batch_size", "writes committed per transaction")
+    m.describe("overheard_writer_wal_syncs_total",
+               "fdatasync calls on the WAL before answering (each covers one or more batches)")
+    m.describe("overheard_writer_checkpoints_total",
+               "WAL checkpoints run by the background checkpointer")
     m.describe("overheard_ingest_audio_bytes_in_flight",
                "PCM bytes of finished utterances waiting for their commit, all streams")
     m.describe("overheard_ingest_audio_bytes_in_flight_max", "most PCM bytes ever in flight")

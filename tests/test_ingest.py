@@ -511,3 +511,41 @@ async def test_a_run_of_utterances_stores_as_if_one_after_another(api: Api) -> N
          pcm_bytes(1)),
         ("rec_run_5", acc_a["account_id"], hashlib.sha256(pcm_bytes(5)).hexdigest(),
          pcm_bytes(5))]
+
+
+async def test_a_failed_disk_sync_is_refused_not_acknowledged(
+        api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failed fdatasync of the WAL: the device gets storage_failed and 1013, the server
+    reports itself degraded, reads go on, and further writes are refused."""
+    from backend.storage import db as db_module
+
+    acc, dev = await device(api)
+    ws = await api.device_ws(dev["device_token"])
+    await send_utterance(ws, pcm_bytes(1))
+    assert (await receive_json(ws))["type"] == "utterance.stored"
+
+    def broken_disk(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(db_module, "_fdatasync", broken_disk)
+    uid = await send_utterance(ws, pcm_bytes(2))
+    refused = await receive_json(ws)
+    assert refused["type"] == "error" and refused["code"] == "storage_failed"
+    assert refused["utterance_id"] == uid
+    closing = await ws.receive(timeout=10)
+    assert closing.type is aiohttp.WSMsgType.CLOSE
+    assert closing.data == aiohttp.WSCloseCode.TRY_AGAIN_LATER
+    status, health = await api.call("GET", "/healthz", token=None)
+    assert status == 200 and health["status"] == "degraded"
+    assert "Input/output error" in health["problem"]
+    assert await metric(api, 'overheard_ingest_rejects_total{code="storage_failed"}') == 1
+    # A new stream is refused at its first utterance; the account holder can still read.
+    ws2 = await api.device_ws(dev["device_token"])
+    await send_utterance(ws2, pcm_bytes(3))
+    assert (await receive_json(ws2))["code"] == "storage_failed"
+    status, listing = await api.call("GET", "/v1/me/recordings", token=acc["user_token"])
+    # Both are listed: the second committed before its sync failed; it was not acknowledged,
+    # and a resend with its utterance_id would find it (idempotent), not store it twice.
+    assert status == 200 and len(listing["recordings"]) == 2
+    await ws.close()
+    await ws2.close()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -12,8 +14,9 @@ from typing import Any
 import pytest
 import sqlite_utils
 
-from backend.storage import Store, StoreClosed
-from backend.storage.db import PAGE_SIZE
+from backend.storage import Store, StoreClosed, StoreFailed
+from backend.storage import db as db_module
+from backend.storage.db import PAGE_SIZE, WRITER_AUTOCHECKPOINT_PAGES
 
 
 @pytest.fixture
@@ -113,8 +116,12 @@ async def test_pragmas(store: Store) -> None:
         db.execute("PRAGMA secure_delete").fetchone()[0],
         db.execute("PRAGMA foreign_keys").fetchone()[0],
         db.execute("PRAGMA page_size").fetchone()[0],
+        db.execute("PRAGMA wal_autocheckpoint").fetchone()[0],
     ))
-    assert writer == ("wal", 2, 1, 1, PAGE_SIZE)  # synchronous 2 = FULL
+    # synchronous 1 = NORMAL: with FULL asked for, the store syncs the WAL itself before it
+    # answers (see the sync tests below), so the writer's COMMIT does not wait for the disk.
+    assert store.synchronous == "FULL"
+    assert writer == ("wal", 1, 1, 1, PAGE_SIZE, WRITER_AUTOCHECKPOINT_PAGES)
     reader = await store.read(lambda db: (db.execute("PRAGMA synchronous").fetchone()[0],
                                           db.execute("PRAGMA secure_delete").fetchone()[0]))
     assert reader == (2, 1)
@@ -218,3 +225,113 @@ async def test_a_failing_group_falls_back_to_one_savepoint_per_item(store: Store
     got = await store.read(lambda db: db.execute("SELECT k, v FROM t ORDER BY k").fetchall())
     # Nothing of the failed group call remains; each good item is stored once, alone.
     assert [tuple(r) for r in got] == [("taken", 0), ("x", 2), ("y", 2)]
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    return os.fstat(fd).st_ino == os.stat(path).st_ino
+
+
+async def test_a_write_is_answered_only_after_the_wal_is_synced(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """FULL's promise without FULL in the COMMIT: committed first, answered after the sync."""
+    entered, release = threading.Event(), threading.Event()
+    synced: list[bool] = []
+    real = db_module._fdatasync
+
+    def held_sync(fd: int) -> None:
+        synced.append(_same_file(fd, Path(f"{store.path}-wal")))
+        entered.set()
+        release.wait(10)
+        real(fd)
+
+    monkeypatch.setattr(db_module, "_fdatasync", held_sync)
+    before = store.stats.syncs
+    fut = store.write(insert("durable", 7))
+    await asyncio.to_thread(entered.wait, 10)
+    # Committed (another connection sees it) but not answered: the sync has not returned.
+    seen = await store.read(lambda db: db.execute("SELECT v FROM t WHERE k = 'durable'")
+                            .fetchone())
+    assert tuple(seen) == (7,)
+    assert not fut.done()
+    release.set()
+    assert await fut == 1
+    assert synced == [True]  # the WAL file itself was synced
+    assert store.stats.syncs == before + 1
+
+
+async def test_one_sync_answers_every_batch_committed_before_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = Store(tmp_path / "one.db", max_batch=1)  # one write per batch
+    try:
+        store.write_sync(lambda db: db.execute("CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER)"))
+        entered, release = threading.Event(), threading.Event()
+        real = db_module._fdatasync
+
+        def held_sync(fd: int) -> None:
+            if not release.is_set():
+                entered.set()
+                release.wait(10)
+            real(fd)
+
+        monkeypatch.setattr(db_module, "_fdatasync", held_sync)
+        first = store.write(insert("a"))
+        await asyncio.to_thread(entered.wait, 10)  # batch 1's sync is under way, held
+        later = [store.write(insert(key)) for key in ("b", "c", "d")]
+        # The writer is sequential: once this write runs, b, c and d have committed.
+        release_writer, parked = await hold_writer(store)
+        assert not any(f.done() for f in later)
+        syncs = store.stats.syncs
+        release.set()
+        await first
+        await asyncio.gather(*later)
+        # Batch 1's sync, then ONE sync for the three batches committed while it ran.
+        assert store.stats.syncs - syncs == 2
+        release_writer.set()
+        await parked
+        keys = await store.read(lambda db: [r[0] for r in db.execute("SELECT k FROM t ORDER BY k")])
+        assert keys == ["a", "b", "c", "d"]
+    finally:
+        store.close()
+
+
+async def test_a_failed_sync_fails_its_writes_and_stops_the_store(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken_disk(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(db_module, "_fdatasync", broken_disk)
+    with pytest.raises(StoreFailed, match="Input/output error"):
+        await store.write(insert("lost"))
+    assert isinstance(store.failed, StoreFailed)
+    with pytest.raises(StoreFailed):
+        store.write(insert("refused"))
+    with pytest.raises(StoreFailed):
+        store.write_sync(insert("refused"))
+    # Reads still work: what is there can be read out.
+    assert await store.read(lambda db: db.execute("SELECT count(*) FROM t").fetchone()[0]) == 1
+
+
+async def test_the_checkpointer_folds_the_wal_into_the_database(store: Store) -> None:
+    loop = asyncio.get_running_loop()
+    rows: asyncio.Queue[tuple[int, int, int]] = asyncio.Queue()
+    await asyncio.gather(*(store.write(insert(f"k{i}", i)) for i in range(50)))
+    store.on_checkpoint = lambda row: loop.call_soon_threadsafe(rows.put_nowait, row)
+    # Commits wake the checkpointer: one checkpoint starts after this write has committed.
+    await store.write(insert("last", 50))
+
+    def in_database_file() -> int:
+        # immutable=1 reads the database file alone, ignoring the WAL.
+        plain = sqlite3.connect(f"file:{store.path}?mode=ro&immutable=1", uri=True)
+        try:
+            return int(plain.execute("SELECT count(*) FROM t").fetchone()[0])
+        except sqlite3.OperationalError:  # table not folded in yet
+            return 0
+        finally:
+            plain.close()
+
+    while True:
+        busy, log_frames, checkpointed = await asyncio.wait_for(rows.get(), 10)
+        assert busy == 0 and checkpointed <= log_frames
+        if checkpointed == log_frames and in_database_file() == 51:
+            break
+    assert store.stats.checkpoints >= 1

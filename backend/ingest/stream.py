@@ -68,7 +68,7 @@ from backend.ingest.protocol import (
     stored_json,
 )
 from backend.keys import CLOCK, CONFIG, IDS, METRICS, STATE, STORE
-from backend.storage import StoreClosed
+from backend.storage import StoreClosed, StoreFailed
 from backend.storage.db import Outcome
 
 log = logging.getLogger("overheard.ingest")
@@ -343,6 +343,8 @@ class Session:
         self.skipping = False
         """Inside a refused utterance: drop its chunks and its end without answering."""
         self.skip_id: str | None = None
+        self.storage_failed = False
+        """A sync of the store failed: answer what is queued, then close (1013)."""
         self.responses: asyncio.Queue[Response | None] = asyncio.Queue()
         self.in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
         self.budget = budget_of(app)
@@ -365,6 +367,8 @@ class Session:
                     break
                 if self.binding.revoked and self.open is None and not self.skipping:
                     break
+                if self.storage_failed:
+                    break
         except StoreClosed:
             pass  # shutting down: the close frame follows
         finally:
@@ -372,7 +376,9 @@ class Session:
             self.responses.put_nowait(None)
             # Writes already queued still commit; their acks go out while the socket is open.
             await sender
-        if self.binding.revoked and not self.ws.closed:
+        if self.storage_failed and not self.ws.closed:
+            await self.ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"storage failed")
+        elif self.binding.revoked and not self.ws.closed:
             await self.ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"device_revoked")
 
     async def _watch_idle(self) -> None:
@@ -406,6 +412,8 @@ class Session:
             text, fatal = await self._settle(item)
             if text is not None:
                 await self._send(text)
+            if self.storage_failed and not self.ws.closed:
+                await self.ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"storage failed")
             if fatal and not self.ws.closed:
                 await self.ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"device_revoked")
 
@@ -419,6 +427,13 @@ class Session:
                 self.binding.revoked = True
             return ErrorMessage(code=exc.code, message=exc.message,
                                 utterance_id=pending.utterance_id).to_json(), exc.fatal
+        except StoreFailed as exc:
+            # Committed, perhaps, but not known to be on the disk: not acknowledged. A resend
+            # with the same utterance_id is safe once the server is back.
+            self.metrics.inc("overheard_ingest_rejects_total", code="storage_failed")
+            self.storage_failed = True
+            return ErrorMessage(code="storage_failed", message=f"{exc}; try again later",
+                                utterance_id=pending.utterance_id).to_json(), False
         except StoreClosed:
             return None, False
         except Exception:
@@ -556,10 +571,15 @@ class Session:
         self.last_activity = self.loop.time()  # held back by us, not idle
         try:
             fut = self.store.write_grouped(store_recordings, rec, store_recording)
-        except StoreClosed:
+        except StoreClosed as exc:
             self.in_flight.release()
             self.budget.release(size)
-            raise
+            if not isinstance(exc, StoreFailed):
+                raise
+            # The disk failed a sync earlier: nothing is taken any more; the stream closes.
+            self._error("storage_failed", f"{exc}; try again later", uid)
+            self.storage_failed = True
+            return
         # Room is freed at the commit itself, not when this stream's sender gets to the ack.
         fut.add_done_callback(lambda _f: self.budget.release(size))
         self.responses.put_nowait(PendingWrite(fut, uid, size))

@@ -4,6 +4,6 @@ Handlers never touch ``sqlite3``: they hand a function to :meth:`Store.write` or
 :meth:`Store.read` and await its result.
 """
 
-from backend.storage.db import Store, StoreClosed
+from backend.storage.db import Store, StoreClosed, StoreFailed
 
-__all__ = ["Store", "StoreClosed"]
+__all__ = ["Store", "StoreClosed", "StoreFailed"]
