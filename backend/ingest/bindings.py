@@ -40,6 +40,7 @@ from aiohttp import web
 from backend.auth import store_token
 from backend.ids import token_hash
 from backend.keys import FAULTS, STATE, STORE
+from backend.storage.db import select_in
 
 STALE_BINDING = "ingest.stale_binding"
 SERIAL_COLLISION = "ingest.serial_collision"
@@ -105,19 +106,26 @@ class BindingCache:
 
 # -- resolution ------------------------------------------------------------------------
 
+_LIVE_DEVICES = (
+    "SELECT t.token_sha256, d.device_id, d.account_id, d.serial FROM tokens t"
+    " JOIN devices d ON d.device_id = t.subject_id"
+    " JOIN accounts a ON a.account_id = d.account_id"
+    " WHERE t.token_sha256 IN ({marks}) AND t.kind = 'device' AND t.revoked_at IS NULL"
+    " AND d.deregistered_at IS NULL AND a.erased_at IS NULL"
+)
+
+
+def lookup_devices(db: sqlite_utils.Database, token_sha256s: Iterable[str]) -> dict[str, Binding]:
+    """The live device behind each device token; tokens with none (unknown, revoked,
+    deregistered) are missing from the result."""
+    return {token: Binding(token, device_id, account_id, serial)
+            for token, device_id, account_id, serial in select_in(db, _LIVE_DEVICES,
+                                                                  token_sha256s)}
+
+
 def lookup_device(db: sqlite_utils.Database, token_sha256: str) -> Binding | None:
     """The live device behind a device token, or ``None`` (unknown, revoked, deregistered)."""
-    row = db.execute(
-        "SELECT d.device_id, d.account_id, d.serial FROM tokens t"
-        " JOIN devices d ON d.device_id = t.subject_id"
-        " JOIN accounts a ON a.account_id = d.account_id"
-        " WHERE t.token_sha256 = ? AND t.kind = 'device' AND t.revoked_at IS NULL"
-        " AND d.deregistered_at IS NULL AND a.erased_at IS NULL",
-        [token_sha256],
-    ).fetchone()
-    if row is None:
-        return None
-    return Binding(token_sha256, row[0], row[1], row[2])
+    return lookup_devices(db, [token_sha256]).get(token_sha256)
 
 
 def apply_stale_cache(cache: BindingCache, fresh: Binding) -> Binding:

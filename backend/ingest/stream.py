@@ -57,7 +57,7 @@ from backend.auth import bearer
 from backend.clock import Clock
 from backend.crashpoints import reach
 from backend.errors import BadRequest, Unauthorized
-from backend.ingest.bindings import Binding, lookup_device, resolve
+from backend.ingest.bindings import Binding, lookup_device, lookup_devices, resolve
 from backend.ingest.protocol import (
     BYTES_PER_SECOND,
     ErrorMessage,
@@ -69,7 +69,7 @@ from backend.ingest.protocol import (
 )
 from backend.keys import CLOCK, CONFIG, IDS, METRICS, STATE, STORE
 from backend.storage import StoreClosed, StoreFailed
-from backend.storage.db import Outcome
+from backend.storage.db import Outcome, select_in
 
 log = logging.getLogger("overheard.ingest")
 
@@ -225,8 +225,6 @@ _INSERT_RECORDING = (
     " pcm_bytes, pcm_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 16000, 2, 1, ?, ?)"
 )
 _INSERT_AUDIO = "INSERT INTO audio (recording_id, pcm) VALUES (?, ?)"
-_MAX_PARAMS = 500
-"""Utterance ids per ``IN (...)`` lookup, under SQLite's bound-parameter limit."""
 
 
 def _decide(rec: RecordingRow, hit: tuple[str, str] | None,
@@ -279,28 +277,19 @@ def store_recording(db: sqlite_utils.Database, rec: RecordingRow) -> tuple[str, 
 
 def store_recordings(db: sqlite_utils.Database, recs: list[RecordingRow]) -> list[Outcome]:
     """:func:`store_recording` for a run of queued utterances, with one lookup of existing
-    utterance ids, one device check per token and two ``executemany`` INSERTs.
+    utterance ids, one of the live devices behind their tokens and two ``executemany``
+    INSERTs.
 
     The outcome of each is what storing them one after another would give: a second
     utterance with the same id in the run is its first one's duplicate (or conflict).
     """
-    conn = db.conn
-    uids = list(dict.fromkeys(rec.utterance_id for rec in recs))
-    existing: dict[str, tuple[str, str]] = {}
-    for lo in range(0, len(uids), _MAX_PARAMS):
-        part = uids[lo:lo + _MAX_PARAMS]
-        for uid, recording_id, account_id in conn.execute(
-                "SELECT utterance_id, recording_id, account_id FROM recordings"
-                f" WHERE utterance_id IN ({','.join('?' * len(part))})", part):
-            existing[uid] = (recording_id, account_id)
+    existing: dict[str, tuple[str, str]] = {
+        uid: (recording_id, account_id) for uid, recording_id, account_id in select_in(
+            db, "SELECT utterance_id, recording_id, account_id FROM recordings"
+            " WHERE utterance_id IN ({marks})", (rec.utterance_id for rec in recs))}
     # Nothing else writes between these items, so one look per device token is exact.
-    devices: dict[str, Binding | None] = {}
-
-    def live(token: str) -> Binding | None:
-        if token not in devices:
-            devices[token] = lookup_device(db, token)
-        return devices[token]
-
+    live = lookup_devices(db, (rec.binding.token_sha256 for rec in recs
+                               if not rec.binding.stale)).get
     stored_at = recs[0].clock.iso()
     outcomes: list[Outcome] = []
     rows: list[tuple[Any, ...]] = []
@@ -318,8 +307,8 @@ def store_recordings(db: sqlite_utils.Database, recs: list[RecordingRow]) -> lis
             existing[rec.utterance_id] = (rec.recording_id, account_id)
         outcomes.append((True, (recording_id, duplicate)))
     if rows:
-        conn.executemany(_INSERT_RECORDING, rows)
-        conn.executemany(_INSERT_AUDIO, blobs)
+        db.conn.executemany(_INSERT_RECORDING, rows)
+        db.conn.executemany(_INSERT_AUDIO, blobs)
     return outcomes
 
 

@@ -51,7 +51,7 @@ import os
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -452,6 +452,19 @@ class _Grouped:
     group: GroupFn
     single: Callable[[sqlite_utils.Database, Any], Any]
     item: Any
+
+
+MAX_IN_PARAMS = 500
+"""Values per ``IN (...)`` list, under SQLite's bound-parameter limit."""
+
+
+def select_in(db: sqlite_utils.Database, sql: str, values: Iterable[Any]) -> Iterator[Any]:
+    """Rows of ``sql`` whose ``{marks}`` is an ``IN`` list of ``values`` (deduplicated), one
+    query per :data:`MAX_IN_PARAMS` values."""
+    distinct = list(dict.fromkeys(values))
+    for lo in range(0, len(distinct), MAX_IN_PARAMS):
+        part = distinct[lo:lo + MAX_IN_PARAMS]
+        yield from db.conn.execute(sql.format(marks=",".join("?" * len(part))), part)
 
 
 def _take(q: queue.SimpleQueue[Any], limit: int | None) -> tuple[list[Any], bool]:
