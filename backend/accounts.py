@@ -21,7 +21,7 @@ from backend import auditlog
 from backend.alerts import raise_alert
 from backend.auth import require, store_token
 from backend.errors import Conflict, Gone, NotFound
-from backend.http import Strict, parse_body
+from backend.http import Routes, Strict, parse_body
 from backend.ids import new_token, token_hash
 from backend.ingest.bindings import (
     REVOKE_ON_TRANSFER,
@@ -37,7 +37,7 @@ from backend.ingest.protocol import LOCALE_PATTERN
 from backend.keys import CLOCK, FAULTS, IDS, STORE
 from backend.openapi import document
 
-routes = web.RouteTableDef()
+routes = Routes()
 
 # C1 controls (\x7f-\x9f) are excluded explicitly: U+0085 is whitespace to the validator
 # but not to every JSON Schema regex engine, so spec and handler would disagree on it.

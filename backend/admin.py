@@ -14,12 +14,12 @@ from backend.auth import require, store_token
 from backend.faults import FAULTS as FAULT_SPECS
 from backend.faults import GUARDS as GUARD_SPECS
 from backend.faults import Spec
-from backend.http import Strict, parse_body, query_int
+from backend.http import Routes, Strict, parse_body, query_int
 from backend.ids import new_token, token_hash
 from backend.keys import CLOCK, FAULTS, IDS, STORE
 from backend.openapi import document
 
-routes = web.RouteTableDef()
+routes = Routes()
 
 
 class OperatorIn(Strict):

@@ -20,6 +20,7 @@ from backend.clock import Clock
 from backend.config import Config
 from backend.errors import error_middleware
 from backend.faults import FaultBoard
+from backend.http import MAX_BODY
 from backend.ids import IdGen
 from backend.ingest import setup as setup_ingest
 from backend.keys import CLOCK, CONFIG, FAULTS, IDS, METRICS, STATE, STORE
@@ -28,9 +29,6 @@ from backend.privacy import setup as setup_privacy
 from backend.storage import Store
 
 log = logging.getLogger("overheard")
-
-# Largest HTTP request body accepted (JSON bodies are small; audio comes over the stream).
-MAX_BODY = 1024 * 1024
 
 
 def resolve_config(config: Config) -> Config:

@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import TypeVar
+import logging
+from typing import Any, TypeVar
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from backend.errors import BadRequest, RequestTimeout
+from backend.errors import BadRequest, PayloadTooLarge, RequestTimeout, json_error, loggable_path
 from backend.keys import CONFIG
+
+log = logging.getLogger("overheard.http")
+
+MAX_BODY = 1024 * 1024
+"""Largest request body the API reads, in bytes (the app's ``client_max_size``)."""
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -32,8 +38,48 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, strict=True)
 
 
+def _too_large(length: int) -> str:
+    return f"request body of {length} bytes; at most {MAX_BODY} are read"
+
+
+async def expect_continue(request: web.Request) -> web.StreamResponse | None:
+    """Answer ``Expect: 100-continue`` by the declared length: a body over :data:`MAX_BODY`
+    gets its 413 before the client sends it (and the connection closes, since the body
+    never comes); anything else gets ``100 Continue``."""
+    expect = request.headers.get("Expect", "")
+    if expect.lower() != "100-continue":
+        resp = json_error(417, "expectation_failed", f"unknown Expect: {expect[:64]!r}")
+        resp.force_close()
+        return resp
+    length = request.content_length
+    if length is not None and length > MAX_BODY:
+        log.info("%s %s -> 413 too_large (declared, before the body)", request.method,
+                 loggable_path(request))
+        resp = json_error(413, "too_large", _too_large(length))
+        resp.force_close()
+        return resp
+    if request.version == HttpVersion11:
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the response proper has not started
+    return None
+
+
+class Routes(web.RouteTableDef):
+    """``web.RouteTableDef`` whose routes answer ``Expect: 100-continue`` with
+    :func:`expect_continue`."""
+
+    def route(self, method: str, path: str, **kwargs: Any) -> Any:
+        kwargs.setdefault("expect_handler", expect_continue)
+        return super().route(method, path, **kwargs)
+
+
 async def parse_body(request: web.Request, model: type[M]) -> M:
     """Read a JSON body into ``model``; every problem becomes a 400 naming the field."""
+    length = request.content_length
+    if length is not None and length > MAX_BODY:
+        # Declared too large: refused before a byte of it is read (the server then reads
+        # and drops the rest, so the client can finish sending and see this answer).
+        raise PayloadTooLarge(_too_large(length))
     try:
         # A client that trickles its body must not hold a handler forever (slowloris).
         async with asyncio.timeout(request.app[CONFIG].body_timeout):

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from backend.http import Routes
 from backend.ingest.stream import budget_of
 from backend.keys import METRICS, STORE
 from backend.openapi import build_spec, document
 
-routes = web.RouteTableDef()
+routes = Routes()
 
 document("GET", "/healthz", "Health: the store answers", roles=("anyone",), tag="meta",
          response_schema={"type": "object", "required": ["status"], "properties": {

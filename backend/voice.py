@@ -18,12 +18,12 @@ from aiohttp import web
 from backend import auditlog
 from backend.auth import require
 from backend.errors import BadRequest, NotFound
-from backend.http import query_int
+from backend.http import Routes, query_int
 from backend.keys import CLOCK, STORE
 from backend.openapi import document
 from backend.wav import pcm_to_wav
 
-routes = web.RouteTableDef()
+routes = Routes()
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500

@@ -249,9 +249,11 @@ async def test_oversize_frames_and_bodies_are_refused_with_bounded_memory(
                 assert resp.status == 413
         before = _rss_kb(pid)
         for _ in range(25):
-            # 8 MB with a Content-Length, and 8 MB chunked: both stop at the 1 MB limit.
+            # 8 MB with a Content-Length (refused by the declared length; asked first with
+            # Expect: 100-continue, so the client never sends the body and no close races
+            # its upload), and 8 MB chunked: read up to the 1 MB limit, then refused.
             async with session.post(url + "/v1/accounts", data=io.BytesIO(b"{" + b" " * (8 << 20) + b"}"),
-                                    headers=headers) as resp:
+                                    headers=headers, expect100=True) as resp:
                 assert resp.status == 413, await resp.text()
                 assert (await resp.json())["error"] == "too_large"
 
@@ -323,6 +325,59 @@ async def _trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
 
 
 @pytest.mark.slow
+async def _raw_exchange(url: str, head: bytes, body: bytes | None = None) -> tuple[bytes, bytes]:
+    """Send ``head``; if the server says ``100 Continue``, send ``body``. Returns the first
+    answer's head, and the final answer (head and body, by its Content-Length)."""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(head)
+        first = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        final = first
+        if first.startswith(b"HTTP/1.1 100") and body is not None:
+            writer.write(body)
+            final = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        length = int(final.lower().split(b"content-length: ", 1)[1].split(b"\r\n", 1)[0])
+        return first, final + await asyncio.wait_for(reader.readexactly(length), 10)
+    finally:
+        writer.close()
+
+
+async def test_expect_continue_refuses_an_oversize_body_before_it_is_sent(api: Api) -> None:
+    url = api.handle.url
+    auth = b"Authorization: Bearer " + ADMIN_TOKEN.encode() + b"\r\n"
+    # Declared 8 MB: 413 at once instead of 100 Continue, and the connection is closed.
+    first, rest = await _raw_exchange(url, b"POST /v1/accounts HTTP/1.1\r\nHost: x\r\n" + auth +
+                                      b"Content-Type: application/json\r\n"
+                                      b"Content-Length: 8388608\r\nExpect: 100-continue\r\n\r\n")
+    assert first.startswith(b"HTTP/1.1 413"), first
+    assert b"Connection: close" in first  # the body will not come: no reuse
+    assert json.loads(rest.split(b"\r\n\r\n", 1)[1])["error"] == "too_large"
+    assert b"8388608 bytes" in rest
+    # Declared small: 100 Continue, then the body is read and the request served.
+    body = json.dumps({"name": "Expecting", "email": "expect@example.org",
+                       "locale": "de-DE"}).encode()
+    first, rest = await _raw_exchange(url, b"POST /v1/accounts HTTP/1.1\r\nHost: x\r\n" + auth +
+                                      b"Content-Type: application/json\r\nContent-Length: " +
+                                      str(len(body)).encode() +
+                                      b"\r\nExpect: 100-continue\r\n\r\n", body)
+    assert first == b"HTTP/1.1 100 Continue\r\n\r\n"
+    assert rest.startswith(b"HTTP/1.1 201"), rest
+    # An expectation the server does not know: 417.
+    first, rest = await _raw_exchange(url, b"POST /v1/accounts HTTP/1.1\r\nHost: x\r\n" + auth +
+                                      b"Content-Length: 2\r\nExpect: 200-ok\r\n\r\n")
+    assert first.startswith(b"HTTP/1.1 417"), first
+    assert json.loads(rest.split(b"\r\n\r\n", 1)[1])["error"] == "expectation_failed"
+    # Without Expect, a declared 8 MB body is refused by its length too, without reading it
+    # into memory; the server reads and drops the rest so the client can see the answer.
+    async with aiohttp.ClientSession() as session:
+        async with session.post(url + "/v1/accounts", data=io.BytesIO(b" " * (8 << 20)),
+                                headers={"Authorization": f"Bearer {ADMIN_TOKEN}",
+                                         "Content-Type": "application/json"}) as resp:
+            assert resp.status == 413
+            assert "8388608 bytes" in (await resp.json())["message"]
+
+
 async def test_slowloris_header_and_body_are_cut_off(tmp_path: Path) -> None:
     config = make_config(tmp_path / "data", keepalive_timeout=1.0, body_timeout=1.0)
     async with embedded_backend(config) as handle:

@@ -46,13 +46,13 @@ from backend.clock import parse_rfc3339, rfc3339
 from backend.config import Config
 from backend.errors import SECRET_PATH_PREFIXES, json_error
 from backend.faults import FaultBoard
-from backend.http import PRIVATE_HEADERS
+from backend.http import PRIVATE_HEADERS, Routes
 from backend.ids import IdGen, token_hash
 from backend.keys import CLOCK, CONFIG, FAULTS, IDS, METRICS, STORE
 from backend.openapi import document
 
 log = logging.getLogger("overheard.privacy.delivery")
-routes = web.RouteTableDef()
+routes = Routes()
 
 _CONTEXT = b"overheard-link/1:"
 NONCE_BYTES = 18

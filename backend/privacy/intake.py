@@ -43,7 +43,7 @@ from backend.auth import Principal, authenticate, bearer
 from backend.clock import rfc3339
 from backend.config import Config
 from backend.errors import BadRequest, Conflict, Forbidden, Gone, NotFound, Unauthorized
-from backend.http import PRIVATE_HEADERS, Strict, parse_body, query_number
+from backend.http import PRIVATE_HEADERS, Routes, Strict, parse_body, query_number
 from backend.ids import new_token, token_hash
 from backend.keys import CLOCK, CONFIG, FAULTS, IDS, METRICS, STORE
 from backend.openapi import document
@@ -60,7 +60,7 @@ from backend.privacy.state import (
     update_request,
 )
 
-routes = web.RouteTableDef()
+routes = Routes()
 
 EMAIL_PATTERN = r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{1,63}$"
 

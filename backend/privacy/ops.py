@@ -29,7 +29,7 @@ from backend.alerts import raise_alert
 from backend.auth import require
 from backend.errors import BadRequest, Conflict, NotFound
 from backend.faults import FaultBoard
-from backend.http import Strict, parse_body, query_int
+from backend.http import Routes, Strict, parse_body, query_int
 from backend.ids import IdGen
 from backend.keys import CLOCK, FAULTS, IDS, STORE
 from backend.openapi import document
@@ -42,7 +42,7 @@ from backend.privacy.state import (
     update_request,
 )
 
-routes = web.RouteTableDef()
+routes = Routes()
 
 
 class AssignIn(Strict):

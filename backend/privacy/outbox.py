@@ -13,11 +13,11 @@ import sqlite_utils
 from aiohttp import web
 
 from backend.auth import require
-from backend.http import query_int
+from backend.http import Routes, query_int
 from backend.keys import STORE
 from backend.openapi import document
 
-routes = web.RouteTableDef()
+routes = Routes()
 
 
 def send(db: sqlite_utils.Database, *, to: str, subject: str, body: str, sent_at: str,
