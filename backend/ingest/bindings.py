@@ -30,6 +30,7 @@ The faults that live here, and the guard that stops both:
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -107,7 +108,11 @@ class BindingCache:
 # -- resolution ------------------------------------------------------------------------
 
 _LIVE_DEVICES = (
-    "SELECT t.token_sha256, d.device_id, d.account_id, d.serial FROM tokens t"
+    # One row holding every match as JSON: the sqlite3 module gives up the GIL around each
+    # step, and a step per row costs the writer a wait for the GIL per device when the event
+    # loop is busy (see backend.storage.db.insert_rows).
+    "SELECT json_group_array(json_array(t.token_sha256, d.device_id, d.account_id, d.serial))"
+    " FROM tokens t"
     " JOIN devices d ON d.device_id = t.subject_id"
     " JOIN accounts a ON a.account_id = d.account_id"
     " WHERE t.token_sha256 IN ({marks}) AND t.kind = 'device' AND t.revoked_at IS NULL"
@@ -119,8 +124,8 @@ def lookup_devices(db: sqlite_utils.Database, token_sha256s: Iterable[str]) -> d
     """The live device behind each device token; tokens with none (unknown, revoked,
     deregistered) are missing from the result."""
     return {token: Binding(token, device_id, account_id, serial)
-            for token, device_id, account_id, serial in select_in(db, _LIVE_DEVICES,
-                                                                  token_sha256s)}
+            for (found,) in select_in(db, _LIVE_DEVICES, token_sha256s)
+            for token, device_id, account_id, serial in json.loads(found)}
 
 
 def lookup_device(db: sqlite_utils.Database, token_sha256: str) -> Binding | None:

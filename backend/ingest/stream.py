@@ -70,7 +70,7 @@ from backend.ingest.protocol import (
 )
 from backend.keys import CLOCK, CONFIG, IDS, METRICS, STATE, STORE
 from backend.storage import StoreClosed, StoreFailed
-from backend.storage.db import Outcome, select_in
+from backend.storage.db import Outcome, insert_rows, select_in
 
 log = logging.getLogger("overheard.ingest")
 
@@ -367,8 +367,8 @@ def store_recordings(db: sqlite_utils.Database, recs: list[RecordingRow]) -> lis
             existing[rec.utterance_id] = (rec.recording_id, account_id)
         outcomes.append((True, (recording_id, duplicate)))
     if rows:
-        db.conn.executemany(_INSERT_RECORDING, rows)
-        db.conn.executemany(_INSERT_AUDIO, blobs)
+        insert_rows(db, _INSERT_RECORDING, rows)
+        insert_rows(db, _INSERT_AUDIO, blobs)
     return outcomes
 
 

@@ -467,6 +467,28 @@ def select_in(db: sqlite_utils.Database, sql: str, values: Iterable[Any]) -> Ite
         yield from db.conn.execute(sql.format(marks=",".join("?" * len(part))), part)
 
 
+def insert_rows(db: sqlite_utils.Database, sql: str, rows: list[tuple[Any, ...]]) -> None:
+    """``executemany(sql, rows)`` for an ``INSERT ... VALUES (...)``, as multi-row INSERTs.
+
+    ``executemany`` steps its statement once per row, and the sqlite3 module gives up the
+    GIL around every step. Beside a busy event loop each step then waits to take the GIL
+    back, and the writer crawls: 1,754 against 3,264 utterance rows/s alone, measured with
+    a thread that does what the loop does (Python with a syscall every ~20 us). A multi-row
+    INSERT steps once for many rows (3,057/s beside the same thread). Rows go in chunks of
+    64, 32, ... 1, so at most 7 statements per call and few distinct ones to prepare.
+    """
+    if not rows:
+        return
+    head, _, values = sql.partition(" VALUES ")
+    i, n = 0, len(rows)
+    while i < n:
+        size = 1 << min((n - i).bit_length() - 1, 6)  # the largest power of two <= min(left, 64)
+        part = rows[i:i + size]
+        db.conn.execute(f"{head} VALUES {', '.join([values] * size)}",
+                        [v for row in part for v in row])
+        i += size
+
+
 def _take(q: queue.SimpleQueue[Any], limit: int | None) -> tuple[list[Any], bool]:
     """Wait for one item, then take whatever else is queued (up to ``limit`` items);
     ``(items, stop)`` where ``stop`` says the stop marker came."""
