@@ -12,7 +12,9 @@ moment it is known:
 
 - first byte sent → an entry with outcome ``info`` (it may or may not be stored);
 - ``utterance.stored`` → ``ok`` with the ``recording_id``;
-- an ``error`` frame naming the utterance → ``fail`` (the backend stored nothing of it);
+- an ``error`` frame naming the utterance → ``fail`` (the backend stored nothing of it),
+  except ``storage_failed``: the backend's disk failed a sync, so the utterance may or may
+  not be stored; it stays ``info`` and is resent on the next connection, like a lost ack;
 - given up before it was ever sent → ``fail``; sent but never acknowledged → stays ``info``.
 
 If the task is cancelled (Ctrl-C), entries stay as they are: ``info`` for what was in
@@ -38,6 +40,10 @@ from simulator.world import Utterance
 log = logging.getLogger("overheard.device")
 
 STREAM_PATH = "/v1/device/stream"
+
+
+RETRYABLE = frozenset({"storage_failed"})
+"""Error codes after which an utterance may or may not be stored: resent, never ``fail``."""
 
 
 @dataclass(frozen=True)
@@ -301,7 +307,9 @@ class Device:
                 code = str(frame.get("code"))
                 self.stats.error(code)
                 log.info("device %s: error %s: %s", self.serial, code, frame.get("message"))
-                if isinstance(uid, str) and uid in self._pending:
+                if code in RETRYABLE:
+                    pass  # stays pending (info): resent, same utterance_id, after reconnecting
+                elif isinstance(uid, str) and uid in self._pending:
                     self._settle(uid, "fail")  # definite: nothing of it was stored
                 if code == "device_revoked":
                     raise DeviceGaveUp(f"device {self.serial}: token revoked")

@@ -152,6 +152,32 @@ async def test_error_frame_is_a_definite_fail(backend: BackendHandle) -> None:
         assert len(await _history(client, regs["neighbour"])) == 3
 
 
+async def test_a_failed_disk_sync_leaves_utterances_info_not_fail(
+        backend: BackendHandle, monkeypatch: pytest.MonkeyPatch) -> None:
+    """storage_failed is not "nothing stored": the device resends, gives up, and the ledger
+    keeps such utterances as info (maybe stored), never as fail."""
+    from backend.storage import db as db_module
+
+    world, client, regs = await _setup(backend)
+    utts = world.household("neighbour").traffic(world.start, 3)[:5]
+
+    def broken_disk(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    await client.close()
+    monkeypatch.setattr(db_module, "_fdatasync", broken_disk)
+    ledger = Ledger()
+    result = await stream(backend.url, pair_with_devices(utts, regs), ledger,
+                          options=dataclasses.replace(FAST, max_attempts=3))
+    assert result.gave_up == [utts[0].device_serial]
+    counts = ledger.counts()
+    assert counts["ok"] == 0 and counts["info"] >= 1
+    # Only what was never sent is a definite fail; what was sent is info.
+    assert counts["info"] + counts["fail"] == len(utts)
+    sent = {e.utterance_id for e in ledger.entries() if e.outcome == "info"}
+    assert sent == {u.utterance_id for u in utts[:len(sent)]}
+
+
 async def test_revoked_token_gives_up_and_records_fail(backend: BackendHandle) -> None:
     world, client, regs = await _setup(backend)
     reg = regs["neighbour"]
