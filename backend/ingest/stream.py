@@ -36,7 +36,10 @@ Frames larger than the WebSocket message limit (4 × ``max_frame_bytes``) cannot
 all and close the connection (1009). A device whose token is revoked while it streams gets
 ``device_revoked`` and the connection is closed (1008); nothing more is stored from it. An
 ``utterance_id`` already stored under another account is ``utterance_conflict``; a stream
-silent for ``ws_idle_timeout`` seconds gets ``idle_timeout`` and is closed (1001).
+silent for ``ws_idle_timeout`` seconds gets ``idle_timeout`` and is closed (1001). If the
+store's sync of the WAL fails (a disk error), the utterances it covered and every later one
+get ``storage_failed`` (they may or may not be stored: a resend with the same
+``utterance_id`` is safe) and the stream is closed (1013, try again later).
 """
 
 from __future__ import annotations
