@@ -410,8 +410,34 @@ async def register_devices(url: str, admin_token: str, devices: int) -> list[str
         return list(await asyncio.gather(*(one(session, n) for n in range(devices))))
 
 
+WRITER_COUNTERS = ("overheard_writer_transactions_total", "overheard_writer_writes_total",
+                   "overheard_writer_wal_syncs_total", "overheard_writer_checkpoints_total")
+
+
+async def writer_counters(url: str) -> dict[str, int]:
+    """The backend's writer counters from ``/metrics`` (transactions, writes, WAL syncs,
+    checkpoints): how the load was committed."""
+    async with aiohttp.ClientSession() as session, session.get(url + "/metrics") as resp:
+        text = await resp.text()
+    found: dict[str, int] = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in WRITER_COUNTERS:
+            found[name.removeprefix("overheard_writer_").removesuffix("_total")] = int(float(value))
+    return found
+
+
+def writer_line(counters: dict[str, int]) -> str:
+    """``writer: 61 transactions (82.0 writes each), 40 WAL syncs, 55 checkpoints``."""
+    tx, writes = counters.get("transactions", 0), counters.get("writes", 0)
+    each = f" ({writes / tx:.1f} writes each)" if tx else ""
+    return (f"writer: {tx:,} transactions{each}, {counters.get('wal_syncs', 0):,} WAL syncs, "
+            f"{counters.get('checkpoints', 0):,} background checkpoints")
+
+
 async def run_ingest(devices: int, utterances: int, seconds: float, *, data: Path,
-                     floors: bool, seed: int) -> tuple[Measurement, dict[str, Measurement]]:
+                     floors: bool, seed: int,
+                     ) -> tuple[Measurement, dict[str, Measurement], dict[str, int]]:
     from backend.config import Config
     from simulator.embedded import start_server_process
 
@@ -426,12 +452,13 @@ async def run_ingest(devices: int, utterances: int, seconds: float, *, data: Pat
             ours = await drive_devices(server.handle.url, tokens, utterances, pool,
                                        label="overheard", seed=seed,
                                        on_ack=lambda: bar.update(1), server_pid=server.proc.pid)
+        counters = await writer_counters(server.handle.url)
     finally:
         server.kill()
         await server.wait()
     results: dict[str, Measurement] = {}
     if not floors:
-        return ours, results
+        return ours, results, counters
     say("starting WebSocket sink")
     sink = await start_sink_process()
     try:
@@ -448,7 +475,7 @@ async def run_ingest(devices: int, utterances: int, seconds: float, *, data: Pat
         results["storage floor"] = await asyncio.to_thread(
             storage_floor, data / "floor.db", utterances, pool, batch=config.max_batch,
             synchronous=config.synchronous, seed=seed, on_batch=bar.update)
-    return ours, results
+    return ours, results, counters
 
 
 @click.group()
@@ -475,7 +502,7 @@ def ingest(devices: int, utterances: int, seconds: float, data: Path | None, flo
     with tempfile.TemporaryDirectory(prefix="overheard-bench-") as tmp:
         root = data or Path(tmp)
         root.mkdir(parents=True, exist_ok=True)
-        ours, floor_results = asyncio.run(
+        ours, floor_results, counters = asyncio.run(
             run_ingest(devices, utterances, seconds, data=root, floors=floors, seed=seed))
     header = (f"bench ingest: {devices} devices, {utterances} utterances of {seconds:g} s "
               f"({int(seconds * RATE * WIDTH)} B PCM each), durable acks")
@@ -483,8 +510,10 @@ def ingest(devices: int, utterances: int, seconds: float, data: Path | None, flo
         "bench": "ingest", "devices": devices, "utterances": utterances, "seconds": seconds,
         "results": {m.label: m.as_dict() for m in [ours, *floor_results.values()]},
         "ratios": {f"ours/{k}": round(v, 4) for k, v in ratios(ours, floor_results).items()},
+        "writer": counters,
     }
-    emit(header + "\n" + ratio_table(ours, floor_results), payload, as_json)
+    emit(header + "\n" + ratio_table(ours, floor_results) + "\n" + writer_line(counters),
+         payload, as_json)
 
 
 @bench.command("sink", hidden=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 from click.testing import CliRunner
 
@@ -48,6 +49,10 @@ def test_bench_ingest_runs_against_the_backend_and_both_floors() -> None:
     for name in ("ours/ws floor", "ours/storage floor"):
         assert math.isfinite(report["ratios"][name]) and report["ratios"][name] > 0
     assert "registering 4 devices" in result.stderr
+    # How it was committed: every utterance is a write; each answer waited for a WAL sync.
+    writer = report["writer"]
+    assert writer["writes"] >= 40 and 1 <= writer["transactions"] <= writer["writes"]
+    assert 1 <= writer["wal_syncs"] <= writer["transactions"]
 
 
 def test_bench_ingest_table_output() -> None:
@@ -57,3 +62,4 @@ def test_bench_ingest_table_output() -> None:
     out = result.stdout
     assert "utt/s" in out and "p99 ms" in out
     assert "ours/ws floor" in out and "ours/storage floor" in out
+    assert re.search(r"writer: [\d,]+ transactions \([\d.]+ writes each\), [\d,]+ WAL syncs", out)
