@@ -335,3 +335,27 @@ async def test_the_checkpointer_folds_the_wal_into_the_database(store: Store) ->
         if checkpointed == log_frames and in_database_file() == 51:
             break
     assert store.stats.checkpoints >= 1
+
+
+async def test_the_wal_stays_bounded_while_writes_never_pause(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The writer's own autocheckpoint is the backstop: with the background checkpointer
+    all but idle, a steady stream of writes still lets the WAL restart instead of growing."""
+    monkeypatch.setattr(db_module, "WRITER_AUTOCHECKPOINT_PAGES", 64)  # 1 MiB at 16 KiB pages
+    store = Store(tmp_path / "w.db", max_batch=4, checkpoint_interval=3600)
+    try:
+        store.write_sync(lambda db: db.execute("CREATE TABLE b (k INTEGER PRIMARY KEY, v BLOB)"))
+        blob = bytes(range(256)) * 256  # 64 KiB
+        wal = Path(f"{store.path}-wal")
+        largest = 0
+        for lo in range(0, 320, 8):  # 20 MiB in all, eight writes at a time
+            await asyncio.gather(*(store.write(
+                lambda db, k=k: db.execute("INSERT INTO b (k, v) VALUES (?, ?)", [k, blob]))
+                for k in range(lo, lo + 8)))
+            largest = max(largest, wal.stat().st_size)
+        assert largest < 4 << 20, largest  # restarted every ~1 MiB, not 20 MiB long
+        assert store.stats.checkpoints <= 2  # the background one did (almost) none of it
+        count = await store.read(lambda db: db.execute("SELECT count(*) FROM b").fetchone()[0])
+        assert count == 320
+    finally:
+        store.close()
