@@ -549,3 +549,22 @@ async def test_a_failed_disk_sync_is_refused_not_acknowledged(
     assert status == 200 and len(listing["recordings"]) == 2
     await ws.close()
     await ws2.close()
+
+
+def test_readme_documents_every_device_error_code() -> None:
+    """Every code the stream can send (found in the ingest sources) is in the README table."""
+    import re
+
+    root = Path(__file__).resolve().parent.parent
+    source = "\n".join(p.read_text(encoding="utf-8")
+                       for p in sorted((root / "backend" / "ingest").glob("*.py")))
+    sent = set(re.findall(r'(?:_error|_discard|StoreRefused|ProtocolError)\(\s*"([a-z_]+)"',
+                          source))
+    sent |= set(re.findall(r'\bcode="([a-z_]+)"', source))
+    sent |= set(re.findall(r'"(unknown_type|invalid_uuid|unsupported_format|'
+                           r'transcript_too_long|invalid_text)"', source))
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### Device stream errors"):readme.index("## Faults and guards")]
+    assert len(sent) >= 18, sorted(sent)
+    missing = sorted(code for code in sent if f"`{code}`" not in section)
+    assert not missing, f"README does not document: {missing}"
