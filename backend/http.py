@@ -38,8 +38,12 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, strict=True)
 
 
-def _too_large(length: int) -> str:
-    return f"request body of {length} bytes; at most {MAX_BODY} are read"
+def declared_too_large(request: web.Request) -> str | None:
+    """Why the body the request declares (Content-Length) is over :data:`MAX_BODY`, or None."""
+    length = request.content_length
+    if length is not None and length > MAX_BODY:
+        return f"request body of {length} bytes; at most {MAX_BODY} are read"
+    return None
 
 
 async def expect_continue(request: web.Request) -> web.StreamResponse | None:
@@ -51,11 +55,11 @@ async def expect_continue(request: web.Request) -> web.StreamResponse | None:
         resp = json_error(417, "expectation_failed", f"unknown Expect: {expect[:64]!r}")
         resp.force_close()
         return resp
-    length = request.content_length
-    if length is not None and length > MAX_BODY:
+    too_large = declared_too_large(request)
+    if too_large is not None:
         log.info("%s %s -> 413 too_large (declared, before the body)", request.method,
                  loggable_path(request))
-        resp = json_error(413, "too_large", _too_large(length))
+        resp = json_error(413, "too_large", too_large)
         resp.force_close()
         return resp
     if request.version == HttpVersion11:
@@ -75,11 +79,11 @@ class Routes(web.RouteTableDef):
 
 async def parse_body(request: web.Request, model: type[M]) -> M:
     """Read a JSON body into ``model``; every problem becomes a 400 naming the field."""
-    length = request.content_length
-    if length is not None and length > MAX_BODY:
-        # Declared too large: refused before a byte of it is read (the server then reads
-        # and drops the rest, so the client can finish sending and see this answer).
-        raise PayloadTooLarge(_too_large(length))
+    too_large = declared_too_large(request)
+    if too_large is not None:
+        # Refused before a byte of it is read (the server then reads and drops the rest,
+        # so the client can finish sending and see this answer).
+        raise PayloadTooLarge(too_large)
     try:
         # A client that trickles its body must not hold a handler forever (slowloris).
         async with asyncio.timeout(request.app[CONFIG].body_timeout):

@@ -543,6 +543,9 @@ async def test_a_failed_disk_sync_is_refused_not_acknowledged(
     ws2 = await api.device_ws(dev["device_token"])
     await send_utterance(ws2, pcm_bytes(3))
     assert (await receive_json(ws2))["code"] == "storage_failed"
+    closing = await ws2.receive(timeout=10)
+    assert (closing.type, closing.data) == (aiohttp.WSMsgType.CLOSE,
+                                            aiohttp.WSCloseCode.TRY_AGAIN_LATER)
     status, listing = await api.call("GET", "/v1/me/recordings", token=acc["user_token"])
     # Both are listed: the second committed before its sync failed; it was not acknowledged,
     # and a resend with its utterance_id would find it (idempotent), not store it twice.

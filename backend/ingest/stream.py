@@ -340,8 +340,8 @@ def store_recording(db: sqlite_utils.Database, rec: RecordingRow) -> tuple[str, 
 
 def store_recordings(db: sqlite_utils.Database, recs: list[RecordingRow]) -> list[Outcome]:
     """:func:`store_recording` for a run of queued utterances, with one lookup of existing
-    utterance ids, one of the live devices behind their tokens and two ``executemany``
-    INSERTs.
+    utterance ids, one of the live devices behind their tokens and the rows written with
+    multi-row INSERTs (:func:`~backend.storage.db.insert_rows`).
 
     The outcome of each is what storing them one after another would give: a second
     utterance with the same id in the run is its first one's duplicate (or conflict).
@@ -428,9 +428,7 @@ class Session:
             self.responses.put_nowait(None)
             # Writes already queued still commit; their acks go out while the socket is open.
             await sender
-        if self.storage_failed and not self.ws.closed:
-            await self.ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"storage failed")
-        elif self.binding.revoked and not self.ws.closed:
+        if self.binding.revoked and not self.ws.closed:
             await self.ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"device_revoked")
 
     async def _watch_idle(self) -> None:
@@ -458,13 +456,16 @@ class Session:
 
     async def _send_responses(self) -> None:
         while (item := await self.responses.get()) is not None:
+            fatal = False
             if isinstance(item, str):
                 await self._send(item)
-                continue
-            text, fatal = await self._settle(item)
-            if text is not None:
-                await self._send(text)
+            else:
+                text, fatal = await self._settle(item)
+                if text is not None:
+                    await self._send(text)
             if self.storage_failed and not self.ws.closed:
+                # Whether the failure came back with a write or refused a new one, the
+                # device has its storage_failed; it should come back later.
                 await self.ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"storage failed")
             if fatal and not self.ws.closed:
                 await self.ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"device_revoked")

@@ -160,8 +160,9 @@ class Store:
         self._failed: StoreFailed | None = None
         # FULL's promise is kept by the sync thread; the writer's COMMIT does not wait.
         self._sync_apart = self.synchronous == "FULL"
-        self._write_db = connect(self.path,
-                                 synchronous="NORMAL" if self._sync_apart else self.synchronous)
+        self._write_synchronous = "NORMAL" if self._sync_apart else self.synchronous
+        """What the writing connections (writer, checkpointer) run with."""
+        self._write_db = connect(self.path, synchronous=self._write_synchronous)
         self._write_db.execute(f"PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT_PAGES}")
         self._migrate()
         self._local = threading.local()
@@ -325,7 +326,7 @@ class Store:
 
     def _checkpoint_run(self) -> None:
         """Fold the WAL into the database while writes come in, off the writer's path."""
-        db = connect(self.path, synchronous="NORMAL" if self._sync_apart else self.synchronous)
+        db = connect(self.path, synchronous=self._write_synchronous)
         try:
             while True:
                 self._wrote.wait()
