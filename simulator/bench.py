@@ -314,29 +314,11 @@ async def _serve_sink(host: str, port: int) -> None:
     await asyncio.Event().wait()
 
 
-async def start_sink_process() -> asyncio.subprocess.Process:
-    """``python -m simulator.bench sink --port 0`` and wait for its ``listening on`` line."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "simulator.bench", "sink", "--port", "0",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
-    assert proc.stdout is not None
-    line = (await proc.stdout.readline()).decode().strip()
-    if not line.startswith("listening on "):
-        proc.kill()
-        await proc.wait()
-        raise RuntimeError(f"sink did not start: {line!r}")
-    proc.url = line.removeprefix("listening on ")  # type: ignore[attr-defined]
-    return proc
+async def start_sink_process() -> tuple[asyncio.subprocess.Process, str]:
+    """``python -m simulator.bench sink --port 0``: ``(process, URL)`` once it listens."""
+    from simulator.embedded import spawn_listening
 
-
-async def _stop(proc: asyncio.subprocess.Process) -> None:
-    if proc.returncode is None:
-        proc.terminate()
-        try:
-            await asyncio.wait_for(proc.wait(), 10)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
+    return await spawn_listening("-m", "simulator.bench", "sink", "--port", "0", what="sink")
 
 
 def storage_floor(path: Path, utterances: int, pool: Sequence[bytes], *, batch: int,
@@ -439,7 +421,7 @@ async def run_ingest(devices: int, utterances: int, seconds: float, *, data: Pat
                      floors: bool, seed: int,
                      ) -> tuple[Measurement, dict[str, Measurement], dict[str, int]]:
     from backend.config import Config
-    from simulator.embedded import start_server_process
+    from simulator.embedded import start_server_process, stop_process
 
     pool = pcm_pool(seconds, seed=seed)
     admin_token = "adm_bench"
@@ -460,15 +442,14 @@ async def run_ingest(devices: int, utterances: int, seconds: float, *, data: Pat
     if not floors:
         return ours, results, counters
     say("starting WebSocket sink")
-    sink = await start_sink_process()
+    sink, sink_url = await start_sink_process()
     try:
         with progress(utterances, "ws floor") as bar:
             results["ws floor"] = await drive_devices(
-                sink.url, [f"sink-{n}" for n in range(devices)],  # type: ignore[attr-defined]
-                utterances, pool, label="ws floor", seed=seed, on_ack=lambda: bar.update(1),
-                server_pid=sink.pid)
+                sink_url, [f"sink-{n}" for n in range(devices)], utterances, pool,
+                label="ws floor", seed=seed, on_ack=lambda: bar.update(1), server_pid=sink.pid)
     finally:
-        await _stop(sink)
+        await stop_process(sink)
     say("inserting into SQLite directly")
     config = Config(data_dir=data)
     with progress(utterances, "storage floor") as bar:

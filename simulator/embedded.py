@@ -64,23 +64,40 @@ class ServerProcess:
         return await self.proc.wait()
 
 
-async def start_server_process(data_dir: Path, admin_token: str = "adm_subprocess",
-                               extra_args: tuple[str, ...] = (),
-                               env: dict[str, str] | None = None) -> ServerProcess:
-    """Start ``python -m backend`` on a free port and wait for its ``listening on`` line."""
+async def spawn_listening(*args: str, what: str,
+                          env: dict[str, str] | None = None) -> tuple[asyncio.subprocess.Process, str]:
+    """Start ``python *args`` and wait for its first stdout line, ``listening on URL``;
+    ``(process, URL)``. A child that says anything else is killed and ``what`` named."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "backend", "--data", str(data_dir), "--port", "0",
-        "--admin-token", admin_token, "--log-level", "WARNING", *extra_args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-        env={**os.environ, **(env or {})},
-    )
+        sys.executable, *args, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL, env={**os.environ, **(env or {})})
     assert proc.stdout is not None
     line = (await proc.stdout.readline()).decode().strip()
     if not line.startswith("listening on "):
         proc.kill()
         await proc.wait()
-        raise RuntimeError(f"backend did not start: {line!r}")
-    url = line.removeprefix("listening on ")
+        raise RuntimeError(f"{what} did not start: {line!r}")
+    return proc, line.removeprefix("listening on ")
+
+
+async def stop_process(proc: asyncio.subprocess.Process) -> None:
+    """SIGTERM, up to 10 s to go, then SIGKILL."""
+    if proc.returncode is None:
+        proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), 10)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+
+async def start_server_process(data_dir: Path, admin_token: str = "adm_subprocess",
+                               extra_args: tuple[str, ...] = (),
+                               env: dict[str, str] | None = None) -> ServerProcess:
+    """Start ``python -m backend`` on a free port and wait for its ``listening on`` line."""
+    proc, url = await spawn_listening(
+        "-m", "backend", "--data", str(data_dir), "--port", "0", "--admin-token", admin_token,
+        "--log-level", "WARNING", *extra_args, what="backend", env=env)
     return ServerProcess(proc, BackendHandle(url, admin_token, data_dir))
 
 
@@ -90,10 +107,4 @@ async def server_process(data_dir: Path, **kwargs: object) -> AsyncIterator[Serv
     try:
         yield sp
     finally:
-        if sp.proc.returncode is None:
-            sp.proc.terminate()
-            try:
-                await asyncio.wait_for(sp.proc.wait(), 10)
-            except TimeoutError:
-                sp.proc.kill()
-                await sp.proc.wait()
+        await stop_process(sp.proc)

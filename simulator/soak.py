@@ -38,10 +38,10 @@ import aiohttp
 import click
 
 from simulator.audit import AuditError, audit_package
-from simulator.bench import _stop, bench, proc_status_kb, say, start_sink_process
+from simulator.bench import bench, proc_status_kb, say, start_sink_process
 from simulator.client import Client, ClientError
 from simulator.device import DeviceOptions
-from simulator.embedded import ServerProcess, start_server_process
+from simulator.embedded import ServerProcess, start_server_process, stop_process
 from simulator.fleet import DeviceAccount, Registered, pair_with_devices, register_household, stream
 from simulator.ledger import Ledger, LedgerEntry
 from simulator.world import HouseholdSpec, Utterance, World
@@ -180,7 +180,7 @@ async def _stream_for(url: str, pairs: list[tuple[Utterance, DeviceAccount]], le
 
 async def measure_floor(world: World, devices: int, seconds: float, seed: int) -> float:
     """Steady utterances/s of the same fleet client against a sink that stores nothing."""
-    sink = await start_sink_process()
+    sink, sink_url = await start_sink_process()
     try:
         accounts = {d.serial: DeviceAccount(h.key, f"acc_{h.key}", d.serial, f"dev_{d.serial}",
                                             f"sink-{d.serial}")
@@ -189,8 +189,7 @@ async def measure_floor(world: World, devices: int, seconds: float, seed: int) -
         pairs = [(u, accounts[u.device_serial]) for u in utts]
         ledger = TimedLedger()
         started = time.monotonic()
-        await _stream_for(sink.url, pairs, ledger, seconds,  # type: ignore[attr-defined]
-                          seed=seed, concurrency=devices)
+        await _stream_for(sink_url, pairs, ledger, seconds, seed=seed, concurrency=devices)
         acks = sorted(ledger.acked_at.values())
         warm = started + seconds / 3
         steady = [t for t in acks if t >= warm]
@@ -198,7 +197,7 @@ async def measure_floor(world: World, devices: int, seconds: float, seed: int) -
             return math.nan
         return (len(steady) - 1) / (steady[-1] - steady[0])
     finally:
-        await _stop(sink)
+        await stop_process(sink)
 
 
 async def _register(client: Client, world: World) -> dict[str, Registered]:
