@@ -10,6 +10,12 @@ load against two floors measured in the same run:
   plain ``sqlite3`` in batches, with the backend's own schema and pragmas (WAL,
   ``synchronous`` as configured).
 
+By default the load is a closed loop: each device waits for its answer before its next
+utterance, which finds the most the server takes (and there, by Little's law, p50 latency
+is about devices / rate). ``--rate R`` makes it an open loop instead: R utterances/s in
+all, each sent when it is due whatever the answers do, latency timed from that moment;
+that is how to read ack latency at a given load.
+
 It prints utterances/s, MB/s and ack latency p50/p99 for each, and ours/floor ratios, plus
 the serving side's CPU time per utterance (backend process, sink process, inserting thread),
 which stays meaningful when other work shares the machine and wall-clock rates wander.
@@ -23,6 +29,7 @@ Shared pieces for other ``bench`` subcommands: :func:`percentile`, :class:`Measu
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import math
 import os
@@ -83,6 +90,8 @@ class Measurement:
     errors: int = 0
     cpu_seconds: float | None = None
     """CPU time of the serving side (server process, sink process, inserting thread)."""
+    send_lag_ms: float | None = None
+    """Open loop only: the most the client fell behind its sending schedule."""
 
     @property
     def per_second(self) -> float:
@@ -117,17 +126,20 @@ class Measurement:
             "mb_per_s": num(self.mb_per_second), "ack_p50_ms": num(self.p50_ms),
             "ack_p99_ms": num(self.p99_ms), "errors": self.errors,
             "server_cpu_ms_per_utterance": num(self.cpu_ms_per_utterance),
+            **({} if self.send_lag_ms is None else {"send_lag_ms": num(self.send_lag_ms)}),
         }
 
 
-def ratios(ours: Measurement, floors: dict[str, Measurement]) -> dict[str, float]:
+def rate_ratios(ours: Measurement, floors: dict[str, Measurement]) -> dict[str, float]:
     """ours/floor of utterances per second, per floor name."""
     return {name: ours.per_second / floor.per_second for name, floor in floors.items()
             if floor.per_second > 0}
 
 
-def ratio_table(ours: Measurement, floors: dict[str, Measurement]) -> str:
-    """A plain-text table of every measurement followed by ours/floor ratios."""
+def ratio_table(ours: Measurement, floors: dict[str, Measurement], *,
+                ratios: bool = True) -> str:
+    """A plain-text table of every measurement followed by ours/floor ratios (unless
+    ``ratios`` is false)."""
 
     def cell(x: float, fmt: str) -> str:
         return "-" if math.isnan(x) else format(x, fmt)
@@ -141,7 +153,7 @@ def ratio_table(ours: Measurement, floors: dict[str, Measurement]) -> str:
                      f"{cell(m.mb_per_second, '.1f'):>9}{cell(m.p50_ms, '.1f'):>9}"
                      f"{cell(m.p99_ms, '.1f'):>9}{m.errors:>8}"
                      f"{cell(m.cpu_ms_per_utterance, '.3f'):>12}")
-    for name, value in ratios(ours, floors).items():
+    for name, value in (rate_ratios(ours, floors) if ratios else {}).items():
         lines.append(f"{'ours/' + name:<{width}}{value:>10.2f}")
     return "\n".join(lines)
 
@@ -205,12 +217,21 @@ async def drive_devices(
     seed: int = 0,
     on_ack: Callable[[], None] | None = None,
     server_pid: int | None = None,
+    rate: float | None = None,
 ) -> Measurement:
     """Stream ``utterances`` from ``len(tokens)`` concurrent connections; measure them.
 
-    Each connection sends start, PCM (≤ 64 KiB frames), end, and waits for the answer
-    before its next utterance. Latency is from the end frame to the answer; the clock
-    starts when every connection is open.
+    Each utterance is start, PCM (≤ 64 KiB frames), end. The clock starts when every
+    connection is open.
+
+    - Closed loop (``rate`` None): each connection waits for the answer before its next
+      utterance, so the load is as much as the server takes. Latency is from the end frame
+      to the answer.
+    - Open loop (``rate`` utterances/s in all): utterance ``i`` (of all) is due at
+      ``i / rate`` seconds and is sent then, whether or not earlier answers have come back
+      (the server answers each connection in order). Latency is from the moment it was
+      due to its answer, so time the sender spent held back (by TCP flow control, or by
+      its own lateness) counts too, instead of hiding the wait.
     """
     ws_url = url.replace("http", "ws", 1) + "/v1/device/stream"
     ids = utterance_ids(utterances, seed)
@@ -219,6 +240,9 @@ async def drive_devices(
     audio = [0]
     errors = [0]
     go = asyncio.Event()
+    clock_start = [0.0]
+    lag = [0.0]
+    """Open loop: how far behind its schedule the client sent, at worst (seconds)."""
     ready = [0]
     all_ready = asyncio.Event()
 
@@ -242,24 +266,49 @@ async def drive_devices(
         if ready[0] == len(tokens):
             all_ready.set()
         await go.wait()
+        # (when each answer's clock started, bytes) in send order; answers come in that order
+        waiting: collections.deque[tuple[float, int]] = collections.deque()
+
+        async def answer() -> None:
+            msg = await ws.receive()
+            now = time.perf_counter()
+            since, size = waiting.popleft()
+            latencies.append((now - since) * 1000)
+            if msg.type is not aiohttp.WSMsgType.TEXT:
+                raise RuntimeError(f"{label}: stream closed: {msg.type} {msg.data!r}")
+            if '"utterance.stored"' not in msg.data:
+                errors[0] += 1
+            else:
+                audio[0] += size
+            if on_ack is not None:
+                on_ack()
+
+        async def answers(count: int) -> None:
+            for _ in range(count):
+                await answer()
+
+        reader = asyncio.create_task(answers(len(script))) if rate else None
         try:
-            for start, chunks, end, size in script:
+            for k, (start, chunks, end, size) in enumerate(script):
+                if rate:
+                    due = clock_start[0] + (n + k * len(tokens)) / rate
+                    ahead = due - time.perf_counter()
+                    if ahead > 0:
+                        await asyncio.sleep(ahead)  # pacing the load, not waiting for a result
+                    lag[0] = max(lag[0], time.perf_counter() - due)
+                    waiting.append((due, size))
                 await ws.send_str(start)
                 for chunk in chunks:
                     await ws.send_bytes(chunk)
                 await ws.send_str(end)
-                sent = time.perf_counter()
-                msg = await ws.receive()
-                latencies.append((time.perf_counter() - sent) * 1000)
-                if msg.type is not aiohttp.WSMsgType.TEXT:
-                    raise RuntimeError(f"{label}: stream closed: {msg.type} {msg.data!r}")
-                if '"utterance.stored"' not in msg.data:
-                    errors[0] += 1
-                else:
-                    audio[0] += size
-                if on_ack is not None:
-                    on_ack()
+                if reader is None:
+                    waiting.append((time.perf_counter(), size))
+                    await answer()
+            if reader is not None:
+                await reader
         finally:
+            if reader is not None and not reader.done():
+                reader.cancel()
             await ws.close()
 
     connector = aiohttp.TCPConnector(limit=0)
@@ -276,14 +325,14 @@ async def drive_devices(
             for t in done:
                 t.result()
         cpu_before = process_cpu_seconds(server_pid) if server_pid else None
-        started = time.perf_counter()
+        started = clock_start[0] = time.perf_counter()
         go.set()
         await asyncio.gather(*tasks)
         elapsed = time.perf_counter() - started
         cpu_after = process_cpu_seconds(server_pid) if server_pid else None
     cpu = cpu_after - cpu_before if cpu_before is not None and cpu_after is not None else None
     return Measurement(label, utterances - errors[0], elapsed, audio[0], latencies, errors[0],
-                       cpu)
+                       cpu, send_lag_ms=lag[0] * 1000 if rate else None)
 
 
 # -- the floors --------------------------------------------------------------------------
@@ -418,7 +467,7 @@ def writer_line(counters: dict[str, int]) -> str:
 
 
 async def run_ingest(devices: int, utterances: int, seconds: float, *, data: Path,
-                     floors: bool, seed: int,
+                     floors: bool, seed: int, rate: float | None = None,
                      ) -> tuple[Measurement, dict[str, Measurement], dict[str, int]]:
     from backend.config import Config
     from simulator.embedded import start_server_process, stop_process
@@ -432,7 +481,7 @@ async def run_ingest(devices: int, utterances: int, seconds: float, *, data: Pat
         tokens = await register_devices(server.handle.url, admin_token, devices)
         with progress(utterances, "overheard") as bar:
             ours = await drive_devices(server.handle.url, tokens, utterances, pool,
-                                       label="overheard", seed=seed,
+                                       label="overheard", seed=seed, rate=rate,
                                        on_ack=lambda: bar.update(1), server_pid=server.proc.pid)
         counters = await writer_counters(server.handle.url)
     finally:
@@ -447,7 +496,8 @@ async def run_ingest(devices: int, utterances: int, seconds: float, *, data: Pat
         with progress(utterances, "ws floor") as bar:
             results["ws floor"] = await drive_devices(
                 sink_url, [f"sink-{n}" for n in range(devices)], utterances, pool,
-                label="ws floor", seed=seed, on_ack=lambda: bar.update(1), server_pid=sink.pid)
+                label="ws floor", seed=seed, rate=rate, on_ack=lambda: bar.update(1),
+                server_pid=sink.pid)
     finally:
         await stop_process(sink)
     say("inserting into SQLite directly")
@@ -475,26 +525,40 @@ def bench() -> None:
               help="keep the backend's data dir here (default: a temp dir, removed)")
 @click.option("--floors/--no-floors", default=True, show_default=True,
               help="also measure the WebSocket and storage floors")
+@click.option("--rate", type=click.FloatRange(1.0), default=None,
+              help="open loop: offer this many utterances/s in all, whatever the answers do, "
+                   "and time each answer from when its utterance was due (default: closed "
+                   "loop, each device waits for its answer: the most the server takes)")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
 def ingest(devices: int, utterances: int, seconds: float, data: Path | None, floors: bool,
-           seed: int, as_json: bool) -> None:
+           rate: float | None, seed: int, as_json: bool) -> None:
     """Stream utterances from many devices to a backend subprocess; compare with the floors."""
     with tempfile.TemporaryDirectory(prefix="overheard-bench-") as tmp:
         root = data or Path(tmp)
         root.mkdir(parents=True, exist_ok=True)
         ours, floor_results, counters = asyncio.run(
-            run_ingest(devices, utterances, seconds, data=root, floors=floors, seed=seed))
+            run_ingest(devices, utterances, seconds, data=root, floors=floors, seed=seed,
+                       rate=rate))
+    load = (f"open loop at {rate:,g} utterances/s offered" if rate
+            else "closed loop (each device waits for its answer)")
     header = (f"bench ingest: {devices} devices, {utterances} utterances of {seconds:g} s "
-              f"({int(seconds * RATE * WIDTH)} B PCM each), durable acks")
+              f"({int(seconds * RATE * WIDTH)} B PCM each), durable acks, {load}")
+    # At a fixed offered rate both sides get the same load: compare latencies, not rates.
+    compared = {} if rate else rate_ratios(ours, floor_results)
     payload = {
         "bench": "ingest", "devices": devices, "utterances": utterances, "seconds": seconds,
+        "offered_per_s": rate,
         "results": {m.label: m.as_dict() for m in [ours, *floor_results.values()]},
-        "ratios": {f"ours/{k}": round(v, 4) for k, v in ratios(ours, floor_results).items()},
+        "ratios": {f"ours/{k}": round(v, 4) for k, v in compared.items()},
         "writer": counters,
     }
-    emit(header + "\n" + ratio_table(ours, floor_results) + "\n" + writer_line(counters),
-         payload, as_json)
+    lines = [header, ratio_table(ours, floor_results, ratios=not rate)]
+    if rate:
+        lines.append(f"latency from each utterance's due time; client fell behind its schedule "
+                     f"by at most {ours.send_lag_ms or 0.0:.1f} ms")
+    lines.append(writer_line(counters))
+    emit("\n".join(lines), payload, as_json)
 
 
 @bench.command("sink", hidden=True)

@@ -63,3 +63,32 @@ def test_bench_ingest_table_output() -> None:
     assert "utt/s" in out and "p99 ms" in out
     assert "ours/ws floor" in out and "ours/storage floor" in out
     assert re.search(r"writer: [\d,]+ transactions \([\d.]+ writes each\), [\d,]+ WAL syncs", out)
+
+
+def test_bench_ingest_open_loop_paces_the_load_and_times_from_the_schedule() -> None:
+    rate, n = 100.0, 30
+    result = CliRunner().invoke(bench, ["ingest", "--devices", "3", "--utterances", str(n),
+                                        "--seconds", "0.2", "--rate", str(rate), "--json"])
+    assert result.exit_code == 0, (result.output, result.exception)
+    report = json.loads(result.stdout)
+    assert report["offered_per_s"] == rate
+    # Throughput at a fixed offered load says nothing about the server: no ratios.
+    assert report["ratios"] == {}
+    for name in ("overheard", "ws floor"):
+        run = report["results"][name]
+        assert (run["utterances"], run["errors"]) == (n, 0)
+        # The last utterance is due at (n - 1) / rate: the run cannot end before it.
+        assert run["seconds"] >= (n - 1) / rate
+        assert run["send_lag_ms"] >= 0.0
+        assert 0 < run["ack_p50_ms"] <= run["ack_p99_ms"]
+    assert "send_lag_ms" not in report["results"]["storage floor"]
+
+
+def test_bench_ingest_open_loop_table_says_how_latency_was_timed() -> None:
+    result = CliRunner().invoke(bench, ["ingest", "--devices", "2", "--utterances", "6",
+                                        "--seconds", "0.2", "--rate", "50", "--no-floors"])
+    assert result.exit_code == 0, (result.output, result.exception)
+    out = result.stdout
+    assert "open loop at 50 utterances/s offered" in out.splitlines()[0]
+    assert re.search(r"client fell behind its schedule by at most [\d.]+ ms", out)
+    assert "ours/" not in out
