@@ -136,10 +136,10 @@ def rate_ratios(ours: Measurement, floors: dict[str, Measurement]) -> dict[str, 
             if floor.per_second > 0}
 
 
-def ratio_table(ours: Measurement, floors: dict[str, Measurement], *,
-                ratios: bool = True) -> str:
-    """A plain-text table of every measurement followed by ours/floor ratios (unless
-    ``ratios`` is false)."""
+def ratio_table(ours: Measurement, floors: dict[str, Measurement],
+                compared: dict[str, float] | None = None) -> str:
+    """A plain-text table of every measurement followed by the ``compared`` ours/floor
+    ratios (default: :func:`rate_ratios`)."""
 
     def cell(x: float, fmt: str) -> str:
         return "-" if math.isnan(x) else format(x, fmt)
@@ -153,7 +153,9 @@ def ratio_table(ours: Measurement, floors: dict[str, Measurement], *,
                      f"{cell(m.mb_per_second, '.1f'):>9}{cell(m.p50_ms, '.1f'):>9}"
                      f"{cell(m.p99_ms, '.1f'):>9}{m.errors:>8}"
                      f"{cell(m.cpu_ms_per_utterance, '.3f'):>12}")
-    for name, value in (rate_ratios(ours, floors) if ratios else {}).items():
+    if compared is None:
+        compared = rate_ratios(ours, floors)
+    for name, value in compared.items():
         lines.append(f"{'ours/' + name:<{width}}{value:>10.2f}")
     return "\n".join(lines)
 
@@ -308,7 +310,8 @@ async def drive_devices(
                 await reader
         finally:
             if reader is not None and not reader.done():
-                reader.cancel()
+                reader.cancel()  # the sending failed: no answers are coming
+                await asyncio.gather(reader, return_exceptions=True)
             await ws.close()
 
     connector = aiohttp.TCPConnector(limit=0)
@@ -553,7 +556,7 @@ def ingest(devices: int, utterances: int, seconds: float, data: Path | None, flo
         "ratios": {f"ours/{k}": round(v, 4) for k, v in compared.items()},
         "writer": counters,
     }
-    lines = [header, ratio_table(ours, floor_results, ratios=not rate)]
+    lines = [header, ratio_table(ours, floor_results, compared)]
     if rate:
         lines.append(f"latency from each utterance's due time; client fell behind its schedule "
                      f"by at most {ours.send_lag_ms or 0.0:.1f} ms")
