@@ -11,10 +11,10 @@ batch commits.
 
 Grouped writes (:meth:`Store.write_grouped`) are for hot paths with many small writes of
 one kind (device utterances): consecutive queued items of the same group are applied by
-ONE call of the group's function (e.g. two ``executemany`` INSERTs) inside one savepoint,
-in queue order with the other writes. If that call raises, the savepoint is rolled back
-and every item of the run is applied again on its own, in its own savepoint, so one bad
-item still fails only its own caller.
+ONE call of the group's function (e.g. one lookup and two multi-row INSERTs, see
+:func:`insert_rows`) inside one savepoint, in queue order with the other writes. If that
+call raises, the savepoint is rolled back and every item of the run is applied again on
+its own, in its own savepoint, so one bad item still fails only its own caller.
 
 Durability off the writer's path. With ``synchronous="FULL"`` (the default) the store
 gives FULL's promise, an answered write is on the disk, without making the writer wait
@@ -251,20 +251,21 @@ class Store:
     # -- writes ----------------------------------------------------------------------
     def write(self, fn: Callable[[sqlite_utils.Database], T]) -> asyncio.Future[T]:
         """Queue ``fn(db)`` for the writer; the future resolves after its batch commits."""
-        self._check_writable()
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[T] = loop.create_future()
-        self._queue.put((fn, fut, loop))
-        return fut
+        return self._enqueue(fn)
 
     def write_grouped(self, group: GroupFn, item: Any,
                       single: Callable[[sqlite_utils.Database, Any], T]) -> asyncio.Future[T]:
         """Queue ``item`` for ``group`` (applied with its queued neighbours of the same group);
         ``single(db, item)`` applies it alone when the group call fails. Resolves after commit."""
+        return self._enqueue(_Grouped(group, single, item))
+
+    def _enqueue(self, work: Any) -> asyncio.Future[Any]:
+        """Queue ``work`` (a function of the db, or a :class:`_Grouped` item) with a future
+        of the running loop, which the writer's settling resolves."""
         self._check_writable()
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[T] = loop.create_future()
-        self._queue.put((_Grouped(group, single, item), fut, loop))
+        fut: asyncio.Future[Any] = loop.create_future()
+        self._queue.put((work, fut, loop))
         return fut
 
     def write_sync(self, fn: Callable[[sqlite_utils.Database], T]) -> T:
