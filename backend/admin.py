@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Annotated, Any, Literal, Union
 
@@ -10,6 +9,7 @@ from aiohttp import web
 from pydantic import BaseModel, Field, create_model
 
 from backend import auditlog
+from backend.alerts import read_alerts
 from backend.auth import require, store_token
 from backend.faults import FAULTS as FAULT_SPECS
 from backend.faults import GUARDS as GUARD_SPECS
@@ -110,6 +110,21 @@ async def create_operator(request: web.Request) -> web.Response:
     return web.json_response({"operator_id": operator_id, "operator_token": token}, status=201)
 
 
+async def apply_switches(app: web.Application, kind: str, body: Any) -> list[dict[str, Any]]:
+    """Switch faults or guards as ``body`` (a validated ``SWITCHES_IN[kind]``) says, audit-log
+    the change, and return the catalogue's new state."""
+    board = app[FAULTS]
+    # Validated as a whole: either every switch changes or none does.
+    changed = [{"name": sw.name, "enabled": sw.enabled,
+                "params": sw.params.model_dump(exclude_unset=True)} for sw in body.switches]
+    for sw in changed:
+        board.set(sw["name"], sw["enabled"], sw["params"], kind=kind)
+    now = app[CLOCK].iso()
+    await app[STORE].write(lambda db: auditlog.append(
+        db, at=now, actor="admin", action=f"{kind}s.changed", detail={"switches": changed}))
+    return board.snapshot(kind)  # type: ignore[no-any-return]
+
+
 def _switch_routes(kind: str) -> None:
     path = f"/v1/admin/{kind}s"
 
@@ -122,16 +137,7 @@ def _switch_routes(kind: str) -> None:
     async def put_switches(request: web.Request) -> web.Response:
         await require(request, "admin")
         body: Any = await parse_body(request, SWITCHES_IN[kind])
-        board = request.app[FAULTS]
-        # Validated as a whole above: either every switch changes or none does.
-        changed = [{"name": sw.name, "enabled": sw.enabled,
-                    "params": sw.params.model_dump(exclude_unset=True)} for sw in body.switches]
-        for sw in changed:
-            board.set(sw["name"], sw["enabled"], sw["params"], kind=kind)
-        now = request.app[CLOCK].iso()
-        await request.app[STORE].write(lambda db: auditlog.append(
-            db, at=now, actor="admin", action=f"{kind}s.changed", detail={"switches": changed}))
-        return web.json_response({f"{kind}s": board.snapshot(kind)})
+        return web.json_response({f"{kind}s": await apply_switches(request.app, kind, body)})
 
     get_switches.__name__ = f"get_{kind}s"
     put_switches.__name__ = f"put_{kind}s"
@@ -145,14 +151,19 @@ _switch_routes("guard")
 async def advance_clock(request: web.Request) -> web.Response:
     await require(request, "admin")
     body = await parse_body(request, ClockIn)
-    clock = request.app[CLOCK]
+    return web.json_response({"now": await advance_clock_by(request.app, body.advance_seconds)})
+
+
+async def advance_clock_by(app: web.Application, seconds: float) -> str:
+    """Move the simulated clock forward (audit-logged); the new time."""
+    clock = app[CLOCK]
     before = clock.iso()
-    clock.advance(body.advance_seconds)
+    clock.advance(seconds)
     now = clock.iso()
-    await request.app[STORE].write(lambda db: auditlog.append(
+    await app[STORE].write(lambda db: auditlog.append(
         db, at=now, actor="admin", action="clock.advanced",
-        detail={"from": before, "seconds": body.advance_seconds}))
-    return web.json_response({"now": now})
+        detail={"from": before, "seconds": seconds}))
+    return now
 
 
 @routes.get("/v1/admin/clock")
@@ -179,15 +190,7 @@ async def get_audit(request: web.Request) -> web.Response:
 @routes.get("/v1/admin/alerts")
 async def get_alerts(request: web.Request) -> web.Response:
     await require(request, "admin")
-
-    def read(db: Any) -> list[dict[str, Any]]:
-        out = []
-        for row in db.query("SELECT * FROM alerts ORDER BY at, alert_id"):
-            row["detail"] = json.loads(row["detail"])
-            out.append(row)
-        return out
-
-    return web.json_response({"alerts": await request.app[STORE].read(read)})
+    return web.json_response({"alerts": await request.app[STORE].read(read_alerts)})
 
 
 def setup(app: web.Application) -> None:

@@ -30,3 +30,15 @@ def raise_alert(
     auditlog.append(db, at=at, actor=f"guard:{guard}", action="alert.raised",
                     object_id=request_id or account_id,
                     detail={"alert_id": alert_id, "summary": summary, **detail})
+
+
+def read_alerts(db: sqlite_utils.Database, request_id: str | None = None) -> list[dict[str, Any]]:
+    """Guard alerts, oldest first, their detail decoded; only ``request_id``'s when given."""
+    sql, params = "SELECT * FROM alerts", []
+    if request_id is not None:
+        sql, params = sql + " WHERE request_id = ?", [request_id]
+    out = []
+    for row in db.query(sql + " ORDER BY at, alert_id", params):
+        row["detail"] = json.loads(row["detail"])
+        out.append(row)
+    return out

@@ -74,10 +74,15 @@ async def authenticate(request: web.Request) -> Principal | None:
     token = bearer(request)
     if token is None:
         return None
-    admin = request.app[CONFIG].admin_token
+    return await resolve_token(request.app, token)
+
+
+async def resolve_token(app: web.Application, token: str) -> Principal | None:
+    """Whose ``token`` is: the admin, or a live user, device or operator token; else None."""
+    admin = app[CONFIG].admin_token
     if admin and hmac.compare_digest(token.encode(), admin.encode()):
         return Principal("admin", "admin")
-    return await request.app[STORE].read(lambda db: lookup_token(db, token))
+    return await app[STORE].read(lambda db: lookup_token(db, token))
 
 
 async def require(request: web.Request, *kinds: Kind) -> Principal:

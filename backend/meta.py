@@ -24,21 +24,32 @@ document("GET", "/openapi.json", "This OpenAPI document", roles=("anyone",), tag
 
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
-    store = request.app[STORE]
+    return web.json_response(await health(request.app))
+
+
+async def health(app: web.Application) -> dict[str, object]:
+    """``ok`` when the store answers and its writer has not failed, else ``degraded``."""
+    store = app[STORE]
     ok = await store.read(lambda db: db.execute("SELECT 1").fetchone()[0] == 1)
     body: dict[str, object] = {"status": "ok" if ok and store.failed is None else "degraded",
                                "writer_queue": store.queue_depth()}
     if store.failed is not None:
         body["problem"] = str(store.failed)  # reads work; writes are refused
-    return web.json_response(body)
+    return body
 
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
-    store = request.app[STORE]
-    m = request.app[METRICS]
-    budget = budget_of(request.app)
-    text = m.render(
+    return web.Response(text=metrics_text(request.app), content_type="text/plain",
+                        charset="utf-8", headers={"X-Content-Type-Options": "nosniff"})
+
+
+def metrics_text(app: web.Application) -> str:
+    """Every counter and gauge as Prometheus text."""
+    store = app[STORE]
+    m = app[METRICS]
+    budget = budget_of(app)
+    return m.render(
         gauges={
             "overheard_ingest_audio_bytes_in_flight": budget.used,
             "overheard_ingest_audio_bytes_in_flight_max": budget.high_water,
@@ -52,8 +63,6 @@ async def metrics(request: web.Request) -> web.Response:
         },
         histograms={"overheard_writer_batch_size": dict(store.stats.batch_sizes or {})},
     )
-    return web.Response(text=text, content_type="text/plain", charset="utf-8",
-                        headers={"X-Content-Type-Options": "nosniff"})
 
 
 @routes.get("/openapi.json")

@@ -293,8 +293,15 @@ document("GET", "/v1/privacy/downloads/{token}", "Download an access package by 
 
 @routes.get(DOWNLOAD_PATH + "{token}", allow_head=False)  # a HEAD must not use up a link
 async def download(request: web.Request) -> web.StreamResponse:
+    return await serve_download(request, request.match_info["token"])
+
+
+async def serve_download(request: web.Request, token: str,
+                         callers: frozenset[str] | None = None) -> web.StreamResponse:
+    """Redeem ``token`` for the caller and answer with the zip or the refusal. ``callers``
+    are the identities the caller proved (default: from its bearer token)."""
     try:
-        return await _download(request)
+        return await _download(request, token, callers)
     except Exception:  # never let the error middleware log this path: it holds the token
         log.exception("download failed")
         resp = json_error(500, "internal", "internal error; this is a bug in overheard")
@@ -302,17 +309,19 @@ async def download(request: web.Request) -> web.StreamResponse:
         return resp
 
 
-async def _download(request: web.Request) -> web.StreamResponse:
+async def _download(request: web.Request, token: str,
+                    callers: frozenset[str] | None) -> web.StreamResponse:
     app = request.app
     config = app[CONFIG]
     metrics = app[METRICS]
-    lookup = parse_token(config.link_secret, request.match_info["token"])
+    lookup = parse_token(config.link_secret, token)
     if lookup is None:
         metrics.inc("overheard_downloads_total", outcome="not_found")
         log.info("download refused: malformed or badly signed token")
         await _alert_probe(request, "forged_token", {})
         return _refuse("not_found")
-    callers = await _callers(request)
+    if callers is None:
+        callers = await _callers(request)
     now = app[CLOCK].now()
     ua = request.headers.get("User-Agent", "")[:200] or None
     result = await app[STORE].write(lambda db: redeem(

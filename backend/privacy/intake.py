@@ -137,14 +137,22 @@ document("POST", "/v1/privacy/requests", "File a data-subject request (access or
 @routes.post("/v1/privacy/requests")
 async def create_request(request: web.Request) -> web.Response:
     app = request.app
-    config = app[CONFIG]
-    faults = app[FAULTS]
     who = await authenticate(request)
     if who is None and bearer(request) is not None:
         raise Unauthorized("unknown token", code="unauthorized")
     if who is not None and who.kind != "user":
         raise Forbidden("privacy requests are filed by account holders", code="forbidden")
     body = await parse_body(request, RequestIn)
+    resp = await file_request(app, who, body)
+    return web.json_response(resp, status=201, headers=PRIVATE_HEADERS)
+
+
+async def file_request(app: web.Application, who: Principal | None,
+                       body: RequestIn) -> dict[str, Any]:
+    """File a request for a signed-in account holder (``who``) or by email (``who`` None);
+    the answer the requester gets (``requester_token`` on the email path)."""
+    config = app[CONFIG]
+    faults = app[FAULTS]
     if who is None and body.email is None:
         raise BadRequest("email: sign in or give the email address of the account",
                          code="invalid_field", field="email")
@@ -184,7 +192,7 @@ async def create_request(request: web.Request) -> web.Response:
                             "due_at": due_at(now_dt)}
     if requester_token is not None:
         resp["requester_token"] = requester_token
-    return web.json_response(resp, status=201, headers=PRIVATE_HEADERS)
+    return resp
 
 
 def _file_signed_in(db: sqlite_utils.Database, base: dict[str, Any], who: Principal, *,
@@ -285,13 +293,20 @@ document("POST", "/v1/privacy/requests/{request_id}/verify",
 @routes.post("/v1/privacy/requests/{request_id}/verify")
 async def verify_request(request: web.Request) -> web.Response:
     app = request.app
-    config = app[CONFIG]
     request_id = request.match_info["request_id"]
     await load_for_requester(request, request_id)
     body = await parse_body(request, VerifyIn)
+    out = await verify_code(app, request_id, body.code)
+    return web.json_response(out, headers=PRIVATE_HEADERS)
+
+
+async def verify_code(app: web.Application, request_id: str, code: str) -> dict[str, Any]:
+    """Answer the emailed code of ``request_id`` (its requester checked by the caller); the
+    request's new status, or an :class:`ApiError` saying why not."""
+    config = app[CONFIG]
     now_dt = app[CLOCK].now()
     now = rfc3339(now_dt)
-    offered = _code_hmac(config, request_id, body.code)
+    offered = _code_hmac(config, request_id, code)
 
     def write(db: sqlite_utils.Database) -> dict[str, Any]:
         row = get_request(db, request_id)
@@ -344,8 +359,7 @@ async def verify_request(request: web.Request) -> web.Response:
                        request_status="canceled")
     if out["status"] == "approved":
         state.enqueue(request_id)
-    return web.json_response({"request_id": request_id, "status": out["status"],
-                              "reason": out["reason"]}, headers=PRIVATE_HEADERS)
+    return {"request_id": request_id, "status": out["status"], "reason": out["reason"]}
 
 
 def status_view(row: dict[str, Any], *, config: Config,
@@ -404,13 +418,19 @@ async def get_status(request: web.Request) -> web.Response:
                 await asyncio.wait_for(event.wait(), left)
             except TimeoutError:
                 pass
+    return web.json_response(await current_status(app, request_id, row),
+                             headers=PRIVATE_HEADERS)
+
+
+async def current_status(app: web.Application, request_id: str,
+                         row: dict[str, Any]) -> dict[str, Any]:
+    """What the requester of ``row`` sees now (:func:`status_view`, read afresh)."""
     # Row and link from one read: a release committing in between must not show a link
     # beside a status that is not yet complete.
     row, link = await app[STORE].read(
         lambda db: (get_request(db, request_id) or row, delivery.latest_link(db, request_id)))
-    view = status_view(row, config=app[CONFIG],
-                       progress=state.progress.get(request_id), link=link, now=app[CLOCK].now())
-    return web.json_response(view, headers=PRIVATE_HEADERS)
+    return status_view(row, config=app[CONFIG], progress=privacy_state(app).progress.get(request_id),
+                       link=link, now=app[CLOCK].now())
 
 
 def setup(app: web.Application) -> None:

@@ -44,6 +44,10 @@ from backend.privacy.state import (
 
 routes = Routes()
 
+QUEUE_CHANGED = "ops-queue"
+"""The key :meth:`PrivacyState.changed` is called with after any operator step, so that
+whoever waits for a person working the queue wakes up."""
+
 
 class AssignIn(Strict):
     account_id: str = Field(min_length=1, max_length=100)
@@ -58,7 +62,7 @@ def _queue_view(row: dict[str, Any]) -> dict[str, Any]:
     return {
         "request_id": row["request_id"], "kind": row["kind"], "status": row["status"],
         "reason": row["reason"], "channel": row["channel"], "created_at": row["created_at"],
-        "due_at": row["due_at"],
+        "due_at": row["due_at"], "identity_verified": verified,
         "requester": {
             "account_id": row["requester_account_id"],
             "name": row.get("requester_name") or row["contact_name"],
@@ -80,6 +84,22 @@ document("GET", "/v1/ops/requests", "The request queue (operator)", roles=("oper
                     403: "not an operator"})
 
 
+def read_queue(db: sqlite_utils.Database, *, status: str | None = None,
+               kind: str | None = None, limit: int = 200,
+               request_id: str | None = None) -> list[dict[str, Any]]:
+    """The review queue as operators see it, oldest first (one request with ``request_id``)."""
+    sql = ("SELECT p.*, a.name AS requester_name, a.email AS requester_email"
+           " FROM privacy_requests p LEFT JOIN accounts a"
+           " ON a.account_id = p.requester_account_id WHERE 1 = 1")
+    params: list[Any] = []
+    for column, value in (("status", status), ("kind", kind), ("request_id", request_id)):
+        if value is not None:
+            sql += f" AND p.{column} = ?"
+            params.append(value)
+    sql += " ORDER BY p.created_at, p.request_id LIMIT ?"
+    return [_queue_view(r) for r in db.query(sql, [*params, limit])]
+
+
 @routes.get("/v1/ops/requests")
 async def list_requests(request: web.Request) -> web.Response:
     await require(request, "operator")
@@ -90,22 +110,9 @@ async def list_requests(request: web.Request) -> web.Response:
         raise BadRequest("status: unknown status", code="invalid_query", field="status")
     if kind is not None and kind not in ("access", "erasure"):
         raise BadRequest("kind: access or erasure", code="invalid_query", field="kind")
-
-    def read(db: sqlite_utils.Database) -> list[dict[str, Any]]:
-        sql = ("SELECT p.*, a.name AS requester_name, a.email AS requester_email"
-               " FROM privacy_requests p LEFT JOIN accounts a"
-               " ON a.account_id = p.requester_account_id WHERE 1 = 1")
-        params: list[Any] = []
-        if status is not None:
-            sql += " AND p.status = ?"
-            params.append(status)
-        if kind is not None:
-            sql += " AND p.kind = ?"
-            params.append(kind)
-        sql += " ORDER BY p.created_at, p.request_id LIMIT ?"
-        return [_queue_view(r) for r in db.query(sql, [*params, limit])]
-
-    return web.json_response({"requests": await request.app[STORE].read(read)})
+    rows = await request.app[STORE].read(
+        lambda db: read_queue(db, status=status, kind=kind, limit=limit))
+    return web.json_response({"requests": rows})
 
 
 def _like(q: str) -> str:
@@ -138,21 +145,28 @@ document("GET", "/v1/ops/accounts", "Search accounts by name or email (operator)
                     403: "not an operator"})
 
 
-@routes.get("/v1/ops/accounts")
-async def find_accounts(request: web.Request) -> web.Response:
-    who = await require(request, "operator")
-    raw = request.query.get("q", "")
+async def find_accounts_for(app: web.Application, operator_id: str, raw: str,
+                            limit: int = 20) -> list[dict[str, Any]]:
+    """Search accounts by name or email for an operator; the search is audit-logged."""
     q = raw.strip(Q_BLANKS)
     if len(q) < 2 or len(raw) > 200:
         raise BadRequest("q: 2 to 200 characters of a name or email", code="invalid_query",
                          field="q")
-    limit = query_int(request, "limit", 20, 1, 100)
-    now = request.app[CLOCK].iso()
-    hits = await request.app[STORE].read(lambda db: search_accounts(db, q, limit))
+    now = app[CLOCK].iso()
+    hits = await app[STORE].read(lambda db: search_accounts(db, q, limit))
     # Looking people up is an access to personal data: it is logged (the hits, not the query).
-    await request.app[STORE].write(lambda db: auditlog.append(
-        db, at=now, actor=f"operator:{who.subject_id}", action="ops.accounts.searched",
+    await app[STORE].write(lambda db: auditlog.append(
+        db, at=now, actor=f"operator:{operator_id}", action="ops.accounts.searched",
         detail={"hits": [h["account_id"] for h in hits]}))
+    return hits
+
+
+@routes.get("/v1/ops/accounts")
+async def find_accounts(request: web.Request) -> web.Response:
+    who = await require(request, "operator")
+    limit = query_int(request, "limit", 20, 1, 100)
+    hits = await find_accounts_for(request.app, who.subject_id, request.query.get("q", ""),
+                                   limit)
     return web.json_response({"accounts": hits})
 
 
@@ -256,32 +270,39 @@ document("POST", "/v1/ops/requests/{request_id}/assign",
                     409: "the request is not pending"})
 
 
-@routes.post("/v1/ops/requests/{request_id}/assign")
-async def assign(request: web.Request) -> web.Response:
-    who = await require(request, "operator")
-    body = await parse_body(request, AssignIn)
-    app = request.app
-    rid = request.match_info["request_id"]
+async def assign_account(app: web.Application, operator_id: str, rid: str,
+                         account_id: str) -> str:
+    """An operator assigns the account whose data answers ``rid``; returns the account
+    actually assigned (a fault may make the operator settle on another)."""
     now = app[CLOCK].iso()
-    actor = f"operator:{who.subject_id}"
     faults = app[FAULTS]
 
     def write(db: sqlite_utils.Database) -> str:
         row = _pending(db, rid, "pending")
         if db.execute("SELECT 1 FROM accounts WHERE account_id = ?",
-                      [body.account_id]).fetchone() is None:
+                      [account_id]).fetchone() is None:
             raise NotFound("no such account", code="account_not_found")
-        account = operator_pick(db, faults, row, body.account_id)
-        update_request(db, rid, now, subject_account_id=account, assigned_by=who.subject_id,
+        account = operator_pick(db, faults, row, account_id)
+        update_request(db, rid, now, subject_account_id=account, assigned_by=operator_id,
                        approved_by=None)
-        auditlog.append(db, at=now, actor=actor, action="ops.request.assigned", object_id=rid,
+        auditlog.append(db, at=now, actor=f"operator:{operator_id}",
+                        action="ops.request.assigned", object_id=rid,
                         detail={"account_id": account, "previous": row["subject_account_id"]})
         return account
 
     account = await app[STORE].write(write)
+    privacy_state(app).changed(QUEUE_CHANGED)
+    return account
+
+
+@routes.post("/v1/ops/requests/{request_id}/assign")
+async def assign(request: web.Request) -> web.Response:
+    who = await require(request, "operator")
+    body = await parse_body(request, AssignIn)
+    rid = request.match_info["request_id"]
+    account = await assign_account(request.app, who.subject_id, rid, body.account_id)
     return web.json_response({"request_id": rid, "status": "pending",
                               "subject_account_id": account})
-
 
 document("POST", "/v1/ops/requests/{request_id}/approve", "Approve a request (operator)",
          roles=("operator",),
@@ -290,13 +311,12 @@ document("POST", "/v1/ops/requests/{request_id}/approve", "Approve a request (op
                     404: "no such request", 409: "not pending, or no account assigned"})
 
 
-@routes.post("/v1/ops/requests/{request_id}/approve")
-async def approve(request: web.Request) -> web.Response:
-    who = await require(request, "operator")
-    app = request.app
-    rid = request.match_info["request_id"]
+
+async def approve_request(app: web.Application, operator_id: str, rid: str) -> bool:
+    """An operator approves ``rid``: True when the job is queued, False when the approval is
+    held for a second operator (guard ``ops.four_eyes``)."""
     now = app[CLOCK].iso()
-    actor = f"operator:{who.subject_id}"
+    actor = f"operator:{operator_id}"
     faults = app[FAULTS]
     ids = app[IDS]
 
@@ -312,17 +332,17 @@ async def approve(request: web.Request) -> web.Response:
             # Approving without an explicit assignment is resolving the request too.
             picked = operator_pick(db, faults, row, row["subject_account_id"])
             if picked != row["subject_account_id"]:
-                row.update(subject_account_id=picked, assigned_by=who.subject_id)
+                row.update(subject_account_id=picked, assigned_by=operator_id)
                 update_request(db, rid, now, subject_account_id=picked,
-                               assigned_by=who.subject_id)
+                               assigned_by=operator_id)
                 auditlog.append(db, at=now, actor=actor, action="ops.request.assigned",
                                 object_id=rid, detail={"account_id": picked})
-        row = swap_in_flight(db, faults, row, at=now, operator_id=who.subject_id)
-        if four_eyes_hold(db, faults, ids, row, at=now, operator=who.subject_id):
+        row = swap_in_flight(db, faults, row, at=now, operator_id=operator_id)
+        if four_eyes_hold(db, faults, ids, row, at=now, operator=operator_id):
             auditlog.append(db, at=now, actor=actor, action="ops.request.approval_held",
                             object_id=rid, detail={"account_id": row["subject_account_id"]})
             return {"status": "pending", "held": True}
-        update_request(db, rid, now, status="approved", approved_by=who.subject_id)
+        update_request(db, rid, now, status="approved", approved_by=operator_id)
         auditlog.append(db, at=now, actor=actor, action="ops.request.approved", object_id=rid,
                         detail={"account_id": row["subject_account_id"], "kind": row["kind"]})
         return {"status": "approved", "held": False}
@@ -330,12 +350,21 @@ async def approve(request: web.Request) -> web.Response:
     out = await app[STORE].write(write)
     state = privacy_state(app)
     state.changed(rid)
+    state.changed(QUEUE_CHANGED)
     if out["held"]:
+        return False
+    state.enqueue(rid)
+    return True
+
+
+@routes.post("/v1/ops/requests/{request_id}/approve")
+async def approve(request: web.Request) -> web.Response:
+    who = await require(request, "operator")
+    rid = request.match_info["request_id"]
+    if not await approve_request(request.app, who.subject_id, rid):
         return web.json_response({"request_id": rid, "status": "pending",
                                   "needs_second_operator": True}, status=202)
-    state.enqueue(rid)
     return web.json_response({"request_id": rid, "status": "approved"})
-
 
 document("POST", "/v1/ops/requests/{request_id}/deny", "Deny a request with a reason (operator)",
          roles=("operator",), body=DenyIn,
@@ -343,38 +372,41 @@ document("POST", "/v1/ops/requests/{request_id}/deny", "Deny a request with a re
                     409: "not pending or unverified"})
 
 
-@routes.post("/v1/ops/requests/{request_id}/deny")
-async def deny(request: web.Request) -> web.Response:
-    who = await require(request, "operator")
-    body = await parse_body(request, DenyIn)
-    app = request.app
-    rid = request.match_info["request_id"]
+
+async def deny_request(app: web.Application, operator_id: str, rid: str, reason: str) -> None:
+    """An operator denies ``rid`` with a fides reason."""
     now = app[CLOCK].iso()
 
     def write(db: sqlite_utils.Database) -> None:
         _pending(db, rid, "pending", "identity_unverified")
-        update_request(db, rid, now, status="denied", reason=body.reason, code_hmac=None)
-        auditlog.append(db, at=now, actor=f"operator:{who.subject_id}",
-                        action="ops.request.denied", object_id=rid,
-                        detail={"reason": body.reason})
+        update_request(db, rid, now, status="denied", reason=reason, code_hmac=None)
+        auditlog.append(db, at=now, actor=f"operator:{operator_id}",
+                        action="ops.request.denied", object_id=rid, detail={"reason": reason})
 
     await app[STORE].write(write)
-    privacy_state(app).changed(rid)
-    return web.json_response({"request_id": rid, "status": "denied", "reason": body.reason})
+    state = privacy_state(app)
+    state.changed(rid)
+    state.changed(QUEUE_CHANGED)
 
+
+@routes.post("/v1/ops/requests/{request_id}/deny")
+async def deny(request: web.Request) -> web.Response:
+    who = await require(request, "operator")
+    body = await parse_body(request, DenyIn)
+    rid = request.match_info["request_id"]
+    await deny_request(request.app, who.subject_id, rid, body.reason)
+    return web.json_response({"request_id": rid, "status": "denied", "reason": body.reason})
 
 document("POST", "/v1/ops/requests/{request_id}/revoke",
          "Revoke the request's download links (operator)", roles=("operator",),
          responses={200: "revoked", 404: "no such request", 409: "no active link"})
 
 
-@routes.post("/v1/ops/requests/{request_id}/revoke")
-async def revoke(request: web.Request) -> web.Response:
-    who = await require(request, "operator")
-    app = request.app
-    rid = request.match_info["request_id"]
+
+async def revoke_request_links(app: web.Application, operator_id: str, rid: str) -> list[str]:
+    """An operator disables every active link of ``rid``; returns the revoked link ids."""
     now = app[CLOCK].iso()
-    actor = f"operator:{who.subject_id}"
+    actor = f"operator:{operator_id}"
 
     def write(db: sqlite_utils.Database) -> list[str]:
         if get_request(db, rid) is None:
@@ -386,7 +418,14 @@ async def revoke(request: web.Request) -> web.Response:
                         detail={"link_ids": revoked})
         return revoked
 
-    revoked = await app[STORE].write(write)
+    return await app[STORE].write(write)
+
+
+@routes.post("/v1/ops/requests/{request_id}/revoke")
+async def revoke(request: web.Request) -> web.Response:
+    who = await require(request, "operator")
+    rid = request.match_info["request_id"]
+    revoked = await revoke_request_links(request.app, who.subject_id, rid)
     return web.json_response({"request_id": rid, "revoked": revoked})
 
 

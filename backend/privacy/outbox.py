@@ -56,14 +56,18 @@ async def get_outbox(request: web.Request) -> web.Response:
     after = query_int(request, "after", 0, 0, 2**62)
     limit = query_int(request, "limit", 500, 1, 5000)
 
-    def read(db: sqlite_utils.Database) -> list[dict[str, Any]]:
-        if to is None:
-            rows = db.query("SELECT * FROM outbox WHERE message_id > ? ORDER BY message_id LIMIT ?",
-                            [after, limit])
-        else:
-            rows = db.query(
-                "SELECT * FROM outbox WHERE to_addr = ? COLLATE NOCASE AND message_id > ?"
-                " ORDER BY message_id LIMIT ?", [to, after, limit])
-        return [_message(r) for r in rows]
+    messages = await request.app[STORE].read(lambda db: read_messages(db, to, after, limit))
+    return web.json_response({"messages": messages})
 
-    return web.json_response({"messages": await request.app[STORE].read(read)})
+
+def read_messages(db: sqlite_utils.Database, to: str | None, after: int = 0,
+                  limit: int = 500) -> list[dict[str, Any]]:
+    """Messages sent (to one address, any case, when ``to`` is given), oldest first."""
+    if to is None:
+        rows = db.query("SELECT * FROM outbox WHERE message_id > ? ORDER BY message_id LIMIT ?",
+                        [after, limit])
+    else:
+        rows = db.query(
+            "SELECT * FROM outbox WHERE to_addr = ? COLLATE NOCASE AND message_id > ?"
+            " ORDER BY message_id LIMIT ?", [to, after, limit])
+    return [_message(r) for r in rows]
