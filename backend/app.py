@@ -27,6 +27,7 @@ from backend.keys import CLOCK, CONFIG, FAULTS, IDS, METRICS, STATE, STORE
 from backend.metrics import Metrics
 from backend.privacy import setup as setup_privacy
 from backend.storage import Store
+from backend.web import setup_web
 
 log = logging.getLogger("overheard")
 
@@ -74,6 +75,7 @@ def create_app(config: Config) -> web.Application:
     setup_ingest(app)
     voice.setup(app)
     setup_privacy(app)
+    setup_web(app)
     return app
 
 

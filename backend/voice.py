@@ -84,22 +84,27 @@ async def list_recordings(request: web.Request) -> web.Response:
     cursor = request.query.get("cursor")
     after = decode_cursor(cursor) if cursor else None
 
-    def read(db: sqlite_utils.Database) -> list[dict[str, Any]]:
-        sql = ("SELECT recording_id, device_id, recorded_at, duration_ms, transcript"
-               " FROM recordings WHERE account_id = ?")
-        params: list[Any] = [account_id]
-        if after is not None:
-            sql += " AND (recorded_at, recording_id) > (?, ?)"
-            params += list(after)
-        sql += " ORDER BY recorded_at, recording_id LIMIT ?"
-        params.append(limit + 1)
-        return list(db.query(sql, params))
+    rows, next_cursor = await request.app[STORE].read(
+        lambda db: history_page(db, str(account_id), after, limit))
+    return web.json_response({"recordings": rows, "next_cursor": next_cursor})
 
-    rows = await request.app[STORE].read(read)
+
+def history_page(db: sqlite_utils.Database, account_id: str, after: tuple[str, str] | None,
+                 limit: int) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of an account's voice history, oldest first, and the next page's cursor."""
+    sql = ("SELECT recording_id, device_id, recorded_at, duration_ms, transcript"
+           " FROM recordings WHERE account_id = ?")
+    params: list[Any] = [account_id]
+    if after is not None:
+        sql += " AND (recorded_at, recording_id) > (?, ?)"
+        params += list(after)
+    sql += " ORDER BY recorded_at, recording_id LIMIT ?"
+    params.append(limit + 1)
+    rows = list(db.query(sql, params))
     more = len(rows) > limit
     rows = rows[:limit]
     next_cursor = encode_cursor(rows[-1]["recorded_at"], rows[-1]["recording_id"]) if more else None
-    return web.json_response({"recordings": rows, "next_cursor": next_cursor})
+    return rows, next_cursor
 
 
 @routes.get("/v1/me/recordings/{recording_id}/audio")
@@ -107,19 +112,26 @@ async def get_audio(request: web.Request) -> web.Response:
     who = await require(request, "user")
     recording_id = request.match_info["recording_id"]
 
+    return await wav_response(request.app, str(who.account_id), recording_id)
+
+
+async def wav_response(app: web.Application, account_id: str,
+                       recording_id: str) -> web.Response:
+    """One of ``account_id``'s recordings as a WAV download; 404 when it is not theirs."""
+
     def read(db: sqlite_utils.Database) -> bytes | None:
         row = db.execute(
             "SELECT a.pcm, r.rate, r.width, r.channels FROM recordings r"
             " JOIN audio a ON a.recording_id = r.recording_id"
             " WHERE r.recording_id = ? AND r.account_id = ?",
-            [recording_id, who.account_id],
+            [recording_id, account_id],
         ).fetchone()
         if row is None:
             return None
         # Built here, in the reader thread, so the event loop never copies audio.
         return pcm_to_wav(row[0], rate=row[1], width=row[2], channels=row[3])
 
-    body = await request.app[STORE].read(read)
+    body = await app[STORE].read(read)
     if body is None:
         raise NotFound("no such recording", code="recording_not_found")
     return web.Response(body=body, content_type="audio/wav", headers={
