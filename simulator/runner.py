@@ -34,6 +34,7 @@ from simulator.audit import AuditError, audit_package
 from simulator.client import ApiError, Client, ClientError
 from simulator.embedded import BackendHandle, embedded_backend
 from simulator.fleet import DeviceAccount, stream_utterances
+from simulator.interactive import Announce, hand_to_console, print_handoff, steps_taken
 from simulator.ledger import LedgerEntry, write_ledger
 from simulator.report import Expectation, RunResult, summary_text, write_reports
 from simulator.scenario import (
@@ -97,8 +98,10 @@ class Run:
     """State of one scenario run."""
 
     def __init__(self, scenario: Scenario, out: Path, client: Client, handle: BackendHandle,
-                 progress: Progress) -> None:
+                 progress: Progress, interactive: Announce | None = None) -> None:
         self.s = scenario
+        self.interactive = interactive
+        """When set, a person works the queue at the console instead of the scripted operator."""
         self.out = out
         self.client = client
         self.handle = handle
@@ -333,6 +336,9 @@ class Run:
         return self.operators[name]
 
     async def step_operator(self, st: Operator) -> None:
+        if self.interactive is not None:
+            await self._by_hand(st)
+            return
         token = await self._operator_token(st.name)
         queue = (await self.client.ops_requests(token, status="pending"))["requests"]
         if not queue:
@@ -364,6 +370,18 @@ class Run:
                     self.note("operator", f"{rid} held for a second operator (none scheduled)")
                     continue
                 await self._second_review(st.second, rid)
+
+    async def _by_hand(self, st: Operator) -> None:
+        """``--interactive``: a person works the queue in the console; their steps go into
+        the timeline from the backend's audit log."""
+        if self.handle.app is None or self.interactive is None:
+            raise RunAborted("--interactive needs the embedded backend (without --backend)")
+        ended, operators = await hand_to_console(self.handle.app, self.handle.url, self.client,
+                                                 st.name, self.interactive)
+        for line in await steps_taken(self.client, operators):
+            self.note("operator", line)
+        self.note("operator", "the person at the console pressed Done" if ended == "done"
+                  else "the person at the console left no request in review")
 
     async def _second_review(self, name: str, rid: str) -> None:
         """A second operator checks a held assignment against the verified requester: a
@@ -677,7 +695,8 @@ async def _backend(scenario: Scenario, out: Path, url: str | None,
 
 
 async def run_scenario(scenario: Scenario, out: Path, *, backend_url: str | None = None,
-                       admin_token: str | None = None, progress: bool = True) -> RunResult:
+                       admin_token: str | None = None, progress: bool = True,
+                       interactive: Announce | None = None) -> RunResult:
     """Play ``scenario``, write the run folder to ``out`` and return the result."""
     out.mkdir(parents=True, exist_ok=True)
     for stale in ("packages",):
@@ -687,7 +706,7 @@ async def run_scenario(scenario: Scenario, out: Path, *, backend_url: str | None
     prog = Progress(progress)
     async with _backend(scenario, out, backend_url, admin_token) as handle, \
             Client(handle.url, admin_token=handle.admin_token, timeout=600) as client:
-        run = Run(scenario, out, client, handle, prog)
+        run = Run(scenario, out, client, handle, prog, interactive)
         try:
             await run.setup()
             await run.play()
@@ -725,8 +744,10 @@ async def run_scenario(scenario: Scenario, out: Path, *, backend_url: str | None
 @click.option("--seed", type=int, default=None, help="override the scenario's seed")
 @click.option("-q", "--quiet", is_flag=True, help="no progress lines, only the summary")
 @click.option("--demo", is_flag=True, hidden=True, help="print the demo's closing lines")
+@click.option("--interactive", is_flag=True,
+              help="at the operator step, wait for a person to work the queue in the console")
 def run(file: Path, out: Path | None, backend_url: str | None, admin_token: str | None,
-        seed: int | None, quiet: bool, demo: bool) -> None:
+        seed: int | None, quiet: bool, demo: bool, interactive: bool) -> None:
     """Play a scenario FILE and judge it: exit 0 pass, 1 fail, 2 could not decide."""
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
@@ -736,13 +757,17 @@ def run(file: Path, out: Path | None, backend_url: str | None, admin_token: str 
     except ScenarioError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_UNKNOWN)
+    if interactive and backend_url:
+        click.echo("error: --interactive needs the embedded backend (without --backend)", err=True)
+        sys.exit(EXIT_UNKNOWN)
     out = out or Path("runs") / scenario.name
     if not quiet:
         click.echo(f"running {scenario.name} (seed {scenario.seed}) → {out}/", err=True)
     t0 = time.perf_counter()
     try:
         result = asyncio.run(run_scenario(scenario, out, backend_url=backend_url,
-                                          admin_token=admin_token, progress=not quiet))
+                                          admin_token=admin_token, progress=not quiet,
+                                          interactive=print_handoff if interactive else None))
     except (RunAborted, ClientError, OSError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_UNKNOWN)

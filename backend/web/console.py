@@ -75,8 +75,6 @@ def days_left(due_at: str, now: datetime) -> int:
 @routes.get("/console/signin")
 @page("console")
 async def signin_form(request: web.Request, sess: Session) -> web.Response:
-    if sess.signed_in:
-        return see_other("/console/")
     return render(request, "console/signin.html", {})
 
 

@@ -22,7 +22,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from aiohttp import web
 
@@ -44,8 +44,6 @@ COOKIES: dict[Area, tuple[str, str]] = {
 }
 """Cookie name and path per area: a console session is never sent to the privacy center."""
 
-REQUEST_KEY = "overheard.web_session"
-"""Where the current request's session is kept on the request."""
 
 
 @dataclass
@@ -83,6 +81,12 @@ class Session:
     def take_notices(self) -> list[tuple[str, str]]:
         out, self.notices = self.notices, []
         return out
+
+
+# Typed request keys are aiohttp 3.11+; older versions take a string.
+REQUEST_KEY: Any = (web.RequestKey("overheard_web_session", Session)
+                    if hasattr(web, "RequestKey") else "overheard_web_session")
+"""Where the current request's session is kept on the request."""
 
 
 @dataclass(frozen=True)
