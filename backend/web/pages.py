@@ -40,7 +40,8 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self';
        " form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 """No inline script and no inline style anywhere: a name or transcript that smuggles markup
 in can run nothing, even if escaping were ever missed."""
-WEB_PREFIXES = ("/console", "/privacy", "/static/")
+WEB_PREFIXES = ("/console", "/privacy", "/static")
+"""Paths of the web pages and their static files (not API operations: not in the spec)."""
 PAGE_HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Frame-Options": "DENY",
