@@ -223,8 +223,8 @@ def test_assignment_warnings_name_each_mismatch_and_stay_quiet_on_the_own_accoun
         "\u201cJonas Keller\u201d",
         "email mismatch: the requester's address is lena@example.de; the address on file for "
         "the account is jonas@example.de",
-        "the account you are assigning is also the subject of request prq_x (pending), filed "
-        "at the same time: two requests in review for one account is how packages get swapped",
+        "the account you are assigning is also the subject of request prq_x (pending): two "
+        "requests in review for one account at once is how packages get swapped",
     ]
     unverified = RequesterSignals("email", "LENA VOGEL ", "Lena@Example.de", False, None)
     assert assignment_warnings(unverified, own, []) == [

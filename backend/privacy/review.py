@@ -149,8 +149,8 @@ def assignment_warnings(requester: RequesterSignals, assigned: AccountSignals | 
         out.append("the account you are assigning has been erased")
     for other in others:
         out.append(f"the account you are assigning is also the subject of request "
-                   f"{other['request_id']} ({other['status']}), filed at the same time: "
-                   f"two requests in review for one account is how packages get swapped")
+                   f"{other['request_id']} ({other['status']}): two requests in review "
+                   f"for one account at once is how packages get swapped")
     return out
 
 
