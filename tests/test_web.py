@@ -230,3 +230,36 @@ def test_assignment_warnings_name_each_mismatch_and_stay_quiet_on_the_own_accoun
     assert assignment_warnings(unverified, own, []) == [
         "the requester's identity is not verified: the code sent to the address has not "
         "been answered"]
+
+
+async def test_an_account_holder_files_an_erasure_and_reads_its_result(tmp_path: Path) -> None:
+    async with privacy_env(tmp_path) as env, web_client(env) as web:
+        h = await household(env, "Erika Mustermann", "erika@example.de", recordings=4, seed=7,
+                            samples=320)
+        await web.sign_in("privacy", h.user_token)
+        status_code, where = await web.post("/privacy/requests", kind="erasure")
+        assert status_code == 303
+        rid = where.rsplit("/", 1)[-1]
+        assert (await status(env, rid, h.user_token, wait=30))["status"] == "complete"
+        page = (await web.get(where))[1]
+        assert "the erasure of my voice data" in page and "complete" in page
+        assert "No recordings are stored" in (await web.get("/privacy/recordings"))[1]
+        # Another account's request is not found from this session, like a missing one.
+        other = await household(env, "Max Muster", "max@example.de", seed=8)
+        _, theirs = await env.api.call("POST", "/v1/privacy/requests", token=other.user_token,
+                                       json_body={"kind": "access"}, expect=201)
+        assert (await web.get(f"/privacy/requests/{theirs['request_id']}"))[0] == 404
+        assert (await web.get("/privacy/requests/prq_missing"))[0] == 404
+
+
+def test_interactive_refuses_a_remote_backend(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from simulator.cli import main
+    from simulator.scenario import bundled_dir
+
+    out = CliRunner().invoke(main, ["run", str(bundled_dir() / "alexa-2018-by-hand.toml"),
+                                    "--interactive", "--backend", "http://127.0.0.1:9",
+                                    "--admin-token", "x", "--out", str(tmp_path / "o")])
+    assert out.exit_code == 2
+    assert "--interactive needs the embedded backend" in out.output
