@@ -379,6 +379,9 @@ class Run:
         ended, operators = await hand_to_console(self.handle.app, self.handle.url, self.client,
                                                  st.name, self.interactive)
         for line in await steps_taken(self.client, operators):
+            for key, home in self.homes.items():  # name accounts as the report does
+                if home.account_id:
+                    line = line.replace(home.account_id, f"{key}'s account")
             self.note("operator", line)
         self.note("operator", "the person at the console pressed Done" if ended == "done"
                   else "the person at the console left no request in review")
