@@ -11,6 +11,8 @@ from pydantic import BaseModel, Field, create_model
 from backend import auditlog
 from backend.alerts import read_alerts
 from backend.auth import require, store_token
+from backend.clock import ClockRangeError
+from backend.errors import BadRequest
 from backend.faults import FAULTS as FAULT_SPECS
 from backend.faults import GUARDS as GUARD_SPECS
 from backend.faults import Spec
@@ -72,7 +74,8 @@ for _kind in ("fault", "guard"):
              responses={200: "OK", 400: f"Invalid body or unknown {_kind}", **_ADMIN},
              response_schema=_SWITCHES, tag="admin")
 document("POST", "/v1/admin/clock", "Advance the simulated clock", roles=("admin",), body=ClockIn,
-         responses={200: "OK", 400: "Invalid body", **_ADMIN}, response_schema=_NOW, tag="admin")
+         responses={200: "OK", 400: "Invalid body, or beyond the clock's range (year 2999)", **_ADMIN},
+         response_schema=_NOW, tag="admin")
 document("GET", "/v1/admin/clock", "The simulated clock", roles=("admin",),
          responses={200: "OK", **_ADMIN}, response_schema=_NOW, tag="admin")
 document("GET", "/v1/admin/audit", "The hash-chained audit log (verify=1 checks the chain)",
@@ -158,7 +161,10 @@ async def advance_clock_by(app: web.Application, seconds: float) -> str:
     """Move the simulated clock forward (audit-logged); the new time."""
     clock = app[CLOCK]
     before = clock.iso()
-    clock.advance(seconds)
+    try:
+        clock.advance(seconds)
+    except ClockRangeError as exc:
+        raise BadRequest(str(exc), code="clock_out_of_range", field="advance_seconds") from None
     now = clock.iso()
     await app[STORE].write(lambda db: auditlog.append(
         db, at=now, actor="admin", action="clock.advanced",

@@ -7,6 +7,7 @@ tokens are looked up by their SHA-256 in ``tokens``; a revoked token is unknown.
 from __future__ import annotations
 
 import hmac
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -30,12 +31,21 @@ class Principal:
     """The account a user or device acts for (a device's current binding)."""
 
 
+_TOKEN_TEXT = re.compile(r"[\x21-\x7e]{1,512}")
+"""What a bearer token can be: printable ASCII (RFC 6750's token68 and then some), bounded.
+A header byte outside it (aiohttp hands undecodable bytes on as surrogates) is no token."""
+
+
 def bearer(request: web.Request) -> str | None:
+    """The bearer token sent, ``None`` without one; 401 for one no token could be."""
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
         return None
-    return value.strip()
+    value = value.strip()
+    if not _TOKEN_TEXT.fullmatch(value):
+        raise Unauthorized("the bearer token holds characters no token has", code="unauthorized")
+    return value
 
 
 def store_token(db: sqlite_utils.Database, *, token_sha256: str, kind: str, subject_id: str,

@@ -25,6 +25,16 @@ def parse_rfc3339(text: str) -> datetime:
     return ts.astimezone(UTC)
 
 
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2999, 12, 31, tzinfo=UTC)
+"""The range the clock may show. Every deadline the backend computes (an Art. 12 month, a
+link's lifetime) must stay a representable date, far below ``datetime.max`` (year 9999)."""
+
+
+class ClockRangeError(ValueError):
+    """The clock was asked to move beyond :data:`LATEST`."""
+
+
 class Clock:
     """Wall time plus an offset that only grows; optionally frozen at a fixed start.
 
@@ -48,6 +58,12 @@ class Clock:
         if seconds < 0:
             raise ValueError("the clock only moves forward")
         with self._lock:
+            elapsed = 0.0 if self._frozen else time.time() - self._base_wall
+            room = (LATEST - self._start).total_seconds() - elapsed - self._offset
+            if seconds > room:
+                raise ClockRangeError(
+                    f"the clock may not pass {rfc3339(LATEST)}; at most {max(room, 0):.0f} more"
+                    " seconds")
             self._offset += seconds
         return self.now()
 

@@ -11,6 +11,7 @@
     ├── RequestTimeout       408  the body did not arrive in time
     ├── Gone                 410  existed, expired or revoked
     ├── PayloadTooLarge      413
+    ├── UnsupportedMediaType 415  a body in a charset or type the API does not take
     └── TooManyRequests      429
 
 Anything else that escapes a handler is a bug: it is logged with a traceback and answered
@@ -98,6 +99,13 @@ class PayloadTooLarge(ApiError):
 
     status = 413
     default_code = "too_large"
+
+
+class UnsupportedMediaType(ApiError):
+    """The body is declared in a charset or media type the API does not read."""
+
+    status = 415
+    default_code = "unsupported_media_type"
 
 
 class TooManyRequests(ApiError):

@@ -11,7 +11,14 @@ from typing import Any, TypeVar
 from aiohttp import HttpVersion11, web
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from backend.errors import BadRequest, PayloadTooLarge, RequestTimeout, json_error, loggable_path
+from backend.errors import (
+    BadRequest,
+    PayloadTooLarge,
+    RequestTimeout,
+    UnsupportedMediaType,
+    json_error,
+    loggable_path,
+)
 from backend.keys import CONFIG
 
 log = logging.getLogger("overheard.http")
@@ -77,6 +84,21 @@ class Routes(web.RouteTableDef):
         return super().route(method, path, **kwargs)
 
 
+JSON_CHARSETS = frozenset({"utf-8", "utf8"})
+
+
+def load_json(data: bytes) -> Any:
+    """Parse a JSON body; every way it can be unacceptable is a 400 ``malformed_json``."""
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"body is not valid JSON: {exc}", code="malformed_json") from None
+    except RecursionError:  # the stdlib parser recurses per nesting level
+        raise BadRequest("body nests too deeply", code="malformed_json") from None
+    except ValueError as exc:  # an integer beyond the interpreter's digit limit
+        raise BadRequest(f"body is not acceptable JSON: {exc}", code="malformed_json") from None
+
+
 async def parse_body(request: web.Request, model: type[M]) -> M:
     """Read a JSON body into ``model``; every problem becomes a 400 naming the field."""
     too_large = declared_too_large(request)
@@ -84,17 +106,20 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
         # Refused before a byte of it is read (the server then reads and drops the rest,
         # so the client can finish sending and see this answer).
         raise PayloadTooLarge(too_large)
+    charset = (request.charset or "utf-8").lower()
+    if charset not in JSON_CHARSETS:
+        # JSON is UTF-8 (RFC 8259); a declared charset Python does not even know would
+        # otherwise escape the decoder as a LookupError.
+        raise UnsupportedMediaType(f"charset {charset[:40]!r}: JSON bodies are UTF-8",
+                                   code="unsupported_charset")
     try:
         # A client that trickles its body must not hold a handler forever (slowloris).
         async with asyncio.timeout(request.app[CONFIG].body_timeout):
-            raw = await request.json()
+            data = await request.read()
     except TimeoutError:
         raise RequestTimeout("the request body did not arrive in time",
                              code="body_timeout") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"body is not valid JSON: {exc}", code="malformed_json") from None
-    except RecursionError:  # the stdlib parser recurses per nesting level
-        raise BadRequest("body nests too deeply", code="malformed_json") from None
+    raw = load_json(data)
     try:
         return model.model_validate(raw)
     except ValidationError as exc:

@@ -2,14 +2,13 @@
 
 Every query is scoped by the caller's account inside SQL, so another account's recording
 and a nonexistent one give the same 404 (nothing reveals that the id exists). Listing is
-keyset-paginated over ``(recorded_at, recording_id)``, oldest first; the cursor is opaque.
+keyset-paginated over ``(recorded_at, recording_id)``, oldest first; the cursor
+names the last row of the previous page (:data:`CURSOR_PATTERN`).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
+import re
 from typing import Any
 
 import sqlite_utils
@@ -38,9 +37,17 @@ _RECORDING = {
     },
 }
 
+CURSOR_PATTERN = (r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?Z"
+                  r"~[A-Za-z0-9_]{1,64}$")
+"""A keyset position, ``<recorded_at>~<recording_id>``: the last row of the previous page.
+Clients pass back what they were given; any string of this shape is a position (the rows
+after it), so the spec's pattern is exactly what the handler accepts. ASCII classes only:
+Python's ``\\d`` would also take other scripts' digits."""
+_CURSOR = re.compile(CURSOR_PATTERN)
+
 document("GET", "/v1/me/recordings", "Own voice history, oldest first, cursor-paginated",
          roles=("user",), query=(("limit", "integer", False, {"minimum": 1, "maximum": MAX_LIMIT}),
-                                 ("cursor", "string", False)),
+                                 ("cursor", "string", False, {"pattern": CURSOR_PATTERN})),
          responses={200: "A page of recordings", 400: "Bad limit or cursor", 401: "No token",
                     403: "Not a user token"},
          response_schema={"type": "object", "required": ["recordings", "next_cursor"],
@@ -59,21 +66,19 @@ document("DELETE", "/v1/me/recordings/{recording_id}", "Delete one own recording
          tag="voice")
 
 
+
+
 def encode_cursor(recorded_at: str, recording_id: str) -> str:
-    raw = json.dumps([recorded_at, recording_id], separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return f"{recorded_at}~{recording_id}"
 
 
 def decode_cursor(cursor: str) -> tuple[str, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        value = json.loads(raw)
-    except (binascii.Error, ValueError):
-        raise BadRequest("cursor is not one this server issued", code="invalid_cursor") from None
-    if (not isinstance(value, list) or len(value) != 2
-            or not all(isinstance(v, str) for v in value)):
-        raise BadRequest("cursor is not one this server issued", code="invalid_cursor")
-    return value[0], value[1]
+    """``(recorded_at, recording_id)`` of a cursor; 400 ``invalid_cursor`` for any other text."""
+    if not _CURSOR.fullmatch(cursor):
+        raise BadRequest("cursor is not one this server issues", code="invalid_cursor",
+                         field="cursor")
+    recorded_at, _, recording_id = cursor.partition("~")
+    return recorded_at, recording_id
 
 
 @routes.get("/v1/me/recordings")
@@ -82,7 +87,7 @@ async def list_recordings(request: web.Request) -> web.Response:
     account_id = who.account_id
     limit = query_int(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     cursor = request.query.get("cursor")
-    after = decode_cursor(cursor) if cursor else None
+    after = decode_cursor(cursor) if cursor is not None else None
 
     rows, next_cursor = await request.app[STORE].read(
         lambda db: history_page(db, str(account_id), after, limit))

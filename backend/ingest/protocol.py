@@ -205,6 +205,8 @@ def _loads(text: str | bytes) -> Any:
         raise ProtocolError("malformed_json", f"frame is not valid JSON: {exc}") from None
     except RecursionError:
         raise ProtocolError("malformed_json", "frame nests too deeply") from None
+    except ValueError as exc:  # e.g. an integer beyond the interpreter's digit limit
+        raise ProtocolError("malformed_json", f"frame is not acceptable JSON: {exc}") from None
 
 
 def _utterance_id_of(data: Any) -> str | None:

@@ -7,6 +7,11 @@ never existed. A valid token is then looked up, and the decision (expired, revok
 wrong caller, or served) is taken and recorded in ONE store write, so a single-use link
 redeemed by 50 clients at once is served exactly once.
 
+A served attempt is recorded when its transfer ends. A single-use link counts as used only
+once the whole package has gone out (in one answer, or in Range pieces that together
+cover it); a refused, unmodified (304), failed-precondition (412), unsatisfiable (416) or
+broken-off transfer never uses it up. Attempts on one link are taken one at a time.
+
 Links expire after ``Config.link_ttl_seconds``. ``Config.link_bound`` makes a link need the
 requester's own token as well; ``Config.link_single_use`` makes it work once; the guard
 ``delivery.bound_links`` switches both on.
@@ -25,30 +30,34 @@ per caller and kind of probe per simulated hour, so enumeration cannot flood the
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
 import logging
 import re
 import secrets
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import sqlite_utils
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
 
 from backend import auditlog
 from backend.alerts import raise_alert
 from backend.auth import authenticate, bearer
 from backend.clock import parse_rfc3339, rfc3339
 from backend.config import Config
-from backend.errors import SECRET_PATH_PREFIXES, json_error
+from backend.errors import SECRET_PATH_PREFIXES, ApiError, json_error
 from backend.faults import FaultBoard
 from backend.http import PRIVATE_HEADERS, Routes
 from backend.ids import IdGen, token_hash
-from backend.keys import CLOCK, CONFIG, FAULTS, IDS, METRICS, STORE
+from backend.keys import CLOCK, CONFIG, FAULTS, IDS, METRICS, STATE, STORE
 from backend.openapi import document
 
 log = logging.getLogger("overheard.privacy.delivery")
@@ -59,6 +68,8 @@ NONCE_BYTES = 18
 """144 random bits per link (at least 128 are required)."""
 _NONCE = re.compile(r"[A-Za-z0-9_-]{24}")
 _SIG = re.compile(r"[A-Za-z0-9_-]{43}")
+_SEQ = re.compile(r"[0-9]{1,18}")
+"""ASCII digits only: ``str.isdigit`` also takes other scripts' digits and superscripts."""
 DOWNLOAD_PATH = "/v1/privacy/downloads/"
 SECRET_PATH_PREFIXES.add(DOWNLOAD_PATH)
 
@@ -106,7 +117,7 @@ def parse_token(secret: bytes, token: str) -> Lookup | None:
         return Lookup("nonce", nonce)
     # Bare numbers only ever match unsigned links, which exist only while the fault
     # delivery.unbound_link is on.
-    if token.isdigit() and len(token) <= 18:
+    if _SEQ.fullmatch(token):
         return Lookup("seq", int(token))
     return None
 
@@ -212,10 +223,11 @@ def revoke_links(db: sqlite_utils.Database, request_id: str, *, at: str, by: str
 @dataclass(frozen=True)
 class Redemption:
     outcome: str
-    """ok, not_found, expired, revoked, used, not_requester, package_gone."""
+    """ok (to be served), not_found, expired, revoked, used, not_requester, package_gone."""
     link_id: str | None = None
     package_file: str | None = None
     request_id: str | None = None
+    package_id: str | None = None
 
 
 def redeem(db: sqlite_utils.Database, lookup: Lookup, *, now: datetime, callers: frozenset[str],
@@ -240,16 +252,36 @@ def redeem(db: sqlite_utils.Database, lookup: Lookup, *, now: datetime, callers:
     if outcome == "ok" and pkg is None:
         outcome = "package_gone"
     at = rfc3339(now)
-    if outcome == "ok" and link["single_use"]:
-        db.execute("UPDATE links SET state = 'used', used_at = ? WHERE link_id = ?",
-                   [at, link["link_id"]])
-    db["redemptions"].insert({"link_id": link["link_id"], "at": at, "outcome": outcome,
+    if outcome != "ok":
+        # An attempt that is served is recorded when its transfer ends (:func:`record_transfer`):
+        # only then is it known whether the package went out.
+        db["redemptions"].insert({"link_id": link["link_id"], "at": at, "outcome": outcome,
+                                  "client_ip": client_ip, "user_agent": user_agent})
+        auditlog.append(db, at=at, actor="link", action="package.download_refused",
+                        object_id=link["request_id"],
+                        detail={"link_id": link["link_id"], "package_id": link["package_id"],
+                                "outcome": outcome})
+    return Redemption(outcome, link["link_id"], pkg[0] if pkg else None, link["request_id"],
+                      link["package_id"])
+
+
+def record_transfer(db: sqlite_utils.Database, served: Redemption, *, now: datetime,
+                    outcome: str, delivered: bool, client_ip: str | None,
+                    user_agent: str | None) -> None:
+    """Record how a served attempt ended (inside a write). ``delivered``: with it, the whole
+    package has now gone out to this link (in one answer or in Range pieces), which is when
+    a single-use link counts as used; a refused, unmodified or broken transfer never burns it."""
+    at = rfc3339(now)
+    db["redemptions"].insert({"link_id": served.link_id, "at": at, "outcome": outcome,
                               "client_ip": client_ip, "user_agent": user_agent})
-    auditlog.append(db, at=at, actor="link", action="package.downloaded" if outcome == "ok"
-                    else "package.download_refused", object_id=link["request_id"],
-                    detail={"link_id": link["link_id"], "package_id": link["package_id"],
+    if delivered:
+        db.execute("UPDATE links SET state = 'used', used_at = ? WHERE link_id = ?"
+                   " AND single_use = 1 AND state = 'active'", [at, served.link_id])
+    auditlog.append(db, at=at, actor="link",
+                    action="package.downloaded" if delivered else "package.download_unfinished",
+                    object_id=served.request_id,
+                    detail={"link_id": served.link_id, "package_id": served.package_id,
                             "outcome": outcome})
-    return Redemption(outcome, link["link_id"], pkg[0] if pkg else None, link["request_id"])
 
 
 _REFUSALS: dict[str, tuple[int, str, str]] = {
@@ -302,11 +334,17 @@ async def serve_download(request: web.Request, token: str,
     are the identities the caller proved (default: from its bearer token)."""
     try:
         return await _download(request, token, callers)
+    except ApiError as exc:  # answered here: the error middleware would log the token's path
+        log.info("download refused: %s", exc.code)
+        return _private(json_error(exc.status, exc.code, exc.message, **exc.extra))
     except Exception:  # never let the error middleware log this path: it holds the token
         log.exception("download failed")
-        resp = json_error(500, "internal", "internal error; this is a bug in overheard")
-        resp.headers.update(PRIVATE_HEADERS)
-        return resp
+        return _private(json_error(500, "internal", "internal error; this is a bug in overheard"))
+
+
+def _private(resp: web.Response) -> web.Response:
+    resp.headers.update(PRIVATE_HEADERS)
+    return resp
 
 
 async def _download(request: web.Request, token: str,
@@ -320,28 +358,166 @@ async def _download(request: web.Request, token: str,
         log.info("download refused: malformed or badly signed token")
         await _alert_probe(request, "forged_token", {})
         return _refuse("not_found")
+    served_range = byte_range(request.headers.get("Range"))
+    if served_range == "unsatisfiable":
+        resp = _private(json_error(416, "range_not_satisfiable",
+                                   "an empty suffix range selects nothing"))
+        resp.headers["Content-Range"] = "bytes */*"
+        return resp
     if callers is None:
         callers = await _callers(request)
-    now = app[CLOCK].now()
     ua = request.headers.get("User-Agent", "")[:200] or None
-    result = await app[STORE].write(lambda db: redeem(
-        db, lookup, now=now, callers=callers, client_ip=request.remote, user_agent=ua))
-    metrics.inc("overheard_downloads_total", outcome=result.outcome)
-    log.info("download %s: link %s", result.outcome, result.link_id or "-")
-    if result.outcome == "not_found" and lookup.column == "seq":
-        await _alert_probe(request, "sequential_guess", {})
-    elif result.outcome == "not_requester":
-        await _alert_probe(request, "not_requester",
-                           {"link_id": result.link_id, "request_id": result.request_id})
-    if result.outcome != "ok":
-        return _refuse(result.outcome)
-    path = Path(config.packages_dir) / str(result.package_file)
+    # One attempt per link at a time: the next one is decided after this one's transfer
+    # ends, so a single-use link is served once even to fifty clients at once, and still
+    # to the next one when this transfer breaks off.
+    async with transfers(app).lock(lookup):
+        now = app[CLOCK].now()
+        result = await app[STORE].write(lambda db: redeem(
+            db, lookup, now=now, callers=callers, client_ip=request.remote, user_agent=ua))
+        metrics.inc("overheard_downloads_total", outcome=result.outcome)
+        log.info("download %s: link %s", result.outcome, result.link_id or "-")
+        if result.outcome == "not_found" and lookup.column == "seq":
+            await _alert_probe(request, "sequential_guess", {})
+        elif result.outcome == "not_requester":
+            await _alert_probe(request, "not_requester",
+                               {"link_id": result.link_id, "request_id": result.request_id})
+        if result.outcome != "ok":
+            return _refuse(result.outcome)
+        return await _serve(request, result, served_range is not None, ua)
+
+
+async def _serve(request: web.Request, served: Redemption, ranged: bool,
+                 user_agent: str | None) -> web.StreamResponse:
+    """Send the package and record how the transfer ended."""
+    app = request.app
+    path = Path(app[CONFIG].packages_dir) / str(served.package_file)
     headers = {
         **PRIVATE_HEADERS,
         "Content-Type": "application/zip",
-        "Content-Disposition": f'attachment; filename="overheard-{result.request_id}.zip"',
+        "Content-Disposition": f'attachment; filename="overheard-{served.request_id}.zip"',
     }
-    return web.FileResponse(path, headers=headers)
+    resp = PackageResponse(path, headers=headers)
+    # A Range this server does not serve (another unit, several ranges, garbage) is
+    # ignored and the whole package sent, as RFC 9110 section 14.2 allows.
+    target = request if ranged else request.clone(
+        headers={k: v for k, v in request.headers.items() if k.lower() != "range"})
+    sent = False
+    try:
+        await resp.prepare(target)
+        sent = True
+    except ConnectionError:
+        log.info("download broke off: link %s", served.link_id)
+    finally:
+        outcome, delivered = transfers(app).ended(served.link_id or "", resp, sent=sent)
+        now = app[CLOCK].now()
+        await asyncio.shield(app[STORE].write(lambda db: record_transfer(
+            db, served, now=now, outcome=outcome, delivered=delivered,
+            client_ip=request.remote, user_agent=user_agent)))
+    return resp
+
+
+_RANGE = re.compile(r"bytes=(?:([0-9]{1,18})-([0-9]{0,18})|-([0-9]{1,18}))", re.IGNORECASE)
+
+
+def byte_range(header: str | None) -> str | None:
+    """The Range header if it is one byte range this server serves; ``"unsatisfiable"`` for
+    ``bytes=-0`` (a suffix of nothing); ``None`` for no Range or one to ignore."""
+    if header is None:
+        return None
+    found = _RANGE.fullmatch(header.strip())
+    if found is None:
+        return None
+    first, last, suffix = found.groups()
+    if suffix is not None:
+        return "unsatisfiable" if int(suffix) == 0 else header
+    if last and int(last) < int(first):
+        return None  # an invalid range-spec: ignored like any Range not served
+    return header
+
+
+class PackageResponse(web.FileResponse):
+    """A package file that may be prepared inside the handler, so the handler learns whether
+    it went out; aiohttp's own later ``prepare`` then does nothing."""
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        if self.prepared:
+            return None
+        return await super().prepare(request)
+
+
+@dataclass
+class Transfers:
+    """Per-link locks, and the byte ranges of each package that have gone out so far."""
+
+    locks: dict[tuple[str, str | int], asyncio.Lock] = field(default_factory=dict)
+    users: dict[tuple[str, str | int], int] = field(default_factory=dict)
+    covered: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+
+    @asynccontextmanager
+    async def lock(self, lookup: Lookup) -> AsyncIterator[None]:
+        key = (lookup.column, lookup.value)
+        lock = self.locks.setdefault(key, asyncio.Lock())
+        self.users[key] = self.users.get(key, 0) + 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self.users[key] -= 1
+            if not self.users[key]:
+                del self.users[key], self.locks[key]
+
+    def ended(self, link_id: str, resp: web.StreamResponse, *, sent: bool) -> tuple[str, bool]:
+        """``(outcome, delivered)`` of one transfer: ``delivered`` once the pieces sent so far
+        cover the whole package."""
+        if not sent:
+            return "incomplete", False
+        if resp.status == 200:
+            self.covered.pop(link_id, None)
+            return "ok", True
+        if resp.status != 206:
+            return _STATUS_OUTCOMES.get(resp.status, f"status_{resp.status}"), False
+        piece = _content_range(resp.headers.get("Content-Range", ""))
+        if piece is None:
+            return "partial", False
+        start, end, size = piece
+        spans = _merge([*self.covered.get(link_id, []), (start, end)])
+        if spans == [(0, size)]:
+            self.covered.pop(link_id, None)
+            return "ok", True
+        self.covered[link_id] = spans
+        return "partial", False
+
+
+_STATUS_OUTCOMES = {304: "not_modified", 412: "precondition_failed", 416: "unsatisfiable"}
+
+
+def _content_range(value: str) -> tuple[int, int, int] | None:
+    """``(start, end exclusive, size)`` of ``bytes a-b/size``."""
+    found = re.fullmatch(r"bytes ([0-9]+)-([0-9]+)/([0-9]+)", value)
+    if found is None:
+        return None
+    first, last, size = (int(g) for g in found.groups())
+    return first, last + 1, size
+
+
+def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if out and start <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((start, end))
+    return out
+
+
+TRANSFERS_KEY = "delivery.transfers"
+
+
+def transfers(app: web.Application) -> Transfers:
+    state = app[STATE].get(TRANSFERS_KEY)
+    if state is None:
+        state = app[STATE][TRANSFERS_KEY] = Transfers()
+    return state  # type: ignore[no-any-return]
 
 
 _PROBES = {
