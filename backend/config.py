@@ -63,6 +63,14 @@ class Config:
     """How long an emailed verification code works."""
     code_tries: int = 3
     """Wrong codes allowed before the request is denied (``insuf_verification``)."""
+    code_requests_per_address: int = 5
+    """Codes an address may be sent per ``limit_window_seconds`` (email path); beyond: 429."""
+    code_requests_per_client: int = 100
+    """Email-path requests one client address may file per ``limit_window_seconds``."""
+    code_failures_per_address: int = 10
+    """Wrong codes an address may see per ``limit_window_seconds``, over all its requests."""
+    limit_window_seconds: int = 3600
+    """The sliding window of the limits above, in seconds of the backend's clock."""
     export_attempts: int = 3
     """Times an export job is started (restarts after a crash included) before it is ``error``."""
     crash_at: str = ""

@@ -147,6 +147,8 @@ async def error_middleware(
     except ApiError as exc:
         log.info("%s %s -> %d %s: %s", request.method, loggable_path(request), exc.status, exc.code, exc.message)
         resp = json_error(exc.status, exc.code, exc.message, **exc.extra)
+        if "retry_after" in exc.extra:  # RFC 9110: how long to wait, in seconds
+            resp.headers["Retry-After"] = str(exc.extra["retry_after"])
         if exc.status == 408:
             resp.force_close()  # the rest of a stalled body is not worth waiting for
         return resp

@@ -93,6 +93,10 @@ def build_spec(app: web.Application | None = None) -> dict[str, Any]:
             resp: dict[str, Any] = {"description": desc}
             if status >= 400:
                 resp["content"] = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+            if status == 429:
+                resp["headers"] = {"Retry-After": {
+                    "required": True, "description": "seconds until the limit has room again",
+                    "schema": {"type": "string", "pattern": "^[0-9]+$"}}}
             elif status != 204 and status < 300:
                 schema = op.response_schema or {"type": "object"}
                 resp["content"] = {op.content_type: {"schema": schema}}

@@ -16,6 +16,7 @@ import json
 import sqlite3
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import sqlite_utils
 from conftest import ADMIN_TOKEN, pcm_bytes, send_utterance
@@ -288,3 +289,66 @@ def _outcomes(db_path: Path) -> list[str]:
         return [r[0] for r in conn.execute("SELECT outcome FROM redemptions ORDER BY rowid")]
     finally:
         conn.close()
+
+
+# ---- 1. the emailed code cannot be brute-forced -----------------------------------------
+
+async def _file(env: Env, email: str) -> tuple[int, dict[str, Any], Any]:
+    async with env.api.session.post(env.handle.url + "/v1/privacy/requests",
+                                    json={"kind": "access", "email": email}) as resp:
+        return resp.status, await resp.json(), resp.headers
+
+
+async def test_code_requests_per_address_are_limited_with_an_alert(tmp_path: Path) -> None:
+    async with privacy_env(tmp_path) as env:
+        alice = await household(env, "Alice Wagner", "alice@example.org", recordings=1, seed=1)
+        answers = [await _file(env, email) for email in
+                   ["alice@example.org", "ALICE@example.org", "alice@EXAMPLE.org",
+                    "Alice@Example.Org", "alice@example.org", "alice@example.org",
+                    "alice@example.org"]]
+        assert [a[0] for a in answers] == [201] * 5 + [429, 429]
+        code, body, headers = answers[5]
+        assert body["error"] == "too_many_requests"
+        wait = int(headers["Retry-After"])
+        assert 0 < wait <= 3600 and body["retry_after"] == wait
+        alerts = [a for a in (await env.api.call("GET", "/v1/admin/alerts", expect=200))[1]["alerts"]
+                  if a["guard"] == "intake.rate_limit"]
+        assert len(alerts) == 1 and alerts[0]["account_id"] == alice.account_id
+        assert "alice" not in json.dumps(alerts).lower()  # the address is not in the alert
+        # Another address is not affected; the limited one is admitted again once its window moved on.
+        assert (await _file(env, "bob@example.org"))[0] == 201
+        await env.api.call("POST", "/v1/admin/clock", json_body={"advance_seconds": wait},
+                           expect=200)
+        assert (await _file(env, "alice@example.org"))[0] == 201
+        db = sqlite_utils.Database(tmp_path / "data" / "overheard.db")
+        try:
+            assert db.execute("SELECT COUNT(*) FROM privacy_requests").fetchone()[0] == 7
+        finally:
+            db.conn.close()
+
+
+async def test_code_requests_per_client_are_limited(tmp_path: Path) -> None:
+    async with privacy_env(tmp_path, code_requests_per_client=3) as env:
+        codes = [(await _file(env, f"person{i}@example.org"))[0] for i in range(5)]
+        assert codes == [201, 201, 201, 429, 429]
+
+
+async def test_wrong_codes_are_capped_per_address_across_requests(tmp_path: Path) -> None:
+    async with privacy_env(tmp_path) as env:
+        await household(env, "Alice Wagner", "alice@example.org", recordings=1, seed=1)
+        answers: list[int] = []
+        for _ in range(4):  # 4 requests x 3 tries would be 12 guesses; the address allows 10
+            _, filed, _ = await _file(env, "alice@example.org")
+            for _ in range(3):
+                code, _ = await env.api.call(
+                    "POST", f"/v1/privacy/requests/{filed['request_id']}/verify",
+                    token=filed["requester_token"], json_body={"code": "000000"})
+                answers.append(code)
+        assert answers.count(429) == 2 and answers[-2:] == [429, 429]
+        # Even the right code waits: a guess is a guess.
+        _, filed, _ = await _file(env, "alice@example.org")
+        _, box = await env.api.call("GET", "/v1/outbox?to=alice@example.org", expect=200)
+        right = box["messages"][-1]["code"]
+        code, body = await env.api.call("POST", f"/v1/privacy/requests/{filed['request_id']}/verify",
+                                        token=filed["requester_token"], json_body={"code": right})
+        assert (code, body["error"]) == (429, "too_many_requests")

@@ -13,7 +13,9 @@ Two ways in:
   key to this request (verify, status, and a bound link). A correct code on an address
   no account holds ends ``denied``/``no_match``.
 
-Codes live ``Config.code_ttl_seconds`` (10 min) by the injected clock, allow
+The email path is rate limited (:mod:`backend.privacy.limits`): codes per address and per
+client, wrong codes per address; beyond a limit 429 with ``Retry-After``. Codes live
+``Config.code_ttl_seconds`` (10 min) by the injected clock, allow
 ``Config.code_tries`` (3) wrong answers, are stored as an HMAC under the server secret and
 compared in constant time. Duplicates: a second open request of the same kind for the
 same account gets 409 ``duplicate_request`` naming the open one (signed-in path: at
@@ -42,12 +44,21 @@ from backend.alerts import raise_alert
 from backend.auth import Principal, authenticate, bearer
 from backend.clock import rfc3339
 from backend.config import Config
-from backend.errors import BadRequest, Conflict, Forbidden, Gone, NotFound, Unauthorized
+from backend.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    Gone,
+    NotFound,
+    TooManyRequests,
+    Unauthorized,
+)
 from backend.http import PRIVATE_HEADERS, Routes, Strict, parse_body, query_number
 from backend.ids import new_token, token_hash
-from backend.keys import CLOCK, CONFIG, FAULTS, IDS, METRICS, STORE
+from backend.keys import CLOCK, CONFIG, FAULTS, IDS, METRICS, STATE, STORE
 from backend.openapi import document
 from backend.privacy import delivery, outbox
+from backend.privacy.limits import IntakeLimits
 from backend.privacy.state import (
     WORKING_STATUSES,
     default_subject,
@@ -131,7 +142,8 @@ document("POST", "/v1/privacy/requests", "File a data-subject request (access or
          roles=("user", "anyone"), body=RequestIn, response_schema=REQUEST_SCHEMA,
          responses={201: "filed; email path: identity_unverified and a requester_token",
                     400: "invalid body", 401: "unknown token", 403: "not a user token",
-                    409: "duplicate_request: an open request of this kind exists"})
+                    409: "duplicate_request: an open request of this kind exists",
+                    429: "too many codes requested for this address, or from this client"})
 
 
 @routes.post("/v1/privacy/requests")
@@ -143,14 +155,15 @@ async def create_request(request: web.Request) -> web.Response:
     if who is not None and who.kind != "user":
         raise Forbidden("privacy requests are filed by account holders", code="forbidden")
     body = await parse_body(request, RequestIn)
-    resp = await file_request(app, who, body)
+    resp = await file_request(app, who, body, client=request.remote or "-")
     return web.json_response(resp, status=201, headers=PRIVATE_HEADERS)
 
 
 async def file_request(app: web.Application, who: Principal | None,
-                       body: RequestIn) -> dict[str, Any]:
+                       body: RequestIn, *, client: str) -> dict[str, Any]:
     """File a request for a signed-in account holder (``who``) or by email (``who`` None);
-    the answer the requester gets (``requester_token`` on the email path)."""
+    the answer the requester gets (``requester_token`` on the email path). ``client`` is the
+    caller's address, which the email path's rate limit counts."""
     config = app[CONFIG]
     faults = app[FAULTS]
     if who is None and body.email is None:
@@ -159,6 +172,9 @@ async def file_request(app: web.Application, who: Principal | None,
     clock = app[CLOCK]
     now_dt = clock.now()
     now = rfc3339(now_dt)
+    if who is None:
+        # Keyed by the address as one account would match it (case does not make another).
+        await _admit_code_request(app, (body.email or "").casefold(), client, now_dt)
     request_id = app[IDS].new("prq")
     code = f"{secrets.randbelow(10**6):06d}"
     requester_token = new_token("prt") if who is None else None
@@ -256,6 +272,46 @@ def _file_by_email(db: sqlite_utils.Database, base: dict[str, Any], email: str, 
     return {"status": "identity_unverified"}
 
 
+def intake_limits(app: web.Application) -> IntakeLimits:
+    state = app[STATE].get(LIMITS_KEY)
+    if state is None:
+        state = app[STATE][LIMITS_KEY] = IntakeLimits.from_config(app[CONFIG])
+    return state  # type: ignore[no-any-return]
+
+
+LIMITS_KEY = "privacy.intake_limits"
+
+
+async def _admit_code_request(app: web.Application, address: str, client: str,
+                              now_dt: datetime) -> None:
+    """Count a code request against its address and client; at a limit, 429 (and, the
+    first time in a window, an alert naming the account that holds the address)."""
+    limits = intake_limits(app)
+    try:
+        limits.admit_code_request(address, client, now_dt)
+    except TooManyRequests:
+        if limits.per_address.retry_after(address, now_dt) is not None and \
+                limits.should_alert(address, now_dt):
+            await app[STORE].write(lambda db: _alert_hammered(
+                db, app[IDS].new("alr"), address, rfc3339(now_dt), app[CONFIG]))
+        app[METRICS].inc("overheard_intake_limited_total")
+        raise
+
+
+def _alert_hammered(db: sqlite_utils.Database, alert_id: str, address: str, at: str,
+                    config: Config) -> None:
+    found = db.execute("SELECT account_id FROM accounts WHERE email = ? COLLATE NOCASE"
+                       " AND erased_at IS NULL LIMIT 1", [address]).fetchone()
+    raise_alert(db, alert_id=alert_id, at=at, guard="intake.rate_limit",
+                account_id=found[0] if found else None,
+                summary=f"more than {config.code_requests_per_address} verification codes "
+                        f"requested for one address within {config.limit_window_seconds} s; "
+                        "further requests for it are refused (429)",
+                detail={"address_sha256": token_hash(address),
+                        "limit": config.code_requests_per_address,
+                        "window_seconds": config.limit_window_seconds})
+
+
 async def load_for_requester(request: web.Request, request_id: str) -> dict[str, Any]:
     """The request if the caller filed it (or is admin); 404 alike for missing and not yours."""
     token = bearer(request)
@@ -287,7 +343,8 @@ document("POST", "/v1/privacy/requests/{request_id}/verify",
                     400: "wrong_code (tries_left) or invalid body", 401: "no token",
                     403: "verification_failed: too many wrong codes; denied",
                     404: "no such request", 409: "not awaiting verification, or duplicate",
-                    410: "code_expired; denied"})
+                    410: "code_expired; denied",
+                    429: "too many wrong codes for this address; Retry-After says when"})
 
 
 @routes.post("/v1/privacy/requests/{request_id}/verify")
@@ -300,6 +357,15 @@ async def verify_request(request: web.Request) -> web.Response:
     return web.json_response(out, headers=PRIVATE_HEADERS)
 
 
+async def _guessing_address(app: web.Application, request_id: str) -> str:
+    """The address whose wrong codes a guess on ``request_id`` counts against ("" for a
+    signed-in request, which has no code)."""
+    row = await app[STORE].read(lambda db: get_request(db, request_id))
+    if row is None or row["channel"] != "email":
+        return ""
+    return str(row["contact_email"] or "").casefold()
+
+
 async def verify_code(app: web.Application, request_id: str, code: str) -> dict[str, Any]:
     """Answer the emailed code of ``request_id`` (its requester checked by the caller); the
     request's new status, or an :class:`ApiError` saying why not."""
@@ -307,6 +373,10 @@ async def verify_code(app: web.Application, request_id: str, code: str) -> dict[
     now_dt = app[CLOCK].now()
     now = rfc3339(now_dt)
     offered = _code_hmac(config, request_id, code)
+    address = await _guessing_address(app, request_id)
+    limits = intake_limits(app)
+    if address:
+        limits.admit_guess(address, now_dt)
 
     def write(db: sqlite_utils.Database) -> dict[str, Any]:
         row = get_request(db, request_id)
@@ -348,10 +418,14 @@ async def verify_code(app: web.Application, request_id: str, code: str) -> dict[
             raise Gone("the code has expired; file a new request", code="code_expired",
                        request_status="denied", reason="insuf_verification")
         case "locked":
+            if address:
+                limits.wrong_guess(address, now_dt)
             raise Forbidden("too many wrong codes; the request is denied",
                             code="verification_failed", request_status="denied",
                             reason="insuf_verification")
         case "wrong":
+            if address:
+                limits.wrong_guess(address, now_dt)
             raise BadRequest("wrong code", code="wrong_code", tries_left=out["tries_left"])
     if out["duplicate_of"]:
         raise Conflict("an open request of this kind exists for this account",
@@ -435,5 +509,7 @@ async def current_status(app: web.Application, request_id: str,
 
 def setup(app: web.Application) -> None:
     app[METRICS].describe("overheard_privacy_requests_total", "privacy requests filed")
+    app[METRICS].describe("overheard_intake_limited_total",
+                          "email-path requests refused by a rate limit (429)")
     app.router.add_routes(routes)
 

@@ -96,7 +96,7 @@ async def file_by_email(request: web.Request, sess: Session) -> web.Response:
     form = await read_form(request)
     name = str(form.get("name") or "").strip() or None
     body = _body(str(form.get("kind") or ""), str(form.get("email") or "").strip(), name)
-    out = await file_request(request.app, None, body)
+    out = await file_request(request.app, None, body, client=request.remote or "-")
     sess.requests[out["request_id"]] = out["requester_token"]
     sess.notice("We sent a code to that address. Enter it below to confirm the request.")
     return see_other(f"/privacy/requests/{out['request_id']}")
@@ -133,7 +133,8 @@ async def home(request: web.Request, sess: Session) -> web.Response:
 @page("privacy", USER)
 async def file_signed_in(request: web.Request, sess: Session) -> web.Response:
     form = await read_form(request)
-    out = await file_request(request.app, _principal(sess), _body(str(form.get("kind") or "")))
+    out = await file_request(request.app, _principal(sess), _body(str(form.get("kind") or "")),
+                             client=request.remote or "-")
     sess.notice(f"Request {out['request_id']} filed.")
     return see_other(f"/privacy/requests/{out['request_id']}")
 
