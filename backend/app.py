@@ -7,9 +7,9 @@ and closed when the app stops, in reverse order.
 from __future__ import annotations
 
 import logging
-import os
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
 
 from aiohttp import web
@@ -18,8 +18,9 @@ from backend import accounts, admin, meta, voice
 from backend.auditlog import append as audit_append
 from backend.clock import Clock
 from backend.config import Config
-from backend.errors import error_middleware
+from backend.errors import ConfigError, error_middleware
 from backend.faults import FaultBoard
+from backend.files import private_dir, tighten, write_private
 from backend.http import MAX_BODY
 from backend.ids import IdGen
 from backend.ingest import setup as setup_ingest
@@ -32,29 +33,37 @@ from backend.web import setup_web
 log = logging.getLogger("overheard")
 
 
+MIN_ADMIN_TOKEN = 16
+"""Shortest admin token accepted: the admin can read every mailbox and switch every fault."""
+
+
 def resolve_config(config: Config) -> Config:
-    """Fill in the admin token and link secret from the data dir when not given."""
-    data = Path(config.data_dir)
-    data.mkdir(parents=True, exist_ok=True)
+    """Prepare the data dir (0700, its files 0600) and fill in the admin token and link
+    secret from it when not given; :class:`ConfigError` for an admin token too short."""
+    data = private_dir(Path(config.data_dir))
+    tightened = tighten(data)
+    if tightened:
+        log.warning("data dir %s: %d file modes tightened to owner-only", data, tightened)
     changes: dict[str, object] = {}
-    if not config.admin_token:
-        changes["admin_token"] = _secret_file(data / "admin-token", lambda: "adm_" + secrets.token_urlsafe(32))
+    token = config.admin_token
+    if not token:
+        token = changes["admin_token"] = _secret_file(
+            data / "admin-token", lambda: "adm_" + secrets.token_urlsafe(32))
+    if len(token) < MIN_ADMIN_TOKEN:
+        raise ConfigError(f"the admin token has {len(token)} characters; at least "
+                          f"{MIN_ADMIN_TOKEN} are required")
     if not config.link_secret:
         changes["link_secret"] = _secret_file(data / "link-secret", lambda: secrets.token_hex(32)).encode()
     if not changes:
         return config
-    from dataclasses import replace
-
     return replace(config, **changes)  # type: ignore[arg-type]
 
 
-def _secret_file(path: Path, make: object) -> str:
+def _secret_file(path: Path, make: Callable[[], str]) -> str:
     if path.exists():
         return path.read_text().strip()
-    value = make()  # type: ignore[operator]
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(value + "\n")
+    value = make()
+    write_private(path, value + "\n")
     return value
 
 

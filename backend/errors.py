@@ -14,6 +14,8 @@
     ├── UnsupportedMediaType 415  a body in a charset or type the API does not take
     └── TooManyRequests      429
 
+:class:`ConfigError` is not a response: the backend refuses to start (exit 2).
+
 Anything else that escapes a handler is a bug: it is logged with a traceback and answered
 with a 500 ``internal`` error that reveals nothing.
 """
@@ -27,6 +29,10 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 log = logging.getLogger("overheard.http")
+
+
+class ConfigError(Exception):
+    """The backend was started with a setting it refuses (e.g. a short admin token)."""
 
 
 class ApiError(Exception):

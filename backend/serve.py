@@ -13,6 +13,7 @@ from aiohttp import web
 
 from backend.app import create_app
 from backend.config import Config
+from backend.errors import ConfigError
 from backend.keys import CONFIG
 
 
@@ -42,9 +43,18 @@ def _host_for_url(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+FLAG_WARNING = ("warning: --admin-token puts the token in the process list, where every local "
+                "user can read it; set OVERHEARD_ADMIN_TOKEN or let the backend keep it in "
+                "DATA/admin-token (mode 0600)")
+
+
 def run(data: Path, host: str, port: int, admin_token: str | None, log_level: str = "INFO") -> None:
+    """Serve; ``admin_token`` is the ``--admin-token`` flag (the environment is read here).
+    A setting the backend refuses ends the process with exit 2 and one line on stderr."""
     logging.basicConfig(level=log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if admin_token:
+        print(FLAG_WARNING, file=sys.stderr, flush=True)
     token = admin_token or os.environ.get("OVERHEARD_ADMIN_TOKEN", "")
     # Test-only crash point (backend.crashpoints), read once here; off unless set.
     crash_at = os.environ.get("OVERHEARD_CRASH_AT", "")
@@ -53,7 +63,11 @@ def run(data: Path, host: str, port: int, admin_token: str | None, log_level: st
 
         parse(crash_at)  # a typo must fail the start, not silently never crash
     config = Config(data_dir=data, admin_token=token, crash_at=crash_at)
-    asyncio.run(serve(config, host, port))
+    try:
+        asyncio.run(serve(config, host, port))
+    except ConfigError as exc:
+        print(f"overheard: {exc}", file=sys.stderr, flush=True)
+        sys.exit(2)
 
 
 def main(argv: list[str] | None = None) -> None:

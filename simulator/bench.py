@@ -476,7 +476,7 @@ async def run_ingest(devices: int, utterances: int, seconds: float, *, data: Pat
     from simulator.embedded import start_server_process, stop_process
 
     pool = pcm_pool(seconds, seed=seed)
-    admin_token = "adm_bench"
+    admin_token = "adm_bench_0123456789"
     say(f"starting backend (data in {data})")
     server = await start_server_process(data / "backend", admin_token=admin_token)
     try:

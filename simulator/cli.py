@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
@@ -27,7 +26,7 @@ def serve(data: Path, host: str, port: int, admin_token: str | None, log_level: 
     """Serve the backend (same as ``python -m backend``)."""
     from backend.serve import run
 
-    run(data, host, port, admin_token or os.environ.get("OVERHEARD_ADMIN_TOKEN"), log_level)
+    run(data, host, port, admin_token, log_level)
 
 
 def _register() -> None:

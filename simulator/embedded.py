@@ -91,13 +91,15 @@ async def stop_process(proc: asyncio.subprocess.Process) -> None:
             await proc.wait()
 
 
-async def start_server_process(data_dir: Path, admin_token: str = "adm_subprocess",
+async def start_server_process(data_dir: Path, admin_token: str = "adm_subprocess_server",
                                extra_args: tuple[str, ...] = (),
                                env: dict[str, str] | None = None) -> ServerProcess:
-    """Start ``python -m backend`` on a free port and wait for its ``listening on`` line."""
+    """Start ``python -m backend`` on a free port and wait for its ``listening on`` line.
+    The admin token goes by the environment, never the command line (the process list)."""
     proc, url = await spawn_listening(
-        "-m", "backend", "--data", str(data_dir), "--port", "0", "--admin-token", admin_token,
-        "--log-level", "WARNING", *extra_args, what="backend", env=env)
+        "-m", "backend", "--data", str(data_dir), "--port", "0",
+        "--log-level", "WARNING", *extra_args, what="backend",
+        env={"OVERHEARD_ADMIN_TOKEN": admin_token, **(env or {})})
     return ServerProcess(proc, BackendHandle(url, admin_token, data_dir))
 
 

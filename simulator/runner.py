@@ -687,7 +687,7 @@ async def _backend(scenario: Scenario, out: Path, url: str | None,
     if data.exists():
         shutil.rmtree(data)
     config = Config(
-        data_dir=data, admin_token=f"adm_run_{scenario.seed}", id_seed=scenario.seed,
+        data_dir=data, admin_token=f"adm_run_{scenario.seed}_embedded", id_seed=scenario.seed,
         clock_start=scenario.world.start, clock_frozen=True,
         manual_review=tuple(scenario.backend.manual_review),
         link_ttl_seconds=int(parse_duration(scenario.backend.link_ttl)),

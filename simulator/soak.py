@@ -46,7 +46,7 @@ from simulator.fleet import DeviceAccount, Registered, pair_with_devices, regist
 from simulator.ledger import Ledger, LedgerEntry
 from simulator.world import HouseholdSpec, Utterance, World
 
-ADMIN_TOKEN = "adm_soak"
+ADMIN_TOKEN = "adm_soak_0123456789"
 DEVICES_PER_HOUSEHOLD = 2
 _METRIC = re.compile(r"^(overheard_utterances_stored_total|overheard_audio_bytes_stored_total"
                      r"|overheard_writer_queue_depth)\s+([0-9.e+]+)$", re.M)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,25 @@ import aiohttp
 import pytest
 
 from backend import Config
+from backend.files import loose_files
 from simulator.embedded import BackendHandle, embedded_backend
 
-ADMIN_TOKEN = "adm_test"
+ADMIN_TOKEN = "adm_test_0123456789"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The suite runs under the commonest umask, whatever the shell's: every data dir it
+    # leaves behind is then checked to be owner-only (:func:`data_dirs_stay_private`).
+    os.umask(0o022)
+
+
+@pytest.fixture(autouse=True)
+def data_dirs_stay_private(tmp_path: Path) -> Iterator[None]:
+    """After each test, no data dir under its ``tmp_path`` (a folder holding
+    ``overheard.db``) has a file or directory that a group or other user may read."""
+    yield
+    loose = [entry for db in tmp_path.rglob("overheard.db") for entry in loose_files(db.parent)]
+    assert not loose, "data dir entries readable beyond their owner:\n" + "\n".join(loose[:20])
 
 
 def make_config(data_dir: Path, **changes: Any) -> Config:

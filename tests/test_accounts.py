@@ -6,7 +6,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from conftest import Api
+from conftest import ADMIN_TOKEN, Api
 
 from backend.keys import STORE
 
@@ -69,7 +69,7 @@ async def test_invalid_account_is_refused_naming_the_field(api: Api, body: dict[
 
 async def test_malformed_json_body(api: Api) -> None:
     async with api.session.post(api.handle.url + "/v1/accounts", data=b"{nope",
-                                headers={"Authorization": "Bearer adm_test",
+                                headers={"Authorization": f"Bearer {ADMIN_TOKEN}",
                                          "Content-Type": "application/json"}) as resp:
         assert resp.status == 400
         assert (await resp.json())["error"] == "malformed_json"

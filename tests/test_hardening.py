@@ -13,13 +13,17 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
 import sqlite3
+import stat
+import sys
 import zipfile
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import sqlite_utils
-from conftest import ADMIN_TOKEN, pcm_bytes, send_utterance
+from conftest import ADMIN_TOKEN, Api, pcm_bytes, send_utterance
 from privacy_support import (
     Env,
     access_signed_in,
@@ -30,8 +34,10 @@ from privacy_support import (
     status,
 )
 
+from backend.files import loose_files
 from backend.privacy.delivery import DOWNLOAD_PATH
 from backend.voice import encode_cursor
+from simulator.embedded import start_server_process, stop_process
 
 
 async def raw_http(env: Env, request: bytes) -> tuple[int, bytes]:
@@ -352,3 +358,98 @@ async def test_wrong_codes_are_capped_per_address_across_requests(tmp_path: Path
         code, body = await env.api.call("POST", f"/v1/privacy/requests/{filed['request_id']}/verify",
                                         token=filed["requester_token"], json_body={"code": right})
         assert (code, body["error"]) == (429, "too_many_requests")
+
+
+# ---- 2. personal data readable by every local user --------------------------------------
+
+async def test_a_served_data_dir_is_owner_only_under_umask_022(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    # An existing data dir, as an older version (or a copy under another umask) left it.
+    data.mkdir(mode=0o755)
+    os.chmod(data, 0o755)
+    (data / "packages").mkdir()
+    os.chmod(data / "packages", 0o755)
+    old = data / "link-secret"
+    old.write_text("ab" * 32 + "\n")
+    os.chmod(old, 0o644)
+    previous = os.umask(0o022)
+    try:
+        server = await start_server_process(data, admin_token=ADMIN_TOKEN)
+    finally:
+        os.umask(previous)
+    try:
+        async with aiohttp.ClientSession() as session:
+            env = Env(Api(session, server.handle), server.handle)
+            alice = await env.api.create_account(name="Alice Wagner", email="alice@example.org")
+            dev = await env.api.register_device(alice["account_id"], "G0MODES0001")
+            ws = await env.api.device_ws(dev["device_token"])
+            await send_utterance(ws, pcm_bytes(5, 1600))
+            assert json.loads((await ws.receive(timeout=10)).data)["type"] == "utterance.stored"
+            await ws.close()
+            _, filed = await env.api.call("POST", "/v1/privacy/requests", token=alice["user_token"],
+                                          json_body={"kind": "access"}, expect=201)
+            st = await status(env, filed["request_id"], alice["user_token"], wait=30)
+            assert (await download(env, st["download_url"]))[0] == 200
+            names = {p.name for p in data.rglob("*")}
+            assert {"overheard.db", "overheard.db-wal", "overheard.db-shm", "link-secret"} <= names
+            assert any(n.endswith(".zip") for n in names)
+            assert loose_files(data) == []
+    finally:
+        await stop_process(server.proc)
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    assert stat.S_IMODE(old.stat().st_mode) == 0o600
+
+
+async def _backend_start(tmp_path: Path, *args: str,
+                         env: dict[str, str] | None = None) -> tuple[int | None, str, str]:
+    """Start ``python -m backend``; (exit code or None if it came up, first stdout line, stderr)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "backend", "--data", str(tmp_path / "data"), "--port", "0", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "OVERHEARD_ADMIN_TOKEN": "", **(env or {})})
+    assert proc.stdout is not None and proc.stderr is not None
+    line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+    code = None
+    if line.startswith("listening on "):
+        await stop_process(proc)
+    else:
+        code = await proc.wait()
+    return code, line, (await proc.stderr.read()).decode()
+
+
+async def test_admin_token_rules(tmp_path: Path) -> None:
+    code, _, err = await _backend_start(tmp_path / "a", "--admin-token", "short-token")
+    assert code == 2 and "at least 16" in err and err.count("\n") <= 3
+    code, _, err = await _backend_start(tmp_path / "b", env={"OVERHEARD_ADMIN_TOKEN": "x" * 15})
+    assert code == 2 and "at least 16" in err
+    (tmp_path / "c" / "data").mkdir(parents=True)
+    (tmp_path / "c" / "data" / "admin-token").write_text("tiny\n")
+    code, _, err = await _backend_start(tmp_path / "c")
+    assert code == 2 and "at least 16" in err
+    # A good token on the command line works, with a warning about the process list.
+    code, line, err = await _backend_start(tmp_path / "d", "--admin-token", "adm_" + "x" * 20)
+    assert code is None and "process list" in err and "OVERHEARD_ADMIN_TOKEN" in err
+    # By the environment or the data dir: no warning.
+    code, line, err = await _backend_start(tmp_path / "e", env={"OVERHEARD_ADMIN_TOKEN": "adm_" + "y" * 20})
+    assert code is None and "process list" not in err
+    code, line, err = await _backend_start(tmp_path / "f")
+    token = (tmp_path / "f" / "data" / "admin-token").read_text().strip()
+    assert code is None and len(token) >= 16 and "process list" not in err
+
+
+async def test_the_code_is_kept_only_as_a_keyed_hash(tmp_path: Path) -> None:
+    async with privacy_env(tmp_path) as env:
+        await household(env, "Alice Wagner", "alice@example.org", recordings=1, seed=1)
+        _, filed, _ = await _file(env, "alice@example.org")
+        _, box = await env.api.call("GET", "/v1/outbox?to=alice@example.org", expect=200)
+        code = box["messages"][-1]["code"]
+        db = sqlite_utils.Database(tmp_path / "data" / "overheard.db")
+        try:
+            row = next(db.query("SELECT * FROM privacy_requests WHERE request_id = ?",
+                                [filed["request_id"]]))
+            audit = [r[0] for r in db.execute("SELECT detail FROM audit_log")]
+        finally:
+            db.conn.close()
+        assert all(code not in str(v) for v in row.values())
+        assert row["code_hmac"] and len(row["code_hmac"]) == 64
+        assert all(code not in d for d in audit)

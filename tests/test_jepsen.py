@@ -59,7 +59,7 @@ from simulator.fleet import pair_with_devices, register_world, stream
 from simulator.ledger import Ledger, LedgerEntry
 from simulator.world import Utterance, World
 
-ADMIN = "adm_jepsen"
+ADMIN = "adm_jepsen_0123456789"
 HOUSEHOLDS = 4
 DAYS = 5.0
 SEEDS = (11, 12, 13)

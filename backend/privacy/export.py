@@ -53,6 +53,7 @@ from backend.clock import Clock
 from backend.config import Config
 from backend.crashpoints import reach
 from backend.faults import FaultBoard
+from backend.files import private_dir, write_private
 from backend.ids import IdGen
 from backend.keys import CLOCK, CONFIG, FAULTS, IDS, METRICS, STORE
 from backend.metrics import Metrics
@@ -210,14 +211,14 @@ def stage_shared(staging: Path, recordings: Iterator[Recording], request_id: str
     for index, rec in enumerate(recordings):
         stem = rec.recording_id if SAFE_ID.fullmatch(rec.recording_id) else f"{request_id}-{index:06d}"
         wav_path = staging / f"{stem}.wav"
-        wav_path.write_bytes(pcm_to_wav(rec.pcm, rate=rec.rate, width=rec.width,
-                                        channels=rec.channels))
+        write_private(wav_path, pcm_to_wav(rec.pcm, rate=rec.rate, width=rec.width,
+                                           channels=rec.channels))
         side = staging / f"{stem}.json"
-        side.write_text(json.dumps({
+        write_private(side, json.dumps({
             "recording_id": rec.recording_id, "account_id": rec.account_id,
             "device_id": rec.device_id, "recorded_at": rec.recorded_at,
             "duration_ms": rec.duration_ms, "transcript": rec.transcript,
-        }, ensure_ascii=False), encoding="utf-8")
+        }, ensure_ascii=False))
         written += [wav_path, side]
     return written
 
@@ -332,7 +333,7 @@ def build_access(ctx: JobContext, row: dict[str, Any]) -> None:
     generated_at = ctx.clock.iso()
     today = generated_at[:10]
     packages_dir = Path(ctx.config.packages_dir)
-    packages_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(packages_dir)
 
     cache_key = ctx.cache.key(faults, row, today)
     cached = ctx.cache.get(cache_key, packages_dir)
@@ -341,7 +342,7 @@ def build_access(ctx: JobContext, row: dict[str, Any]) -> None:
         return
 
     staging = staging_dir_for(ctx.config, faults, row, today)
-    staging.mkdir(parents=True, exist_ok=True)
+    private_dir(staging)
     part = staging / f"{request_id}.zip.part"
     where = export_where(faults)
     shared = faults.on("export.shared_staging")
@@ -550,8 +551,8 @@ def _recover(ctx: JobContext) -> list[str]:
     """Requeue interrupted jobs, wipe staging, delete orphan package files; returns the queue."""
     config = ctx.config
     shutil.rmtree(config.staging_dir, ignore_errors=True)
-    Path(config.staging_dir).mkdir(parents=True, exist_ok=True)
-    Path(config.packages_dir).mkdir(parents=True, exist_ok=True)
+    private_dir(Path(config.staging_dir))
+    private_dir(Path(config.packages_dir))
     now = ctx.clock.iso()
 
     def requeue(db: sqlite_utils.Database) -> tuple[list[str], set[str]]:

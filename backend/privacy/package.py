@@ -24,6 +24,7 @@ import csv
 import hashlib
 import io
 import json
+import os
 import queue
 import re
 import threading
@@ -37,6 +38,7 @@ from typing import IO, Any
 
 import jinja2
 
+from backend.files import open_private
 from backend.wav import wav_header
 
 FORMAT = "overheard-access-package/1"
@@ -291,7 +293,7 @@ def write_access_package(
     rows: list[dict[str, Any]] = []
     sub = subject.account_id
     prefetch = _Prefetch(recordings)
-    with open(out_path, "wb") as fh:
+    with os.fdopen(open_private(out_path), "wb") as fh:
         writer = PackageWriter(fh, generated_dt)
         try:
             for index, item in enumerate(prefetch):

@@ -59,6 +59,7 @@ from typing import Any, TypeVar
 
 import sqlite_utils
 
+from backend.files import private_dir, touch_private
 from backend.storage.migrations import MIGRATIONS
 
 log = logging.getLogger("overheard.storage")
@@ -150,7 +151,9 @@ class Store:
         checkpoint_interval: float = 0.05,
     ) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
+        # SQLite gives -wal and -shm the database file's mode: create it 0600 first.
+        touch_private(self.path)
         self.synchronous = synchronous.upper()
         self.max_batch = max_batch
         self.checkpoint_interval = checkpoint_interval
