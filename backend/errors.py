@@ -28,6 +28,8 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from backend.logsafe import escape, redact
+
 log = logging.getLogger("overheard.http")
 
 
@@ -129,18 +131,10 @@ def json_error(status: int, code: str, message: str, **extra: object) -> web.Res
     )
 
 
-SECRET_PATH_PREFIXES: set[str] = set()
-"""Paths whose remainder is a secret (a download link token): never logged in clear.
-Route modules add their prefix; the router may refuse such a request (404, 405) before
-any handler could redact it, so the one place that logs paths redacts them."""
-
-
 def loggable_path(request: web.Request) -> str:
-    path = request.path
-    for prefix in SECRET_PATH_PREFIXES:
-        if path.startswith(prefix) and len(path) > len(prefix):
-            return prefix + "<redacted>"
-    return path
+    """The request's path as it may be logged: secrets redacted (the router may refuse a
+    token-bearing path, 404 or 405, before any handler could), control characters escaped."""
+    return escape(redact(request.path))
 
 
 @web.middleware

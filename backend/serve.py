@@ -11,6 +11,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from backend import logsafe
 from backend.app import create_app
 from backend.config import Config
 from backend.errors import ConfigError
@@ -53,6 +54,7 @@ def run(data: Path, host: str, port: int, admin_token: str | None, log_level: st
     A setting the backend refuses ends the process with exit 2 and one line on stderr."""
     logging.basicConfig(level=log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logsafe.install()
     if admin_token:
         print(FLAG_WARNING, file=sys.stderr, flush=True)
     token = admin_token or os.environ.get("OVERHEARD_ADMIN_TOKEN", "")

@@ -29,7 +29,7 @@ from typing import Any
 
 import click
 
-from backend import Config
+from backend import Config, logsafe
 from simulator.audit import AuditError, audit_package
 from simulator.client import ApiError, Client, ClientError
 from simulator.embedded import BackendHandle, embedded_backend
@@ -754,6 +754,7 @@ def run(file: Path, out: Path | None, backend_url: str | None, admin_token: str 
     """Play a scenario FILE and judge it: exit 0 pass, 1 fail, 2 could not decide."""
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
+    logsafe.install()  # the embedded backend logs here too
     path = _find(file)
     try:
         scenario = load_scenario(path, seed=seed)

@@ -53,11 +53,12 @@ from backend.alerts import raise_alert
 from backend.auth import authenticate, bearer
 from backend.clock import parse_rfc3339, rfc3339
 from backend.config import Config
-from backend.errors import SECRET_PATH_PREFIXES, ApiError, json_error
+from backend.errors import ApiError, json_error
 from backend.faults import FaultBoard
 from backend.http import PRIVATE_HEADERS, Routes
 from backend.ids import IdGen, token_hash
 from backend.keys import CLOCK, CONFIG, FAULTS, IDS, METRICS, STATE, STORE
+from backend.logsafe import SECRET_PATH_PREFIXES
 from backend.openapi import document
 
 log = logging.getLogger("overheard.privacy.delivery")
