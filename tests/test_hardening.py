@@ -515,3 +515,39 @@ async def test_tokens_are_redacted_and_control_characters_escaped_in_the_log(
     lines = log.splitlines()
     assert not any(line.startswith("2026-01-01") or line.startswith("forged") for line in lines)
     assert "\\x0a2026-01-01" in log and "\\u2028forged" in log
+
+
+# ---- 12. an erasure whose checkpoint could not run ----------------------------------------
+
+SECRET = "Meine Geheimzahl ist 4711 Zebra Kolibri"
+
+
+async def test_erasure_is_unverified_until_its_checkpoint_runs(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    async with privacy_env(tmp_path) as env:
+        alice = await household(env, "Alice Wagner", "alice@example.org", recordings=3, seed=1,
+                                transcripts=[SECRET])
+        # Someone reads with a snapshot from before the erasure, and keeps it.
+        reader = sqlite3.connect(data / "overheard.db", isolation_level=None)
+        try:
+            reader.execute("BEGIN")
+            assert reader.execute("SELECT COUNT(*) FROM recordings").fetchone()[0] == 3
+            st = await access_signed_in(env, alice, kind="erasure")
+            assert st["status"] == "complete", st
+            assert st["result"]["remaining"] == {k: 0 for k in st["result"]["remaining"]}
+            assert (st["result"]["wal_checkpointed"], st["result"]["verified"]) == (False, False)
+            _, alerts = await env.api.call("GET", "/v1/admin/alerts", expect=200)
+            assert [a["guard"] for a in alerts["alerts"]] == ["erasure.checkpoint"]
+        finally:
+            reader.execute("COMMIT")
+            reader.close()
+        # Finished later, once the reader let go.
+        for _ in range(3000):
+            st = await status(env, st["request_id"], alice.user_token)
+            if st["result"]["verified"]:
+                break
+            await asyncio.sleep(0.01)
+        assert (st["result"]["wal_checkpointed"], st["result"]["verified"]) == (True, True)
+        raw = b"".join(p.read_bytes() for p in data.glob("overheard.db*"))
+        assert SECRET.encode() not in raw
+        assert len(await audit_entries(env, "erasure.checkpointed")) == 1

@@ -8,7 +8,10 @@ audit log keeps the fact of the erasure and the counts, never the data.
 ``PRAGMA secure_delete`` is on for every connection, so freed pages are zeroed; after the
 delete the WAL is checkpointed with TRUNCATE so no old page image of the data survives
 in ``overheard.db-wal`` either. :func:`remaining` then counts what is left, and the
-request's result carries that count.
+request's result carries that count. A checkpoint cannot run while a reader holds an older
+snapshot: it is retried for a moment, and if it still cannot run the result says
+``verified: false``, an alert (``erasure.checkpoint``) tells the operator, and a thread keeps
+trying until it runs and the result turns ``verified: true``.
 
 The fault ``erasure.partial`` lives in :func:`delete_subject_data` (packages, links and
 their files stay); the guard ``erasure.verify`` in :func:`erase` (whatever remains is
@@ -20,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +34,7 @@ from backend.alerts import raise_alert
 from backend.config import Config
 from backend.privacy import delivery, outbox
 from backend.privacy.state import update_request
-from backend.storage.db import connect
+from backend.storage.db import StoreClosed, connect
 
 if TYPE_CHECKING:
     from backend.privacy.export import JobContext
@@ -88,19 +92,73 @@ def remaining(db: sqlite_utils.Database, config: Config, account_id: str) -> dic
     }
 
 
+CHECKPOINT_ATTEMPTS = 5
+"""TRUNCATE checkpoints tried within an erasure job before it reports ``verified: false``."""
+CHECKPOINT_BUSY_MS = 250
+"""How long one attempt waits for readers to let go of their snapshot."""
+LATER_CHECKPOINT_SECONDS = 1.0
+"""Pause between the attempts that finish an erasure whose checkpoint could not run."""
+
+
 def checkpoint(config: Config) -> bool:
     """Fold the WAL into the database and truncate it, so no old page image survives there.
 
     A checkpoint cannot run inside the writer's transactions, so it uses a connection of
-    its own; the busy timeout lets it wait for readers and the writer. Returns whether it
-    completed.
+    its own; it cannot complete while a reader holds a snapshot older than the deletion.
+    Returns whether it completed.
     """
     db = connect(config.db_path, synchronous=config.synchronous)
     try:
+        db.execute(f"PRAGMA busy_timeout = {CHECKPOINT_BUSY_MS}")
         busy, _log_frames, _done = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         return busy == 0
     finally:
         db.conn.close()
+
+
+def checkpoint_retrying(config: Config, stop: threading.Event,
+                        attempts: int = CHECKPOINT_ATTEMPTS) -> bool:
+    """:func:`checkpoint` until it completes, up to ``attempts`` times with a growing pause."""
+    for attempt in range(attempts):
+        if checkpoint(config):
+            return True
+        if stop.wait(min(0.05 * 2 ** attempt, 1.0)):
+            break
+    return False
+
+
+def finish_later(ctx: JobContext, request_id: str, subject: str) -> threading.Thread:
+    """Keep trying the checkpoint of an erasure reported ``verified: false`` for want of it;
+    once it runs, the request's result says ``verified: true`` (if nothing else remains)
+    and the audit log records it. Stops with the backend."""
+    def run() -> None:
+        while not ctx.state.stop.wait(LATER_CHECKPOINT_SECONDS):
+            if not checkpoint(ctx.config):
+                continue
+            try:
+                ctx.store.write_sync(lambda db: _checkpointed(db, ctx, request_id, subject))
+            except StoreClosed:
+                return
+            log.info("request %s: erasure checkpoint done later", request_id)
+            return
+
+    thread = threading.Thread(target=run, name=f"erasure-checkpoint-{request_id}", daemon=True)
+    thread.start()
+    return thread
+
+
+def _checkpointed(db: sqlite_utils.Database, ctx: JobContext, request_id: str,
+                  subject: str) -> None:
+    row = db.execute("SELECT result FROM privacy_requests WHERE request_id = ?",
+                     [request_id]).fetchone()
+    result = json.loads(row[0]) if row and row[0] else {}
+    left = remaining(db, ctx.config, subject)
+    result.update(remaining=left, wal_checkpointed=True, verified=not any(left.values()))
+    at = ctx.clock.iso()
+    update_request(db, request_id, at, result=json.dumps(result, sort_keys=True))
+    auditlog.append(db, at=at, actor="system", action="erasure.checkpointed",
+                    object_id=request_id,
+                    detail={"account_id": subject, "verified": result["verified"]})
 
 
 def _staging_of(config: Config, request_ids: list[str]) -> int:
@@ -136,7 +194,7 @@ def erase(ctx: JobContext, row: dict[str, Any]) -> None:
     for name in counts.pop("files"):
         (Path(config.packages_dir) / name).unlink(missing_ok=True)
     counts["staging_dirs"] = 0 if partial else _staging_of(config, request_ids)
-    checkpointed = checkpoint(config)
+    checkpointed = checkpoint_retrying(config, ctx.state.stop)
     left = ctx.store.read_sync(lambda db: remaining(db, config, subject))
     repaired: dict[str, int] = {}
     if any(left.values()) and ctx.faults.on("erasure.verify"):
@@ -145,15 +203,26 @@ def erase(ctx: JobContext, row: dict[str, Any]) -> None:
         for name in fix["files"]:
             (Path(config.packages_dir) / name).unlink(missing_ok=True)
         _staging_of(config, request_ids)
-        checkpointed = checkpoint(config)
+        checkpointed = checkpoint_retrying(config, ctx.state.stop)
         left = ctx.store.read_sync(lambda db: remaining(db, config, subject))
     ctx.state.progress[request_id] = (1, 1)
-    result = {"erased": counts, "remaining": left, "verified": not any(left.values()),
+    # Deleted rows still sit in old WAL frames until the checkpoint truncates them: without
+    # it the erasure is not verified, however empty the tables look.
+    result = {"erased": counts, "remaining": left,
+              "verified": checkpointed and not any(left.values()),
               "wal_checkpointed": checkpointed}
     at = ctx.clock.iso()
     alert_id = ctx.ids.new("alr") if repaired else ""
+    late_id = "" if checkpointed else ctx.ids.new("alr")
 
     def finish(db: sqlite_utils.Database) -> None:
+        if late_id:
+            raise_alert(db, alert_id=late_id, at=at, guard="erasure.checkpoint",
+                        request_id=request_id, account_id=subject,
+                        summary=f"erasure of {subject}: the WAL checkpoint could not run (a "
+                                "reader held a snapshot); old page images may remain in the "
+                                "WAL file until it does; retrying",
+                        detail={"attempts": CHECKPOINT_ATTEMPTS})
         if repaired:
             raise_alert(db, alert_id=alert_id, at=at, guard="erasure.verify",
                         request_id=request_id, account_id=subject,
@@ -173,6 +242,8 @@ def erase(ctx: JobContext, row: dict[str, Any]) -> None:
                           f"and {counts['packages']} download packages."))
 
     ctx.store.write_sync(finish)
+    if not checkpointed:
+        finish_later(ctx, request_id, subject)
     ctx.metrics.inc("overheard_privacy_jobs_total", kind="erasure", outcome="complete")
     log.info("request %s: erased %d recordings of %s (verified: %s)", request_id,
              counts["recordings"], subject, result["verified"])
