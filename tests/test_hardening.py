@@ -551,3 +551,55 @@ async def test_erasure_is_unverified_until_its_checkpoint_runs(tmp_path: Path) -
         raw = b"".join(p.read_bytes() for p in data.glob("overheard.db*"))
         assert SECRET.encode() not in raw
         assert len(await audit_entries(env, "erasure.checkpointed")) == 1
+
+
+# ---- 13, 14. one email rule, one normal form ----------------------------------------------
+
+async def test_one_email_validator_for_accounts_and_intake(tmp_path: Path) -> None:
+    import re
+
+    async with privacy_env(tmp_path) as env:
+        _, spec = await env.api.call("GET", "/openapi.json", expect=200)
+        schemas = spec["components"]["schemas"]
+        account_email = schemas["AccountIn"]["properties"]["email"]
+        request_email = next(s for s in schemas["RequestIn"]["properties"]["email"]["anyOf"]
+                             if s.get("type") == "string")
+        assert {k: v for k, v in account_email.items() if k != "title"} == request_email
+        pattern = account_email["pattern"]
+        for n, email in enumerate(["ok@example.org", "a\x00b@example.org", "a@exa\x01mple.org",
+                                   "a\x85b@example.org", "a@example.org\n", "a\u2028b@x.org",
+                                   "a b@example.org", "a@example", "a@@example.org",
+                                   "\ufeffa@example.org", "ä@bücher.de"]):
+            spec_ok = re.fullmatch(pattern, email) is not None
+            code_account, _ = await env.api.call("POST", "/v1/accounts", json_body={
+                "name": f"P{n}", "email": email, "locale": "de-DE"})
+            code_request, body = await env.api.call("POST", "/v1/privacy/requests", token=None,
+                                                    json_body={"kind": "access", "email": email})
+            expected = (201, 201) if spec_ok else (400, 400)
+            assert (code_account, code_request) == expected, (repr(email), body)
+            assert spec_ok == (email in ("ok@example.org", "ä@bücher.de")), repr(email)
+
+
+async def test_email_addresses_are_one_account_in_any_case_or_encoding(tmp_path: Path) -> None:
+    async with privacy_env(tmp_path) as env:
+        first = await env.api.create_account(name="Xaver", email="x@bücher.de")
+        for variant in ("x@BÜCHER.de", "x@xn--bcher-kva.de", "X@Bu\u0308cher.DE", "x@BÜCHER.DE"):
+            code, body = await env.api.call("POST", "/v1/accounts", json_body={
+                "name": "Xaver Zwo", "email": variant, "locale": "de-DE"})
+            assert (code, body["error"]) == (409, "email_in_use"), variant
+        # An emailed request naming the address in capitals finds the account on file.
+        rid, rtok = await _email_request(env, "x@BÜCHER.DE")
+        _, box = await env.api.call("GET", "/v1/outbox?to=x@b%C3%BCcher.de", expect=200)
+        code = next(m["code"] for m in box["messages"] if m["request_id"] == rid)
+        _, verified = await env.api.call("POST", f"/v1/privacy/requests/{rid}/verify", token=rtok,
+                                         json_body={"code": code}, expect=200)
+        assert verified["status"] == "approved"
+        _, ops = await env.api.call("GET", "/v1/admin/audit?limit=5000", expect=200)
+        approved = [e for e in ops["entries"] if e["action"] == "request.approved"]
+        assert approved[-1]["detail"]["subject"] == first["account_id"]
+
+
+async def _email_request(env: Env, email: str) -> tuple[str, str]:
+    _, body = await env.api.call("POST", "/v1/privacy/requests", token=None,
+                                 json_body={"kind": "access", "email": email}, expect=201)
+    return body["request_id"], body["requester_token"]

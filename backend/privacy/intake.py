@@ -44,6 +44,7 @@ from backend.alerts import raise_alert
 from backend.auth import Principal, authenticate, bearer
 from backend.clock import rfc3339
 from backend.config import Config
+from backend.emails import Email
 from backend.errors import (
     BadRequest,
     Conflict,
@@ -73,12 +74,9 @@ from backend.privacy.state import (
 
 routes = Routes()
 
-EMAIL_PATTERN = r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{1,63}$"
-
-
 class RequestIn(Strict):
     kind: Literal["access", "erasure"]
-    email: str | None = Field(default=None, max_length=320, pattern=EMAIL_PATTERN)
+    email: Email | None = None
     """Email path: the address to verify. Signed in: a contact address (never used to send
     anything unless a fault says so)."""
     name: str | None = Field(default=None, min_length=1, max_length=200)
