@@ -111,7 +111,7 @@ document("GET", "/v1/accounts/{account_id}/bindings",
 document("DELETE", "/v1/devices/{device_id}", "Deregister a device; its token stops working",
          roles=("admin",),
          responses={204: "Deregistered", 401: "No token", 403: "Not admin",
-                    404: "No such device", 410: "Already deregistered"},
+                    404: "No such device", 409: "Already deregistered"},
          tag="accounts")
 
 
@@ -279,7 +279,9 @@ async def delete_device(request: web.Request) -> web.Response:
         if serial is None:
             known = db.execute("SELECT 1 FROM devices WHERE device_id = ?", [device_id]).fetchone()
             if known:
-                raise Gone(f"device {device_id} is already deregistered", code="deregistered")
+                # The device's state, not a gone resource: its record and history stay.
+                raise Conflict(f"device {device_id} is already deregistered",
+                               code="deregistered")
             raise NotFound(f"no device {device_id}", code="device_not_found")
         auditlog.append(db, at=now, actor="admin", action="device.deregistered",
                         object_id=device_id, detail={"serial": serial})

@@ -39,6 +39,53 @@ class Operation:
 
 OPERATIONS: dict[tuple[str, str], Operation] = {}
 
+LINKS: dict[tuple[str, str, int], dict[str, dict[str, Any]]] = {
+    ("POST", "/v1/accounts", 201): {
+        "RegisterDevice": {
+            "operationId": "post_v1_accounts_account_id_devices",
+            "parameters": {"path.account_id": "$response.body#/account_id"},
+            "description": "register a device for the new account"},
+        "FileAccessRequest": {
+            "operationId": "post_v1_privacy_requests",
+            "parameters": {"header.Authorization": "Bearer {$response.body#/user_token}"},
+            "requestBody": {"kind": "access"},
+            "description": "the new account holder asks for their data"},
+        "FileRequestByEmail": {
+            "operationId": "post_v1_privacy_requests",
+            "requestBody": {"kind": "access", "email": "$request.body#/email"},
+            "description": "someone asks by email for the data of the new account's address"},
+    },
+    ("POST", "/v1/accounts/{account_id}/devices", 201): {
+        "DeregisterDevice": {
+            "operationId": "delete_v1_devices_device_id",
+            "parameters": {"path.device_id": "$response.body#/device_id"}},
+    },
+    ("POST", "/v1/privacy/requests", 201): {
+        "VerifyByCode": {
+            "operationId": "post_v1_privacy_requests_request_id_verify",
+            "parameters": {"path.request_id": "$response.body#/request_id",
+                           "header.Authorization": "Bearer {$response.body#/requester_token}"},
+            "description": "the email path: answer the code with the requester token"},
+        "RequestStatus": {
+            "operationId": "get_v1_privacy_requests_request_id",
+            "parameters": {"path.request_id": "$response.body#/request_id", "query.wait": 10},
+            "description": "wait for the request to finish"},
+    },
+    ("POST", "/v1/privacy/requests/{request_id}/verify", 200): {
+        "StatusAfterVerify": {
+            "operationId": "get_v1_privacy_requests_request_id",
+            "parameters": {"path.request_id": "$response.body#/request_id", "query.wait": 10}},
+    },
+    ("GET", "/v1/privacy/requests/{request_id}", 200): {
+        "Download": {
+            "operationId": "get_v1_privacy_downloads_token",
+            "parameters": {"path.token": "$response.body#/download_token"},
+            "description": "fetch the package once the request is complete"},
+    },
+}
+"""OpenAPI links: how a client walks from an account to a device, a request, its code and
+the download. Stateful API testers follow them."""
+
 
 def document(method: str, path: str, summary: str, *, roles: tuple[str, ...],
              body: type[BaseModel] | None = None, responses: dict[int, str] | None = None,
@@ -100,6 +147,8 @@ def build_spec(app: web.Application | None = None) -> dict[str, Any]:
             elif status != 204 and status < 300:
                 schema = op.response_schema or {"type": "object"}
                 resp["content"] = {op.content_type: {"schema": schema}}
+            if (method, path, status) in LINKS:
+                resp["links"] = LINKS[(method, path, status)]
             entry["responses"][str(status)] = resp
         paths.setdefault(path, {})[method.lower()] = entry
     return {

@@ -180,7 +180,7 @@ async def test_deregister_stops_the_token(api: Api) -> None:
     assert status == 204
     assert await upgrade_status(api, dev["device_token"]) == 401
     status, out = await api.call("DELETE", f"/v1/devices/{dev['device_id']}")
-    assert (status, out["error"]) == (410, "deregistered")
+    assert (status, out["error"]) == (409, "deregistered")
     status, out = await api.call("DELETE", "/v1/devices/dev_nope")
     assert (status, out["error"]) == (404, "device_not_found")
     _, hist = await api.call("GET", f"/v1/accounts/{acc['account_id']}/bindings")

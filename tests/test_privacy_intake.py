@@ -45,8 +45,8 @@ async def test_three_wrong_codes_deny(tmp_path: Path) -> None:
         path = f"/v1/privacy/requests/{rid}/verify"
         status1, b1 = await env.api.call("POST", path, token=rtok, json_body={"code": wrong})
         status2, b2 = await env.api.call("POST", path, token=rtok, json_body={"code": wrong})
-        assert (status1, b1["error"], b1["tries_left"]) == (400, "wrong_code", 2)
-        assert (status2, b2["tries_left"]) == (400, 1)
+        assert (status1, b1["error"], b1["tries_left"]) == (403, "wrong_code", 2)
+        assert (status2, b2["tries_left"]) == (403, 1)
         status3, b3 = await env.api.call("POST", path, token=rtok, json_body={"code": wrong})
         assert (status3, b3["error"]) == (403, "verification_failed")
         # The right code no longer helps: the request is denied for good.

@@ -40,13 +40,13 @@ from aiohttp import web
 from pydantic import Field
 
 from backend import auditlog
+from backend.accounts import TEXT_PATTERN
 from backend.alerts import raise_alert
 from backend.auth import Principal, authenticate, bearer
 from backend.clock import rfc3339
 from backend.config import Config
 from backend.emails import Email
 from backend.errors import (
-    BadRequest,
     Conflict,
     Forbidden,
     Gone,
@@ -79,7 +79,7 @@ class RequestIn(Strict):
     email: Email | None = None
     """Email path: the address to verify. Signed in: a contact address (never used to send
     anything unless a fault says so)."""
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: str | None = Field(default=None, min_length=1, max_length=200, pattern=TEXT_PATTERN)
     """The name typed into the form (shown to operators)."""
 
 
@@ -93,7 +93,8 @@ REQUEST_SCHEMA: dict[str, Any] = {
     "properties": {
         "request_id": {"type": "string"}, "status": {"type": "string"},
         "reason": {"type": ["string", "null"]}, "requester_token": {"type": "string"},
-        "download_url": {"type": "string"}, "progress": {"type": ["object", "null"]},
+        "download_url": {"type": "string"}, "download_token": {"type": "string"},
+        "progress": {"type": ["object", "null"]},
         "link": {"type": "object"},
     },
 }
@@ -139,7 +140,9 @@ def after_verified(db: sqlite_utils.Database, row: dict[str, Any], *, now: str,
 document("POST", "/v1/privacy/requests", "File a data-subject request (access or erasure)",
          roles=("user", "anyone"), body=RequestIn, response_schema=REQUEST_SCHEMA,
          responses={201: "filed; email path: identity_unverified and a requester_token",
-                    400: "invalid body", 401: "unknown token", 403: "not a user token",
+                    400: "invalid body",
+                    401: "unknown token, or neither a user token nor an email to verify",
+                    403: "not a user token",
                     409: "duplicate_request: an open request of this kind exists",
                     429: "too many codes requested for this address, or from this client"})
 
@@ -165,8 +168,9 @@ async def file_request(app: web.Application, who: Principal | None,
     config = app[CONFIG]
     faults = app[FAULTS]
     if who is None and body.email is None:
-        raise BadRequest("email: sign in or give the email address of the account",
-                         code="invalid_field", field="email")
+        # Neither a credential nor an address whose mailbox could prove who is asking.
+        raise Unauthorized("sign in, or give the email address of the account to verify",
+                           code="identity_required")
     clock = app[CLOCK]
     now_dt = clock.now()
     now = rfc3339(now_dt)
@@ -338,8 +342,9 @@ document("POST", "/v1/privacy/requests/{request_id}/verify",
          "Answer the emailed code (requester token of the email path)",
          roles=("requester",), body=VerifyIn, response_schema=REQUEST_SCHEMA,
          responses={200: "verified: the request moved on (or denied: no_match)",
-                    400: "wrong_code (tries_left) or invalid body", 401: "no token",
-                    403: "verification_failed: too many wrong codes; denied",
+                    400: "invalid body", 401: "no token",
+                    403: "wrong_code (tries_left); verification_failed: too many wrong codes, "
+                         "denied",
                     404: "no such request", 409: "not awaiting verification, or duplicate",
                     410: "code_expired; denied",
                     429: "too many wrong codes for this address; Retry-After says when"})
@@ -424,7 +429,8 @@ async def verify_code(app: web.Application, request_id: str, code: str) -> dict[
         case "wrong":
             if address:
                 limits.wrong_guess(address, now_dt)
-            raise BadRequest("wrong code", code="wrong_code", tries_left=out["tries_left"])
+            # A well-formed code that is not the one sent: the proof of identity failed.
+            raise Forbidden("wrong code", code="wrong_code", tries_left=out["tries_left"])
     if out["duplicate_of"]:
         raise Conflict("an open request of this kind exists for this account",
                        code="duplicate_request", request_id=out["duplicate_of"],
@@ -456,8 +462,9 @@ def status_view(row: dict[str, Any], *, config: Config,
         view["result"] = result
     if link is not None:
         view["link"] = delivery.link_view(config, link, now)
-        view["download_url"] = delivery.link_url(
-            config, delivery.token_for(config.link_secret, link))
+        token = delivery.token_for(config.link_secret, link)
+        view["download_url"] = delivery.link_url(config, token)
+        view["download_token"] = token
     return view
 
 
