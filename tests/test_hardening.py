@@ -34,7 +34,6 @@ from privacy_support import (
     status,
 )
 
-from backend.files import loose_files
 from backend.privacy.delivery import DOWNLOAD_PATH
 from backend.voice import encode_cursor
 from simulator.embedded import start_server_process, stop_process
@@ -364,6 +363,8 @@ async def test_wrong_codes_are_capped_per_address_across_requests(tmp_path: Path
 # ---- 2. personal data readable by every local user --------------------------------------
 
 async def test_a_served_data_dir_is_owner_only_under_umask_022(tmp_path: Path) -> None:
+    from backend.files import loose_files
+
     data = tmp_path / "data"
     # An existing data dir, as an older version (or a copy under another umask) left it.
     data.mkdir(mode=0o755)
@@ -603,3 +604,16 @@ async def _email_request(env: Env, email: str) -> tuple[str, str]:
     _, body = await env.api.call("POST", "/v1/privacy/requests", token=None,
                                  json_body={"kind": "access", "email": email}, expect=201)
     return body["request_id"], body["requester_token"]
+
+
+# ---- the spec as a contract: credentials before anything else ------------------------------
+
+async def test_device_stream_checks_credentials_before_the_upgrade(tmp_path: Path) -> None:
+    async with privacy_env(tmp_path) as env:
+        alice = await household(env, "Alice Wagner", "alice@example.org", seed=1)
+        for token in (None, "dvt_" + "x" * 43, alice.user_token):
+            code, body = await env.api.call("GET", "/v1/device/stream", token=token)
+            assert (code, body["error"]) == (401, "unauthorized"), token
+        dev = await env.api.register_device(alice.account_id, "G0ORDER0001", transfer=True)
+        code, body = await env.api.call("GET", "/v1/device/stream", token=dev["device_token"])
+        assert (code, body["error"]) == (400, "upgrade_required")
