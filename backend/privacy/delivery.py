@@ -400,7 +400,7 @@ async def _serve(request: web.Request, served: Redemption, ranged: bool,
     resp = PackageResponse(path, headers=headers)
     # A Range this server does not serve (another unit, several ranges, garbage) is
     # ignored and the whole package sent, as RFC 9110 section 14.2 allows.
-    target = request if ranged else request.clone(
+    target = request if ranged or "Range" not in request.headers else request.clone(
         headers={k: v for k, v in request.headers.items() if k.lower() != "range"})
     sent = False
     try:
