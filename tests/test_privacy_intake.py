@@ -137,7 +137,7 @@ async def test_bad_input_is_refused(tmp_path: Path) -> None:
     async with privacy_env(tmp_path) as env:
         await household(env, "Alice Wagner", "alice@example.org")
         cases = [
-            (None, {"kind": "access"}, 400, "invalid_field"),
+            (None, {"kind": "access"}, 401, "identity_required"),  # no token, no email
             (None, {"kind": "copy", "email": "a@example.org"}, 400, "invalid_field"),
             (None, {"kind": "access", "email": "not-an-email"}, 400, "invalid_field"),
             (None, {"kind": "access", "email": "a@example.org", "extra": 1}, 400, "invalid_field"),
