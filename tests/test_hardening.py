@@ -18,6 +18,7 @@ import sqlite3
 import stat
 import sys
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -457,7 +458,7 @@ async def test_the_code_is_kept_only_as_a_keyed_hash(tmp_path: Path) -> None:
         assert all(code not in d for d in audit)
 
 
-# ---- 10, 11. tokens and forged lines in the log ------------------------------------------
+# ---- 10. tokens in the log; 11. forged lines in the log ------------------------------------------
 
 async def _logged_server(data: Path) -> tuple[asyncio.subprocess.Process, str]:
     proc = await asyncio.create_subprocess_exec(
@@ -470,52 +471,67 @@ async def _logged_server(data: Path) -> tuple[asyncio.subprocess.Process, str]:
     return proc, line.removeprefix("listening on ")
 
 
-async def test_tokens_are_redacted_and_control_characters_escaped_in_the_log(
-        tmp_path: Path) -> None:
+async def _probe_log(tmp_path: Path, paths: Callable[[str, str], list[str]],
+                     long_line: bool = False) -> tuple[str, str, str]:
+    """A served backend (INFO log) with one complete request; ``paths(link token, user
+    token)`` are requested raw, then (``long_line``) a request line too long to parse with
+    the link token in it. Returns (the server's whole log, link token, user token)."""
     proc, url = await _logged_server(tmp_path / "data")
     try:
         async with aiohttp.ClientSession() as session:
             from simulator.embedded import BackendHandle
 
-            env = Env(Api(session, BackendHandle(url, ADMIN_TOKEN)), BackendHandle(url, ADMIN_TOKEN))
+            handle = BackendHandle(url, ADMIN_TOKEN)
+            env = Env(Api(session, handle), handle)
             alice = await env.api.create_account(name="Alice Wagner", email="alice@example.org")
             _, filed = await env.api.call("POST", "/v1/privacy/requests", token=alice["user_token"],
                                           json_body={"kind": "access"}, expect=201)
             st = await status(env, filed["request_id"], alice["user_token"], wait=30)
             token = st["download_url"].removeprefix(DOWNLOAD_PATH)
             user_token = alice["user_token"]
-            for path in ("/" + DOWNLOAD_PATH + token, "/V1/privacy/downloads/" + token,
-                         "/v1/privacy//downloads/" + token, DOWNLOAD_PATH + token + "/x",
-                         "/v1/nope/%0A2026-01-01%2000:00:00,000%20ERROR%20overheard:%20forged%0D%0A",
-                         "/v1/" + user_token, "/%E2%80%A8forged"):
+            for path in paths(token, user_token):
                 req = (f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
                        f"Authorization: Bearer {user_token}x\r\n\r\n").encode()
                 code, _ = await raw_http(env, req)
                 assert code in (401, 404, 405), path
-            # A request line too long to parse, with the token in it: aiohttp's own error line.
-            host, port = url.removeprefix("http://").rsplit(":", 1)
-            reader, writer = await asyncio.open_connection(host, int(port))
-            writer.write(f"GET {DOWNLOAD_PATH}{token}?pad={'a' * 9000} HTTP/1.1\r\n"
-                         "Host: x\r\n\r\n".encode())
-            await writer.drain()
-            try:
-                assert (await reader.read()).split(b" ", 2)[1] == b"400"
-            finally:
-                writer.close()
-                await writer.wait_closed()
+            if long_line:  # aiohttp's own error line quotes the request line
+                host, port = url.removeprefix("http://").rsplit(":", 1)
+                reader, writer = await asyncio.open_connection(host, int(port))
+                writer.write(f"GET {DOWNLOAD_PATH}{token}?pad={'a' * 9000} HTTP/1.1\r\n"
+                             "Host: x\r\n\r\n".encode())
+                await writer.drain()
+                try:
+                    assert (await reader.read()).split(b" ", 2)[1] == b"400"
+                finally:
+                    writer.close()
+                    await writer.wait_closed()
             # Still serving, and the link is intact.
             assert (await download(env, st["download_url"]))[0] == 200
     finally:
         await stop_process(proc)
     assert proc.stderr is not None
-    log = (await proc.stderr.read()).decode()
+    return (await proc.stderr.read()).decode(), token, user_token
+
+
+async def test_tokens_never_reach_the_log(tmp_path: Path) -> None:
+    log, token, user_token = await _probe_log(tmp_path, lambda token, user: [
+        "/" + DOWNLOAD_PATH + token, "/V1/privacy/downloads/" + token,
+        "/v1/privacy//downloads/" + token, DOWNLOAD_PATH + token + "/x", "/v1/" + user],
+        long_line=True)
     assert "<redacted>" in log and "Error handling request" in log
     nonce, _, sig = token.partition(".")
     for secret in (token, nonce, sig, user_token, user_token[4:20], ADMIN_TOKEN):
         assert secret not in log, secret
+
+
+async def test_control_characters_are_escaped_in_the_log(tmp_path: Path) -> None:
+    log, _, _ = await _probe_log(tmp_path, lambda token, user: [
+        "/v1/nope/%0A2026-01-01%2000:00:00,000%20ERROR%20overheard:%20forged%0D%0A",
+        "/%E2%80%A8forged", "/v1/%1B%5B31mred%00"])
     lines = log.splitlines()
-    assert not any(line.startswith("2026-01-01") or line.startswith("forged") for line in lines)
-    assert "\\x0a2026-01-01" in log and "\\u2028forged" in log
+    assert not any(line.startswith(("2026-01-01", "forged")) for line in lines)
+    assert "\\x0a2026-01-01" in log and "\\u2028forged" in log and "\\x1b[31mred\\x00" in log
+    assert "\x1b" not in log and "\x00" not in log
 
 
 # ---- 12. an erasure whose checkpoint could not run ----------------------------------------
