@@ -128,6 +128,8 @@ def build_spec(app: web.Application | None = None) -> dict[str, Any]:
             if set(op.roles) <= {"admin", "operator", "user"}:
                 responses.setdefault(403, "The token's role may not call this")
         if op.body is not None:
+            # http.parse_body answers a declared charset other than UTF-8 before validating.
+            responses.setdefault(415, "the body is declared in a charset other than UTF-8")
             name = op.body.__name__
             schemas[name] = op.body.model_json_schema(ref_template="#/components/schemas/{model}")
             for sub_name, sub in schemas[name].pop("$defs", {}).items():

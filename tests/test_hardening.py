@@ -633,3 +633,26 @@ async def test_device_stream_checks_credentials_before_the_upgrade(tmp_path: Pat
         dev = await env.api.register_device(alice.account_id, "G0ORDER0001", transfer=True)
         code, body = await env.api.call("GET", "/v1/device/stream", token=dev["device_token"])
         assert (code, body["error"]) == (400, "upgrade_required")
+
+
+def test_stored_emails_are_brought_to_their_normal_form(tmp_path: Path) -> None:
+    from backend.storage import Store
+
+    path = tmp_path / "data" / "overheard.db"
+    Store(path).close()
+    db = sqlite_utils.Database(path)
+    try:
+        for n, email in enumerate(["x@BÜCHER.de", "y@xn--bcher-kva.DE", "z@bücher.de", "Z@BÜCHER.de"]):
+            db.execute("INSERT INTO accounts (account_id, name, email, locale, created_at)"
+                       " VALUES (?, ?, ?, 'de-DE', ?)", [f"acc_{n}", f"N{n}", email, f"2024-0{n + 1}"])
+        db.execute("DELETE FROM _migrations WHERE name = 'm0004_normalised_emails'")
+    finally:
+        db.conn.close()
+    Store(path).close()  # the migration runs again at open
+    db = sqlite_utils.Database(path)
+    try:
+        emails = [r[0] for r in db.execute("SELECT email FROM accounts ORDER BY account_id")]
+    finally:
+        db.conn.close()
+    # The last one would collide with an account that already holds its normal form: kept.
+    assert emails == ["x@bücher.de", "y@bücher.de", "z@bücher.de", "Z@BÜCHER.de"]

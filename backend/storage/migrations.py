@@ -231,3 +231,24 @@ def m0003_privacy(db: sqlite_utils.Database) -> None:
         "CREATE INDEX outbox_to ON outbox(to_addr COLLATE NOCASE, message_id)",
     ):
         db.execute(sql)
+
+
+@migration
+def m0004_normalised_emails(db: sqlite_utils.Database) -> None:
+    """Account emails in the normal form new accounts get (:func:`backend.emails.normalise`),
+    so an address stored in another case or encoding is still found as the same one. An
+    address whose normal form another live account already holds stays as typed: two
+    accounts are never merged behind their holders' backs."""
+    from backend import emails
+
+    rows = db.execute("SELECT account_id, email FROM accounts WHERE erased_at IS NULL"
+                      " ORDER BY created_at, account_id").fetchall()
+    for account_id, email in rows:
+        normal = emails.normalise(email)
+        if normal == email:
+            continue
+        clash = db.execute(
+            "SELECT 1 FROM accounts WHERE email = ? COLLATE NOCASE AND account_id != ?"
+            " AND erased_at IS NULL", [normal, account_id]).fetchone()
+        if clash is None:
+            db.execute("UPDATE accounts SET email = ? WHERE account_id = ?", [normal, account_id])
