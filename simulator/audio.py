@@ -1,17 +1,25 @@
-"""Voices: fast, deterministic speech-like audio, 16 kHz mono s16le PCM.
+"""Voices: deterministic audio of what a speaker says, 16 kHz mono s16le PCM.
 
 Each speaker gets a :class:`VoiceProfile` (pitch, formant scale, brightness, breathiness,
-tempo, loudness). A :class:`Voice` renders the speaker's sound units once (a source-filter
-model: a pulse train folded through formant resonators for vowels and sonorants, shaped
-noise for fricatives and bursts), and :meth:`Voice.say` splices those units by the text,
-so synthesis is a dictionary walk and one ``bytes.join``: thousands of utterances a
-second on one core.
+tempo, loudness). Two voices read it:
 
-Determinism: units depend only on the profile; an utterance depends on the profile, the
-text and a ``salt`` (the utterance id), which picks the intonation variants, the length
-and offset of the room tone before the speech, and a short inaudible signature after
-it. Two utterances with a different text, speaker or salt therefore never share bytes.
-Nothing here reads the global ``random`` module or the clock.
+- :class:`SpeechVoice` (the default, ``--voice speech``): intelligible speech from eSpeak NG
+  (:mod:`simulator.speech`), in the household's language, one distinct voice per speaker
+  (voice variant, pitch range, speaking rate, formant frequencies, loudness). An utterance
+  is assembled from cached renders of its phrases and slot words (names, towns, items), so
+  once a speaker's phrases are rendered, synthesis is a dictionary walk, a join and one
+  pass of ``audioop`` over the result: thousands of utterances a second on one core.
+- :class:`SpliceVoice` (``--voice fast``): speech-like but unintelligible; it renders the
+  speaker's sound units once (a pulse train folded through formant resonators for vowels
+  and sonorants, shaped noise for fricatives and bursts) and splices them letter by letter.
+  It needs no cache and no rendering per phrase: for benches and simulations with
+  hundreds of speakers where nobody listens.
+
+Determinism: an utterance depends on the profile, the text and a ``salt`` (the utterance
+id). The salt picks the length of the lead-in and of the pauses, the stretch of the
+microphone's noise floor laid under the whole recording and a short inaudible signature
+after it. Two utterances with a different text, speaker or salt therefore never share
+bytes. Nothing here reads the global ``random`` module or the clock.
 """
 
 from __future__ import annotations
@@ -24,11 +32,18 @@ import unicodedata
 import warnings
 import wave
 from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal
+from typing import Literal, Protocol
 
 from backend.wav import pcm_to_wav
+from simulator.speech import LANGUAGES, RENDERS, VARIANTS, EspeakVoice
+
+with warnings.catch_warnings():
+    # deprecated in 3.11, provided by audioop-lts from 3.13; the C speed is the point
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import audioop
 
 with warnings.catch_warnings():
     # pydub warns at import that ffmpeg is missing; WAV and raw PCM need no ffmpeg.
@@ -258,8 +273,8 @@ def _with_gain(pcm: bytes, db: float) -> bytes:
     return seg.apply_gain(db).raw_data  # type: ignore[no-any-return]
 
 
-class Voice:
-    """One speaker's units, rendered once; :meth:`say` splices them by text."""
+class SpliceVoice:
+    """One speaker's units, rendered once; :meth:`say` splices them by text (``--voice fast``)."""
 
     def __init__(self, profile: VoiceProfile) -> None:
         self.profile = profile
@@ -351,10 +366,108 @@ class Voice:
         parts.append(array("h", [b - 128 for b in digest]).tobytes())
         return b"".join(parts)
 
+    def say_parts(self, parts: Sequence[str], salt: str | bytes = b"") -> bytes:
+        """:meth:`say` of the parts joined (this voice has no use for the split)."""
+        return self.say("".join(parts), salt)
+
     def segment(self, text: str, salt: str | bytes = b"") -> AudioSegment:
         """:meth:`say` as a pydub ``AudioSegment`` (for playing, mixing or exporting)."""
         return AudioSegment(self.say(text, salt), sample_width=WIDTH, frame_rate=RATE,
                             channels=CHANNELS)
+
+
+VoiceEngine = Literal["speech", "fast"]
+"""Which voice renders utterances: eSpeak NG speech, or the letter splice."""
+
+_KIND_TRACT = {"male": 0.96, "female": 1.11, "child": 1.11}
+"""The middle of each kind's formant scale: a speaker's formants move by the ratio to it
+(children speak with the female variants, their larger scale raises the formants)."""
+
+_FLOOR = array("h", (int(v * 36) for v in _noise(0x0F1E, 12 * RATE))).tobytes()
+"""Twelve seconds of the microphone's noise floor, laid under every recording."""
+
+
+def espeak_voice(profile: VoiceProfile, locale: str, kind: VoiceKind) -> EspeakVoice:
+    """The eSpeak NG set-up of a speaker: everything follows from the profile."""
+    variants = VARIANTS[kind]
+    return EspeakVoice(
+        language=LANGUAGES[locale],
+        variant=variants[profile.seed % len(variants)],
+        pitch=(round(profile.f0 * 0.8), round(profile.f0 * 1.3)),
+        formant=round(profile.formant_scale / _KIND_TRACT[kind], 3),
+        rate=round(150 * profile.tempo),
+        gain=round(profile.loudness * 2.4, 3),
+    )
+
+
+class SpeechVoice:
+    """One speaker as eSpeak NG renders them; phrases cached, utterances assembled."""
+
+    def __init__(self, profile: VoiceProfile, locale: str, kind: VoiceKind) -> None:
+        self.profile = profile
+        self.espeak = espeak_voice(profile, locale, kind)
+        self.key = self.espeak.key
+        self._salt_key = self.key.encode()
+
+    def render(self, part: str) -> bytes:
+        """The cached render of one phrase or word (trimmed, no pauses)."""
+        return RENDERS.get(self.espeak, self.key, part)
+
+    def say(self, text: str, salt: str | bytes = b"") -> bytes:
+        """PCM of this speaker saying ``text`` in one piece."""
+        return self.say_parts((text,), salt)
+
+    def say_parts(self, parts: Sequence[str], salt: str | bytes = b"") -> bytes:
+        """PCM of this speaker saying ``parts`` one after the other (16 kHz mono s16le).
+
+        ``salt`` (e.g. the utterance id) sets the pauses, the noise floor's stretch and the
+        signature, so the same sentence said twice is two recordings, not one copied.
+        """
+        if isinstance(salt, str):
+            salt = salt.encode()
+        text = "\x1f".join(parts)
+        digest = hashlib.sha256(self._salt_key + b"\0" + salt + b"\0" + text.encode()).digest()
+        get = RENDERS.get
+        espeak, key = self.espeak, self.key
+        # lead-in 60-160 ms, pauses between parts 20-60 ms, 200 ms after
+        pieces = [bytes(2 * (RATE // 16 + (digest[0] | digest[1] << 8) % (RATE // 10)))]
+        for i, part in enumerate(parts):
+            if i:
+                pieces.append(bytes(2 * (RATE // 50 + digest[4 + (i & 15)] * 2)))
+            pieces.append(get(espeak, key, part))
+        pieces.append(bytes(2 * RATE // 5))
+        pcm = b"".join(pieces)
+        n = len(pcm)
+        floor = _FLOOR if n <= len(_FLOOR) else _FLOOR * (n // len(_FLOOR) + 1)
+        off = 2 * ((digest[2] | digest[3] << 8 | digest[20] << 16) % ((len(floor) - n) // 2 + 1))
+        pcm = audioop.add(pcm, floor[off:off + n], WIDTH)
+        # an inaudible (±128 of 32767) signature: the recording's fingerprint
+        return pcm + array("h", [b - 128 for b in digest]).tobytes()  # type: ignore[no-any-return]
+
+    def segment(self, text: str, salt: str | bytes = b"") -> AudioSegment:
+        """:meth:`say` as a pydub ``AudioSegment`` (for playing, mixing or exporting)."""
+        return AudioSegment(self.say(text, salt), sample_width=WIDTH, frame_rate=RATE,
+                            channels=CHANNELS)
+
+
+class Voice(Protocol):
+    """What a speaker's voice offers, whichever engine renders it."""
+
+    profile: VoiceProfile
+
+    def say(self, text: str, salt: str | bytes = b"") -> bytes: ...
+
+    def say_parts(self, parts: Sequence[str], salt: str | bytes = b"") -> bytes: ...
+
+    def segment(self, text: str, salt: str | bytes = b"") -> AudioSegment: ...
+
+
+def make_voice(profile: VoiceProfile, locale: str, kind: VoiceKind,
+               engine: VoiceEngine = "speech") -> Voice:
+    """The speaker's voice on ``engine``."""
+    if engine == "fast":
+        return SpliceVoice(profile)
+    return SpeechVoice(profile, locale, kind)
 
 
 def duration_ms(pcm: bytes) -> int:

@@ -598,20 +598,17 @@ def export(recordings: int, seconds: float, data: Path | None, as_json: bool) ->
 @click.option("--households", type=click.IntRange(1), default=50, show_default=True)
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--locale", default="de_DE", show_default=True)
+@click.option("--voice", type=click.Choice(["speech", "fast"]), default="speech",
+              show_default=True, help="eSpeak NG speech, or the letter splice")
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
-def synth(utterances: int, households: int, seed: int, locale: str, as_json: bool) -> None:
-    """Text generation plus voice synthesis alone, on one core (no backend)."""
-    from simulator.world import measure_synthesis
+def synth(utterances: int, households: int, seed: int, locale: str, voice: str,
+          as_json: bool) -> None:
+    """Text generation plus voice synthesis alone, on one core: cold, from disk, warm."""
+    from simulator import bench_synth
 
-    r = measure_synthesis(utterances, households, seed, locale)
-    text = (f"bench synth: {r.utterances} utterances, {r.speakers} speakers, "
-            f"{r.mean_audio_seconds:.2f} s audio each\n"
-            f"  voices rendered   {r.voice_seconds:.2f} s ({r.voice_seconds / r.speakers * 1000:.1f} ms each)\n"
-            f"  text generation   {r.text_seconds:.2f} s\n"
-            f"  synthesis         {r.synth_seconds:.2f} s\n"
-            f"  sha256 of PCM     {r.hash_seconds:.2f} s (apart)\n"
-            f"  rate              {r.utterances_per_second:.0f} utterances/s (text + synthesis)")
-    emit(text, {"bench": "synth", **r.as_dict()}, as_json)
+    figures = bench_synth.run(utterances, households, seed, locale,
+                              "fast" if voice == "fast" else "speech")
+    emit(bench_synth.table(figures), {"bench": "synth", **figures.as_dict()}, as_json)
 
 import simulator.soak  # noqa: E402,F401  registers `bench soak` (it imports this module)
 

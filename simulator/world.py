@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import math
 import random
+import string
 import unicodedata
 import uuid
 from collections.abc import Iterable, Sequence
@@ -36,7 +37,7 @@ from itertools import accumulate
 
 from faker import Faker
 
-from simulator.audio import Voice, VoiceKind, VoiceProfile
+from simulator.audio import Voice, VoiceEngine, VoiceKind, VoiceProfile, make_voice
 
 LOCALES = ("de_DE", "fr_FR", "en_US", "en_GB")
 """Locales with phrase tables (Faker names, assistant phrases in that language)."""
@@ -348,11 +349,14 @@ class Speaker:
     name: str
     kind: VoiceKind
     profile: VoiceProfile
+    locale: str = "de_DE"
+    """The language the speaker talks to the devices in (the household's)."""
+    engine: VoiceEngine = "speech"
 
     @cached_property
     def voice(self) -> Voice:
-        """Rendered on first use (a few milliseconds), then reused."""
-        return Voice(self.profile)
+        """Made on first use, then reused (renders are cached by the voice)."""
+        return make_voice(self.profile, self.locale, self.kind, self.engine)
 
 
 @dataclass(frozen=True)
@@ -389,6 +393,9 @@ class Utterance:
     locale: str
     """BCP 47 tag (``de-DE``) as sent in ``utterance.end``."""
     intent: str
+    parts: tuple[str, ...] = ()
+    """The transcript in the pieces it was made of: template text and slot values (names,
+    towns, items), so that each piece is rendered once per speaker and reused."""
 
     @property
     def recorded_at_iso(self) -> str:
@@ -397,7 +404,7 @@ class Utterance:
 
     def pcm(self) -> bytes:
         """The audio: the speaker's voice saying the transcript (16 kHz mono s16le)."""
-        return self.speaker.voice.say(self.transcript, self.utterance_id)
+        return self.speaker.voice.say_parts(self.parts or (self.transcript,), self.utterance_id)
 
 
 @dataclass(frozen=True)
@@ -487,6 +494,8 @@ class _Slots(dict[str, str]):
         super().__init__()
         self.speech = speech
         self.device = device
+        self.nested: dict[str, str] = {}
+        """Slots whose value is itself a template (``when``, ``task``): that template."""
 
     def __missing__(self, name: str) -> str:
         value = self.speech.slot(name, self)
@@ -513,11 +522,15 @@ class _Speech:
         speaker = h.members[rng.choices(range(len(h.members)), cum_weights=self.cum_speakers)[0]]
         intent = _INTENTS[rng.choices(range(len(_INTENTS)), cum_weights=self.cum_intents)[0]]
         template = rng.choice(self.book.templates[intent])
-        text = template.format_map(_Slots(self, device))
+        slots = _Slots(self, device)
+        text = template.format_map(slots)
         text = text[0].upper() + text[1:]
+        parts = _parts(template, slots)
+        parts[0] = parts[0][0].upper() + parts[0][1:]
         uid = str(uuid.UUID(int=rng.getrandbits(128), version=4))
         at = at.replace(microsecond=at.microsecond // 1000 * 1000)  # the wire carries ms
-        return Utterance(uid, h.key, device.serial, speaker, at, text, self.book.tag, intent)
+        return Utterance(uid, h.key, device.serial, speaker, at, text, self.book.tag, intent,
+                         tuple(parts))
 
     def slot(self, name: str, slots: _Slots) -> str:
         rng = self.rng
@@ -555,14 +568,44 @@ class _Speech:
         if name == "clock":
             return book.clock(rng.choice((6, 7, 8, 9, 12, 14, 16, 17, 18, 19, 20)),
                               rng.choice((0, 0, 15, 30, 45)))
-        if name == "when":
-            return rng.choice(book.whens).format_map(slots)
-        if name == "task":
-            return rng.choice(book.tasks).format_map(slots)
+        if name in ("when", "task"):
+            sub = rng.choice(book.whens if name == "when" else book.tasks)
+            slots.nested[name] = sub
+            return sub.format_map(slots)
         if name == "in_room":
             room = slots.device.room if rng.random() < 0.6 else rng.choice(self.rooms)
             return book.in_room[room]
         raise KeyError(name)
+
+
+_FORMATTER = string.Formatter()
+
+
+def _parts(template: str, slots: _Slots) -> list[str]:
+    """``template`` filled from ``slots`` as pieces: its own text between the slots, and each
+    slot's value (nested templates split the same way). Punctuation sticks to the piece
+    before it, so a town at the end of a question is rendered with its rising tone."""
+    raw: list[str] = []
+    for literal, field, _, _ in _FORMATTER.parse(template):
+        raw.append(literal)
+        if field is not None:
+            if field in slots.nested:
+                raw.extend(_parts(slots.nested[field], slots))
+            else:
+                raw.append(slots[field])
+    out: list[str] = []
+    for piece in raw:
+        piece = piece.strip()
+        if not piece:
+            continue
+        if out and not piece[0].isalnum():
+            head, _, rest = piece.partition(" ")
+            out[-1] = f"{out[-1]} {head}" if head in "?!:;" else out[-1] + head
+            if rest.strip():
+                out.append(rest.strip())
+        else:
+            out.append(piece)
+    return out or [template]
 
 
 def _poisson(rng: random.Random, lam: float) -> int:
@@ -600,8 +643,12 @@ def _faker(locale: str, seed: int) -> Faker:
     return fake
 
 
-def build_household(world_seed: int, spec: HouseholdSpec, locale: str) -> Household:
-    """Draw one household from its own seed (independent of every other household)."""
+def build_household(world_seed: int, spec: HouseholdSpec, locale: str,
+                    engine: VoiceEngine = "speech") -> Household:
+    """Draw one household from its own seed (independent of every other household).
+
+    ``engine`` picks the members' voices (it draws nothing: the household is the same).
+    """
     if locale not in PHRASEBOOKS:
         raise WorldError(f"unknown locale {locale!r}; known: {', '.join(LOCALES)}")
     book = PHRASEBOOKS[locale]
@@ -634,7 +681,8 @@ def build_household(world_seed: int, spec: HouseholdSpec, locale: str) -> Househ
         kinds.append(kind)
         names.append(f"{first} {surname}")
     members = tuple(
-        Speaker(f"{spec.key}.m{i + 1}", names[i], kinds[i], VoiceProfile.draw(rng, kinds[i]))
+        Speaker(f"{spec.key}.m{i + 1}", names[i], kinds[i], VoiceProfile.draw(rng, kinds[i]),
+                locale, engine)
         for i in range(n_members)
     )
     holder_name = names[0] if names else f"{fake.first_name()} {last}"
@@ -697,10 +745,12 @@ class World:
 
     @classmethod
     def build(cls, seed: int, locale: str = "de_DE", households: Sequence[HouseholdSpec] = (),
-              background: int = 0, start: datetime | None = None) -> World:
+              background: int = 0, start: datetime | None = None,
+              voice: VoiceEngine = "speech") -> World:
         """Named households from ``households``, then ``background`` more keyed ``h001``...
 
         ``start`` (an aware datetime) defaults to a midnight in 2018 drawn from the seed.
+        ``voice`` is ``"speech"`` (eSpeak NG) or ``"fast"`` (the letter splice).
         """
         if locale not in PHRASEBOOKS:
             raise WorldError(f"unknown locale {locale!r}; known: {', '.join(LOCALES)}")
@@ -715,7 +765,7 @@ class World:
             key = f"h{n:03d}"
             if key not in keys:
                 specs.append(HouseholdSpec(key))
-        built = [build_household(seed, s, s.locale or locale) for s in specs]
+        built = [build_household(seed, s, s.locale or locale, voice) for s in specs]
         _make_unique(built)
         if start is None:
             start = _EPOCH + timedelta(days=random.Random(f"overheard/{seed}/start").randrange(365))
@@ -774,64 +824,3 @@ def _make_unique(households: list[Household]) -> None:
         if email != h.holder.email or tuple(devices) != h.devices:
             holder = Holder(h.holder.name, email, h.holder.address, h.holder.locale)
             households[i] = replace(h, holder=holder, devices=tuple(devices))
-
-
-
-
-@dataclass(frozen=True)
-class SynthesisRate:
-    """How fast this core makes utterances: text generation and synthesis, voices warm."""
-
-    utterances: int
-    speakers: int
-    audio_seconds: float
-    voice_seconds: float
-    """Rendering every speaker's units once (before the first utterance)."""
-    text_seconds: float
-    synth_seconds: float
-    hash_seconds: float
-    """sha256 of every PCM (what the ledger records), measured apart."""
-
-    @property
-    def utterances_per_second(self) -> float:
-        return self.utterances / (self.text_seconds + self.synth_seconds)
-
-    @property
-    def mean_audio_seconds(self) -> float:
-        return self.audio_seconds / self.utterances
-
-    def as_dict(self) -> dict[str, float | int]:
-        return {"utterances": self.utterances, "speakers": self.speakers,
-                "mean_audio_seconds": round(self.mean_audio_seconds, 3),
-                "voice_seconds": round(self.voice_seconds, 3),
-                "text_seconds": round(self.text_seconds, 3),
-                "synth_seconds": round(self.synth_seconds, 3),
-                "hash_seconds": round(self.hash_seconds, 3),
-                "utterances_per_second": round(self.utterances_per_second, 1)}
-
-
-def measure_synthesis(utterances: int = 20_000, households: int = 50, seed: int = 1,
-                      locale: str = "de_DE") -> SynthesisRate:
-    """Time text generation and synthesis of ``utterances`` across ``households`` (one core)."""
-    from time import perf_counter  # measuring, not simulating: the only clock read here
-
-    per = max(1, utterances // households)
-    world = World.build(seed, locale, households=[
-        HouseholdSpec(f"h{i + 1:03d}", recordings=per, devices=max(1, (i % 3)))
-        for i in range(households)])
-    t0 = perf_counter()
-    speakers = [m for h in world.households for m in h.members]
-    for s in speakers:
-        _ = s.voice
-    t1 = perf_counter()
-    utts = world.traffic(days=7)
-    t2 = perf_counter()
-    total = 0
-    for u in utts:  # keep none: a fleet holds only what is in flight
-        total += len(u.pcm())
-    t3 = perf_counter()
-    for u in utts:
-        hashlib.sha256(u.pcm()).digest()
-    t4 = perf_counter()
-    return SynthesisRate(len(utts), len(speakers), total / 32000, t1 - t0, t2 - t1, t3 - t2,
-                         (t4 - t3) - (t3 - t2))

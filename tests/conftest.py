@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -16,6 +17,12 @@ import pytest
 from backend import Config
 from backend.files import loose_files
 from simulator.embedded import BackendHandle, embedded_backend
+from simulator.speech import CACHE_ENV
+
+# Speech renders go to a cache of this session's own (subprocesses inherit it), so tests
+# never read or fill the user's cache and start cold.
+_RENDER_CACHE = tempfile.TemporaryDirectory(prefix="overheard-renders-")
+os.environ[CACHE_ENV] = _RENDER_CACHE.name
 
 ADMIN_TOKEN = "adm_test_0123456789"
 
