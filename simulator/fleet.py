@@ -318,6 +318,9 @@ def _print_summary(s: SimulateResult) -> None:
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--locale", type=click.Choice(LOCALES), default="de_DE", show_default=True)
 @click.option("--realtime", is_flag=True, help="pace audio in real time (default: as fast as possible)")
+@click.option("--voice", type=click.Choice(["speech", "fast"]), default="speech",
+              show_default=True,
+              help="eSpeak NG speech, or the fast letter splice (unintelligible; for big runs)")
 @click.option("--concurrency", type=click.IntRange(1, 100_000), default=256, show_default=True,
               help="devices connected at once")
 @click.option("--progress/--no-progress", default=True, show_default=True,
@@ -325,8 +328,8 @@ def _print_summary(s: SimulateResult) -> None:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="output folder for ledger.jsonl and summary.json")
 def simulate(embedded: bool, backend_url: str | None, admin_token: str | None, households: int,
-             days: float, seed: int, locale: str, realtime: bool, concurrency: int,
-             progress: bool, out: Path) -> None:
+             days: float, seed: int, locale: str, realtime: bool, voice: str,
+             concurrency: int, progress: bool, out: Path) -> None:
     """Simulate households streaming to a backend; write OUT/ledger.jsonl and a summary.
 
     Exit 0 when it ran (whatever the outcomes), 2 when it could not (bad options, backend
@@ -337,7 +340,8 @@ def simulate(embedded: bool, backend_url: str | None, admin_token: str | None, h
     if backend_url and not admin_token:
         raise click.UsageError("--backend needs --admin-token or $OVERHEARD_ADMIN_TOKEN")
     out.mkdir(parents=True, exist_ok=True)
-    world = World.build(seed, locale, background=households)
+    world = World.build(seed, locale, background=households,
+                        voice="fast" if voice == "fast" else "speech")
     kwargs: dict[str, Any] = {
         "options": DeviceOptions(realtime=realtime), "concurrency": concurrency,
         "progress": progress,
