@@ -65,6 +65,27 @@ _fault(
     between="two household keys or account ids whose requests get swapped (optional: first two in flight)",
 )
 _fault(
+    "export.operator_voice_mixup", "package assembly",
+    "two requests in flight; the operator puts one's voice history into the other's package (2018 as reported)",
+    "export.ownership_check",
+    """
+    Two access requests are on the operator's desk at once and their packages are put
+    together by hand. When the export job builds a package an operator approved
+    (``backend/privacy/export.py`` :func:`operator_voice_mixup`), the voice-history part
+    (recordings and ``voice/transcripts.csv``) is taken from the other request's account;
+    the profile, the device list and the manifest's subject stay the requester's own, so
+    the stranger is named nowhere in the package. The mistake is logged once per request
+    (``ops.package.assembled``, actor the approving operator, naming the other request), and
+    not repeated when the request comes back for review. This is the 2018 case as the press
+    reported it: the requester got his own data request answered with his own data and
+    about 1,700 voice recordings of a stranger among it ("parmi ses propres
+    enregistrements"); journalists identified the man from what the recordings said.
+    ``export.operator_swap`` is the cruder whole-account swap.
+    """,
+    into="household key or account id whose package receives the other's voice history (optional: any operator-approved package)",
+    **{"from": "household key or account id whose voice history goes in (optional: the earliest other request on the desk)"},
+)
+_fault(
     "export.operator_wrong_account", "operator step",
     "account search by name; the operator picks a look-alike",
     "ops.four_eyes",

@@ -395,7 +395,7 @@ def espeak_voice(profile: VoiceProfile, locale: str, kind: VoiceKind) -> EspeakV
         variant=variants[profile.seed % len(variants)],
         pitch=(round(profile.f0 * 0.8), round(profile.f0 * 1.3)),
         formant=round(profile.formant_scale / _KIND_TRACT[kind], 3),
-        rate=round(150 * profile.tempo),
+        rate=round(205 * profile.tempo),
         gain=round(profile.loudness * 2.4, 3),
     )
 
@@ -429,13 +429,14 @@ class SpeechVoice:
         digest = hashlib.sha256(self._salt_key + b"\0" + salt + b"\0" + text.encode()).digest()
         get = RENDERS.get
         espeak, key = self.espeak, self.key
-        # lead-in 60-160 ms, pauses between parts 20-60 ms, 200 ms after
-        pieces = [bytes(2 * (RATE // 16 + (digest[0] | digest[1] << 8) % (RATE // 10)))]
+        # lead-in 20-60 ms (the wake word is cut off), pauses between parts 15-45 ms,
+        # 50 ms after
+        pieces = [bytes(2 * (RATE // 50 + (digest[0] | digest[1] << 8) % (RATE // 25)))]
         for i, part in enumerate(parts):
             if i:
-                pieces.append(bytes(2 * (RATE // 50 + digest[4 + (i & 15)] * 2)))
+                pieces.append(bytes(2 * (RATE * 15 // 1000 + digest[4 + (i & 15)] % 31 * 16)))
             pieces.append(get(espeak, key, part))
-        pieces.append(bytes(2 * RATE // 5))
+        pieces.append(bytes(2 * RATE // 20))
         pcm = b"".join(pieces)
         n = len(pcm)
         floor = _FLOOR if n <= len(_FLOOR) else _FLOOR * (n // len(_FLOOR) + 1)

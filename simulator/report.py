@@ -24,6 +24,7 @@ from typing import Any, Literal
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from simulator.audit import parse_time
+from simulator.identify import in_words
 
 Verdict = Literal["pass", "fail", "unknown"]
 NOTIFY_WITHIN = timedelta(hours=72)
@@ -128,6 +129,22 @@ PROPOSED = [
 ]
 
 
+def _identifiable_reason(leaks: list[Mapping[str, Any]]) -> str:
+    """The Art. 34 reasoning's account of how identifiable the leaked households are."""
+    said = []
+    for lk in leaks:
+        ident = lk.get("identifiability")
+        if not ident or not ident.get("clues"):
+            continue
+        k = int(ident.get("matching_households", 0))
+        kinds = sorted({str(c["kind"]) for c in ident["clues"]})
+        said.append(f"{lk['from_household']}: {len(ident['clues'])} clues ({', '.join(kinds)}) "
+                    f"in the transcripts, {k} household(s) in the world match all of them"
+                    + (" (identifiable)" if k == 1 else ""))
+    return ("; the recordings identify the speakers by what they say, as in 2018: "
+            + "; ".join(said)) if said else ""
+
+
 def breach_notification(leaks: Iterable[Mapping[str, Any]], aware_at: str | None, *,
                         measures_taken: Iterable[str] = ()) -> dict[str, Any]:
     """A draft of the Art. 33(3) notification to the supervisory authority, and Art. 34.
@@ -185,7 +202,8 @@ def breach_notification(leaks: Iterable[Mapping[str, Any]], aware_at: str | None
                  "reason": "the package was downloaded by a person not entitled to it; the "
                            "recordings are out of the controller's control and likely to "
                            "result in a high risk (Art. 34(1)); no Art. 34(3) exemption applies "
-                           "(the audio was not encrypted to the recipient)",
+                           "(the audio was not encrypted to the recipient)"
+                           + _identifiable_reason(redeemed),
                  "data_subjects": subjects}
     else:
         art34 = {"required": False,
@@ -391,6 +409,7 @@ def _environment() -> Environment:
                       autoescape=select_autoescape(["html", "xml"], default=True),
                       trim_blocks=True, lstrip_blocks=True)
     env.filters["num"] = lambda n: f"{n:,}" if isinstance(n, int) else n
+    env.filters["in_words"] = in_words
     return env
 
 

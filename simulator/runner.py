@@ -30,7 +30,8 @@ from typing import Any
 import click
 
 from backend import Config, logsafe
-from simulator.audit import AuditError, audit_package
+from simulator import identify
+from simulator.audit import AuditError, PackageAudit, audit_package
 from simulator.client import ApiError, Client, ClientError
 from simulator.embedded import BackendHandle, embedded_backend
 from simulator.fleet import DeviceAccount, stream_utterances
@@ -121,6 +122,10 @@ class Run:
         self.audits: list[dict[str, Any]] = []
         self.downloads: dict[str, list[dict[str, Any]]] = {}
         self.operators: dict[str, str] = {}
+        self.operator_names: dict[str, str] = {}
+        """operator_id → the name the scenario gave the operator."""
+        self.audit_seen = 0
+        """The last audit-log entry read for the operators' acts."""
         self.aware_at: str | None = None
         self.measures: list[str] = []
         self.alerts: list[dict[str, Any]] = []
@@ -332,8 +337,29 @@ class Run:
 
     async def _operator_token(self, name: str) -> str:
         if name not in self.operators:
-            self.operators[name] = (await self.client.create_operator(name))["operator_token"]
+            made = await self.client.create_operator(name)
+            self.operators[name] = made["operator_token"]
+            self.operator_names[made["operator_id"]] = name
         return self.operators[name]
+
+    async def _note_assembly(self) -> None:
+        """Put what the operators did by hand, as the backend's audit log records it, on the
+        timeline: whose voice history went into which request's package."""
+        owner = {r["request_id"]: home.key for home, _kind, r in self._requests()}
+        while True:
+            page = (await self.client.audit(after=self.audit_seen, limit=500))["entries"]
+            for entry in page:
+                self.audit_seen = entry["seq"]
+                if entry["action"] != "ops.package.assembled":
+                    continue
+                actor = entry["actor"].removeprefix("operator:")
+                name = self.operator_names.get(actor, actor)
+                into, other = entry["object_id"], entry["detail"].get("voice_history_of", "?")
+                self.note("operator", f"{name} put the voice history of {other} "
+                                      f"({owner.get(other, '?')}) into {into} "
+                                      f"({owner.get(into, '?')})")
+            if len(page) < 500:
+                return
 
     async def step_operator(self, st: Operator) -> None:
         if self.interactive is not None:
@@ -419,6 +445,7 @@ class Run:
         for home, _kind, r in self._requests():
             r["status"] = await self._await_request(r)
             settled.append(f"{home.key}={r['status'].get('status')}")
+        await self._note_assembly()
         self.note("wait", ", ".join(settled) or "no requests")
 
     async def _await_request(self, r: dict[str, Any]) -> dict[str, Any]:
@@ -529,11 +556,33 @@ class Run:
                 except AuditError as exc:
                     raise RunAborted(f"cannot audit {item['path'].name}: {exc}") from exc
                 d = pa.to_dict()
+                for lk in d["leaks"]:
+                    lk["identifiability"] = self._identifiability(pa, lk["from_household"])
+                    self._extract_samples(item["path"], lk)
                 d["file"] = f"packages/{item['path'].name}"
                 d["downloaded_at"] = item["at"]
                 self.audits.append(d)
         if any(p["leaks"] for p in self.audits) and self.aware_at is None:
             self.aware_at = _iso(self.now)
+
+    def _extract_samples(self, zip_path: Path, leak: dict[str, Any]) -> None:
+        """Copy the leak's sampled WAVs out of the downloaded zip into ``samples/`` so that
+        report.html can play them (the auditor has vetted the members; names are ours)."""
+        folder = self.out / "samples"
+        with zipfile.ZipFile(zip_path) as zf:
+            for n, sample in enumerate(leak.get("samples", []), start=1):
+                name = re.sub(r"[^A-Za-z0-9_.-]", "_",
+                              f"{leak['request_id']}-{leak['from_household']}-{n}") + ".wav"
+                folder.mkdir(exist_ok=True)
+                (folder / name).write_bytes(zf.read(sample["path"]))
+                sample["audio"] = f"samples/{name}"
+
+    def _identifiability(self, pa: PackageAudit, household: str) -> dict[str, Any]:
+        """What the leaked transcripts reveal of ``household``, held against the world."""
+        home = self.homes.get(household)
+        tag = (home.household if home else self.world.households[0]).phrasebook.tag
+        said = identify.leaked_transcripts(pa.verdicts, self.ledger, household)
+        return identify.identifiability(said, tag, self.world)
 
     async def expectations(self) -> list[Expectation]:
         alerts = await self.client.alerts()
@@ -702,7 +751,7 @@ async def run_scenario(scenario: Scenario, out: Path, *, backend_url: str | None
                        interactive: Announce | None = None) -> RunResult:
     """Play ``scenario``, write the run folder to ``out`` and return the result."""
     out.mkdir(parents=True, exist_ok=True)
-    for stale in ("packages",):
+    for stale in ("packages", "samples"):
         if (out / stale).exists():
             shutil.rmtree(out / stale)
     started = datetime.now(UTC)

@@ -143,6 +143,62 @@ async def test_ownership_guard_quarantines_the_swapped_package(tmp_path: Path) -
         assert list((tmp_path / "data" / "packages").iterdir()) == []
 
 
+async def test_voice_mixup_puts_the_strangers_voice_history_into_the_requesters_own_package(
+        tmp_path: Path) -> None:
+    async with privacy_env(tmp_path, manual_review=("access",),
+                           faults={"export.operator_voice_mixup": {}}) as env:
+        requester, stranger, op, a, b = await _two_in_flight(env)
+        await env.api.call("POST", f"/v1/ops/requests/{a}/approve", token=op, expect=200)
+        st = await status(env, a, requester.user_token, wait=30)
+        zf, manifest = read_package((await download(env, st["download_url"]))[1])
+        wavs = {f["recording_id"] for f in manifest["files"] if f["recording_id"]}
+        assert wavs == set(stranger.recordings)  # his voice history, none of the requester's
+        # ... in the requester's own package: profile, devices and subject are his
+        assert manifest["subject"]["account_id"] == requester.account_id
+        assert manifest["subject"]["email"] == "martin@example.org"
+        owners = {f["path"]: f["account_id"] for f in manifest["files"]}
+        assert owners["account/profile.json"] == requester.account_id
+        assert {owners[f["path"]] for f in manifest["files"] if f["recording_id"]} == {
+            stranger.account_id}
+        # the stranger is named nowhere in it
+        text = b"".join(zf.read(n) for n in zf.namelist() if not n.endswith(".wav"))
+        assert b"Sven" not in text and b"sven@example.org" not in text
+        # the audit log names the operator's act, once
+        acts = await audit_entries(env, "ops.package.assembled")
+        assert [(e["object_id"], e["detail"]["voice_history_of"]) for e in acts] == [(a, b)]
+        assert acts[0]["actor"].startswith("operator:")
+
+
+async def test_voice_mixup_into_and_from_pick_the_direction(tmp_path: Path) -> None:
+    async with privacy_env(tmp_path, manual_review=("access",), faults={
+            "export.operator_voice_mixup": {"into": "acc_none"}}) as env:
+        requester, _stranger, op, a, _b = await _two_in_flight(env)
+        await env.api.call("POST", f"/v1/ops/requests/{a}/approve", token=op, expect=200)
+        st = await status(env, a, requester.user_token, wait=30)
+        _, manifest = read_package((await download(env, st["download_url"]))[1])
+        wavs = {f["recording_id"] for f in manifest["files"] if f["recording_id"]}
+        assert wavs == set(requester.recordings)  # not the package named by ``into``
+
+
+async def test_ownership_guard_quarantines_the_mixed_up_package_and_the_retry_is_clean(
+        tmp_path: Path) -> None:
+    async with privacy_env(tmp_path, manual_review=("access",),
+                           faults={"export.operator_voice_mixup": {}},
+                           guards={"export.ownership_check": {}}) as env:
+        requester, _stranger, op, a, _b = await _two_in_flight(env)
+        await env.api.call("POST", f"/v1/ops/requests/{a}/approve", token=op, expect=200)
+        st = await status(env, a, requester.user_token, wait=30)
+        assert st["status"] == "pending" and "download_url" not in st
+        _, alerts = await env.api.call("GET", "/v1/admin/alerts", expect=200)
+        assert [x["guard"] for x in alerts["alerts"]] == ["export.ownership_check"]
+        # back in review, approved again: the mistake is not repeated
+        await env.api.call("POST", f"/v1/ops/requests/{a}/approve", token=op, expect=200)
+        st = await status(env, a, requester.user_token, wait=30)
+        _, manifest = read_package((await download(env, st["download_url"]))[1])
+        wavs = {f["recording_id"] for f in manifest["files"] if f["recording_id"]}
+        assert wavs == set(requester.recordings)
+
+
 async def test_four_eyes_holds_a_foreign_assignment(tmp_path: Path) -> None:
     async with privacy_env(tmp_path, manual_review=("access",),
                            guards={"ops.four_eyes": {}}) as env:

@@ -38,7 +38,7 @@ def test_2018_scenario_is_faithful() -> None:
     assert requester.devices == 0
     assert (stranger.members, stranger.recordings) == (2, 1700)
     assert s.world.locale == "de_DE"
-    assert "export.operator_swap" in s.faults
+    assert s.faults["export.operator_voice_mixup"] == {"into": "requester", "from": "stranger"}
     leak = next(e.leak for e in s.expect if e.kind == "leak")
     assert (leak.from_, leak.to, leak.recordings, leak.data_subjects) == ("stranger", "requester", 1700, 2)
 

@@ -25,6 +25,8 @@ Where the privacy faults live (one place each):
   zip made of whatever the directory holds; jobs meet at a :class:`StagingBarrier` so the
   mix happens every time, not by luck);
 - ``export.cache_key_collision``: :class:`PackageCache` (no cache in the clean path);
+- ``export.operator_voice_mixup``: :func:`operator_voice_mixup`, whose voice history goes
+  into an operator-approved package;
 - ``export.ownership_check`` (guard): :func:`_release`, before a package is released.
 """
 
@@ -151,6 +153,45 @@ def export_where(faults: FaultBoard) -> str:
         return ("r.serial IN (SELECT serial FROM devices WHERE account_id = ?"
                 " AND deregistered_at IS NULL)")
     return "r.account_id = ?"
+
+
+_ON_THE_DESK = ("pending", "approved", "in_processing", "complete")
+"""Statuses of the other request whose voice history an operator can take by mistake."""
+
+
+def operator_voice_mixup(db: sqlite_utils.Database, faults: FaultBoard, row: dict[str, Any],
+                         *, at: str) -> str:
+    """The account whose voice history goes into ``row``'s package.
+
+    Clean: the subject's. Fault ``export.operator_voice_mixup``: for a package an operator
+    approved, the voice history of another access request's account (the parameters ``into``
+    and ``from`` narrow which), once per request; the audit log records the operator's act.
+    """
+    subject = str(row["subject_account_id"])
+    if not faults.on("export.operator_voice_mixup") or row["kind"] != "access" \
+            or not row["approved_by"]:
+        return subject
+    params = faults.params("export.operator_voice_mixup")
+    into, source = params.get("into"), params.get("from")
+    if into and str(into) != subject:
+        return subject
+    if db.execute("SELECT 1 FROM audit_log WHERE action = 'ops.package.assembled'"
+                  " AND object_id = ?", [row["request_id"]]).fetchone() is not None:
+        return subject  # the request came back for review: the mistake is not repeated
+    placeholders = ", ".join("?" * len(_ON_THE_DESK))
+    for other in db.query(
+            "SELECT request_id, subject_account_id FROM privacy_requests"
+            " WHERE kind = 'access' AND request_id != ? AND subject_account_id IS NOT NULL"
+            f" AND subject_account_id != ? AND status IN ({placeholders})"
+            " ORDER BY created_at, request_id", [row["request_id"], subject, *_ON_THE_DESK]):
+        if source and str(source) != other["subject_account_id"]:
+            continue
+        auditlog.append(db, at=at, actor=f"operator:{row['approved_by']}",
+                        action="ops.package.assembled", object_id=row["request_id"],
+                        detail={"voice_history_of": other["request_id"],
+                                "account_id": other["subject_account_id"]})
+        return str(other["subject_account_id"])
+    return subject
 
 
 def staging_dir_for(config: Config, faults: FaultBoard, row: dict[str, Any], today: str) -> Path:
@@ -345,6 +386,8 @@ def build_access(ctx: JobContext, row: dict[str, Any]) -> None:
     private_dir(staging)
     part = staging / f"{request_id}.zip.part"
     where = export_where(faults)
+    voice_from = ctx.store.write_sync(
+        lambda db: operator_voice_mixup(db, faults, row, at=generated_at))
     shared = faults.on("export.shared_staging")
     shared_params = faults.params("export.shared_staging")
     # A batch larger than the worker pool could never be in flight at once.
@@ -358,9 +401,9 @@ def build_access(ctx: JobContext, row: dict[str, Any]) -> None:
         if subject is None:
             raise JobFailed("the subject account does not exist")
         total = db.execute(
-            f"SELECT COUNT(*) FROM recordings r WHERE {where}", [subject_id]).fetchone()[0]
+            f"SELECT COUNT(*) FROM recordings r WHERE {where}", [voice_from]).fetchone()[0]
         ctx.state.progress[request_id] = (0, total)
-        recordings: Iterator[Recording] = iter_recordings(db, where, subject_id)
+        recordings: Iterator[Recording] = iter_recordings(db, where, voice_from)
         met = 1
         if shared:
             # The bug: stage into the day's directory, then package what the directory
