@@ -196,3 +196,26 @@ def test_banner_shows_the_verdict(verdict: str) -> None:
     r = result()
     r.verdict = verdict  # type: ignore[assignment]
     assert f'class="banner {verdict}"' in render_html(r)
+
+
+def test_identifiability_in_plain_words_and_in_the_art34_reasoning() -> None:
+    ident = {"clues": [{"kind": "town", "value": "Erlangen", "count": 31},
+                       {"kind": "contact", "value": "Anna", "count": 7}],
+             "matching_households": 1, "households": 10}
+    lk = leak(identifiability=ident, samples=[
+        {"recorded_at": "2018-06-01T07:00:00Z", "speaker": "Klaus", "transcript": "Pause.",
+         "path": "voice/recordings/rec_1.wav", "audio": "samples/req_requester-stranger-1.wav"}])
+    note = breach_notification([lk], "2018-08-01T00:00:00Z")
+    assert "2 clues (contact, town)" in note["art34"]["reason"]
+    assert "1 household(s) in the world match all of them (identifiable)" in note["art34"]["reason"]
+    unread = breach_notification([leak(redeemed=False, identifiability=ident)],
+                                 "2018-08-01T00:00:00Z")
+    assert "clues" not in unread["art34"]["reason"]  # not obtained: no identification
+    r = result()
+    r.packages[0]["leaks"] = [lk]
+    r.leaks = None
+    r.__post_init__()
+    html = render_html(r)
+    assert "the town Erlangen (31 times) and the contact Anna (7 times)" in html
+    assert "1 of 10 households in the simulated world matches" in html
+    assert '<audio controls preload="none" src="samples/req_requester-stranger-1.wav">' in html

@@ -4,11 +4,13 @@ byte for byte, and bad input exits 2 naming the key."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -48,6 +50,54 @@ async def test_2018_incident_is_reproduced(tmp_path: Path) -> None:
     cases = ET.parse(tmp_path / "junit.xml").getroot().iter("testcase")
     assert len(list(cases)) == len(scenario.expect)
     assert (tmp_path / "backend-data" / "overheard.db").exists()
+    _assert_2018_as_reported(tmp_path, zips[0], pkg, report)
+
+
+def _assert_2018_as_reported(out: Path, zip_path: Path, pkg: dict[str, Any],
+                             report: dict[str, Any]) -> None:
+    """His own request answered with his own data, a stranger's voice history among it."""
+    with zipfile.ZipFile(zip_path) as zf:
+        profile = json.loads(zf.read("account/profile.json"))
+        manifest = json.loads(zf.read("manifest.json"))
+        text = b"".join(zf.read(n) for n in zf.namelist() if not n.endswith(".wav"))
+    assert profile["account_id"] == pkg["subject_account"] == manifest["subject"]["account_id"]
+    assert manifest["request_id"] == pkg["request_id"]
+    assert 90e6 <= zip_path.stat().st_size <= 110e6
+    # the auditor: 1,700 foreign recordings of 2 data subjects in the requester's package
+    assert pkg["foreign"] == {"stranger": 1700} and pkg["manifest"]["account_id"] == (
+        pkg["subject_account"])
+    [leak] = report["leaks"]
+    assert (leak["recordings"], leak["data_subjects"]) == (1700, 2)
+    # the stranger is named nowhere in the package, yet what they said identifies them
+    with sqlite3.connect(out / "backend-data" / "overheard.db") as db:
+        name, email = db.execute("SELECT name, email FROM accounts WHERE account_id = ?",
+                                 [leak["from_account"]]).fetchone()
+    assert name.encode() not in text and email.encode() not in text
+    ident = leak["identifiability"]
+    assert ident["matching_households"] == 1
+    kinds = {c["kind"] for c in ident["clues"]}
+    assert {"town", "contact", "doctor", "street"} <= kinds
+    assert all(c["value"] and c["count"] >= 1 for c in ident["clues"])
+    town = next(c for c in ident["clues"] if c["kind"] == "town")
+    html = (out / "report.html").read_text()
+    assert f"the town {town['value']} ({town['count']} times)" in html
+    assert "1 of 10 households" in html
+    assert "identify the speakers" in report["breach_notification"]["art34"]["reason"]
+    # the report plays what leaked, from WAVs copied next to it
+    for sample in leak["samples"]:
+        wav = out / sample["audio"]
+        assert wav.read_bytes()[:4] == b"RIFF" and f'src="{sample["audio"]}"' in html
+    # the timeline states the operator's act
+    acts = [t["what"] for t in report["timeline"] if "put the voice history" in t["what"]]
+    assert acts == [f"Operator A put the voice history of {_request_of(report, 'stranger')} "
+                    f"(stranger) into {pkg['request_id']} (requester)"]
+
+
+def _request_of(report: dict[str, Any], household: str) -> str:
+    for t in report["timeline"]:
+        if t["what"].startswith(f"{household} asks for access → "):
+            return str(t["what"].split("→ ")[1].split(" ")[0])
+    raise AssertionError(f"no request of {household} on the timeline")
 
 
 async def test_2018_guarded_twin_stops_the_leak(tmp_path: Path) -> None:
