@@ -386,8 +386,10 @@ def build_access(ctx: JobContext, row: dict[str, Any]) -> None:
     private_dir(staging)
     part = staging / f"{request_id}.zip.part"
     where = export_where(faults)
-    voice_from = ctx.store.write_sync(
-        lambda db: operator_voice_mixup(db, faults, row, at=generated_at))
+    voice_from = subject_id
+    if faults.on("export.operator_voice_mixup"):
+        voice_from = ctx.store.write_sync(
+            lambda db: operator_voice_mixup(db, faults, row, at=generated_at))
     shared = faults.on("export.shared_staging")
     shared_params = faults.params("export.shared_staging")
     # A batch larger than the worker pool could never be in flight at once.

@@ -292,10 +292,12 @@ def write_access_package(
     owners: Counter[str] = Counter()
     rows: list[dict[str, Any]] = []
     sub = subject.account_id
-    prefetch = _Prefetch(recordings)
     with os.fdopen(open_private(out_path), "wb") as fh:
-        writer = PackageWriter(fh, generated_dt)
+        # Started only once nothing can fail before the ``finally`` that joins it: the
+        # caller closes the read connection the helper thread's cursor lives on.
+        prefetch = _Prefetch(recordings)
         try:
+            writer = PackageWriter(fh, generated_dt)
             for index, item in enumerate(prefetch):
                 if should_stop():
                     raise PackageAborted("stopped")
