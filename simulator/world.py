@@ -605,7 +605,15 @@ def _parts(template: str, slots: _Slots) -> list[str]:
                 out.append(rest.strip())
         else:
             out.append(piece)
-    return out or [template]
+    # a lone short word between two slots ("an", "to") is said with what follows it: on its
+    # own it would be a sentence of one syllable
+    merged: list[str] = []
+    for piece in out:
+        if merged and len(merged[-1]) <= 3 and merged[-1].isalpha():
+            merged[-1] = f"{merged[-1]} {piece}"
+        else:
+            merged.append(piece)
+    return merged or [template]
 
 
 def _poisson(rng: random.Random, lam: float) -> int:
