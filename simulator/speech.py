@@ -14,9 +14,11 @@ scaled to the speaker's loudness.
 
 Determinism: eSpeak NG carries state from one synthesis to the next (pitch flutter and
 amplitude roughness advance through static counters), so a phrase would sound slightly
-different depending on what was said before it. Voice files switch both off (``flutter 0``,
-``roughness 8``), the noise generator is re-seeded before every render, and the volume
-stays low enough that the library's gain control never engages. A render is then a
+different depending on what was said before it; a variant's echo and breath noise are
+filtered through buffers that are not reset between renders either. Voice files switch all
+of these off (``flutter 0``, ``roughness 8``, no ``echo``, no ``breath``), the noise
+generator is re-seeded before every render, and the volume stays low enough that the
+library's gain control never engages. A render is then a
 function of the voice file, the rate and the text alone, which is what makes a disk cache
 sound: the cached bytes equal a fresh render in any order, in any process.
 
@@ -59,7 +61,7 @@ class SpeechError(RuntimeError):
 CACHE_ENV = "OVERHEARD_CACHE_DIR"
 """Environment variable that moves the render cache (default: the user's cache dir)."""
 
-RENDER_VERSION = 1
+RENDER_VERSION = 2
 """Part of every cache key: bump it when a render of the same voice and text changes."""
 
 OUT_RATE = 16000
@@ -94,8 +96,9 @@ VARIANTS: dict[str, tuple[str, ...]] = {
 """Bundled voice variants (``voices/!v``) per kind of speaker; the Klatt ones are left out
 (another synthesiser, with its own carried-over state)."""
 
-_STRIP = ("language", "name", "pitch", "formant", "flutter", "roughness")
-"""Variant keywords the speaker's own values replace."""
+_STRIP = ("language", "name", "pitch", "formant", "flutter", "roughness", "echo", "breath")
+"""Variant keywords the speaker's own values replace, or that carry state from one render
+into the next (the echo buffer and the breath resonators are not reset between them)."""
 
 
 def cache_dir() -> Path:
