@@ -395,7 +395,7 @@ def espeak_voice(profile: VoiceProfile, locale: str, kind: VoiceKind) -> EspeakV
         variant=variants[profile.seed % len(variants)],
         pitch=(round(profile.f0 * 0.8), round(profile.f0 * 1.3)),
         formant=round(profile.formant_scale / _KIND_TRACT[kind], 3),
-        rate=round(195 * profile.tempo),
+        rate=round(185 * profile.tempo),
         gain=round(profile.loudness * 2.4, 3),
     )
 
