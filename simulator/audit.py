@@ -47,6 +47,7 @@ import click
 from simulator.ledger import read_ledger
 
 MANIFEST = "manifest.json"
+PROFILE = "account/profile.json"
 TRANSCRIPTS = "voice/transcripts.csv"
 SAMPLES_PER_LEAK = 5
 _METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
@@ -236,6 +237,8 @@ class ManifestClaims:
     """Paths the manifest lists that the zip does not hold."""
     present_not_listed: int = 0
     """Audio files in the zip that the manifest does not list."""
+    profile_account: str | None = None
+    """``account_id`` of the package's ``account/profile.json``: whose account data it holds."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -243,6 +246,7 @@ class ManifestClaims:
             "listed": self.listed, "claimed_owners": dict(sorted(self.claimed_owners.items())),
             "contradicted": self.contradicted, "listed_not_present": self.listed_not_present,
             "present_not_listed": self.present_not_listed,
+            "profile_account": self.profile_account,
         }
 
 
@@ -551,6 +555,14 @@ def audit_package(zip_path: str | Path, ledger_entries: Iterable[Any],
                     if isinstance(item, dict) and isinstance(item.get("path"), str):
                         listed[_norm_path(item["path"])] = item
 
+        if PROFILE in by_name:
+            try:
+                profile = json.loads(_read_member(reader, by_name[PROFILE], zip_path))
+            except ValueError:
+                profile = None
+            if isinstance(profile, dict):
+                claims.profile_account = _str(profile.get("account_id"))
+
         rows: list[dict[str, str]] = []
         if TRANSCRIPTS in by_name:
             rows = _read_transcripts(_read_member(reader, by_name[TRANSCRIPTS], zip_path))
@@ -772,7 +784,8 @@ def _table(audit: PackageAudit, zip_path: Path) -> str:
             f"{h}: {n}" for h, n in sorted(audit.foreign_transcripts.items())))
     if m.readable:
         owners = ", ".join(f"{a}: {n}" for a, n in sorted(m.claimed_owners.items())) or "-"
-        lines.append(f"manifest  lists {m.listed} (owners claimed: {owners}); "
+        lines.append(f"manifest  subject {m.account_id or '-'}, profile "
+                     f"{m.profile_account or '-'}; lists {m.listed} (owners claimed: {owners}); "
                      f"{m.contradicted} claim(s) contradicted by content; "
                      f"{m.listed_not_present} listed but absent; "
                      f"{m.present_not_listed} recording(s) present but unlisted")

@@ -64,7 +64,8 @@ def _assert_2018_as_reported(out: Path, zip_path: Path, pkg: dict[str, Any],
     assert manifest["request_id"] == pkg["request_id"]
     assert 90e6 <= zip_path.stat().st_size <= 110e6
     # the auditor: 1,700 foreign recordings of 2 data subjects in the requester's package
-    assert pkg["foreign"] == {"stranger": 1700} and pkg["manifest"]["account_id"] == (
+    assert pkg["foreign"] == {"stranger": 1700}
+    assert pkg["manifest"]["account_id"] == pkg["manifest"]["profile_account"] == (
         pkg["subject_account"])
     [leak] = report["leaks"]
     assert (leak["recordings"], leak["data_subjects"]) == (1700, 2)
