@@ -542,10 +542,7 @@ def audit_package(zip_path: str | Path, ledger_entries: Iterable[Any],
         listed: dict[str, dict[str, Any]] = {}
         request_id = zip_path.stem
         if MANIFEST in by_name:
-            try:
-                manifest = json.loads(_read_member(reader, by_name[MANIFEST], zip_path))
-            except ValueError:
-                manifest = None
+            manifest = _json_member(reader, by_name[MANIFEST], zip_path)
             if isinstance(manifest, dict):
                 claims.readable = True
                 claims.format = _str(manifest.get("format"))
@@ -556,10 +553,7 @@ def audit_package(zip_path: str | Path, ledger_entries: Iterable[Any],
                         listed[_norm_path(item["path"])] = item
 
         if PROFILE in by_name:
-            try:
-                profile = json.loads(_read_member(reader, by_name[PROFILE], zip_path))
-            except ValueError:
-                profile = None
+            profile = _json_member(reader, by_name[PROFILE], zip_path)
             if isinstance(profile, dict):
                 claims.profile_account = _str(profile.get("account_id"))
 
@@ -695,6 +689,14 @@ def _read_member(reader: _Reader, info: zipfile.ZipInfo, zip_path: Path) -> byte
         return reader.read(info)
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError):
         return b""  # counted as corrupt where the member is judged
+
+
+def _json_member(reader: _Reader, info: zipfile.ZipInfo, zip_path: Path) -> Any:
+    """A member parsed as JSON, or None when it is not JSON (judged by content instead)."""
+    try:
+        return json.loads(_read_member(reader, info, zip_path))
+    except ValueError:
+        return None
 
 
 def _str(value: Any) -> str | None:
