@@ -9,6 +9,7 @@ format (``overheard scenarios --schema``) is generated from the same models.
 
 from __future__ import annotations
 
+import importlib.resources
 import re
 import tomllib
 from datetime import UTC, datetime
@@ -379,5 +380,20 @@ def json_schema() -> dict[str, Any]:
 
 
 def bundled_dir() -> Path:
-    """Where the bundled scenarios live (the repo's fixtures/scenarios)."""
-    return Path(__file__).resolve().parent.parent / "fixtures" / "scenarios"
+    """Where the bundled scenarios live: the package ``simulator.scenarios`` (the checkout's
+    ``fixtures/scenarios``, installed as package data), or the checkout's folder when the
+    package is not installed (the code run straight from a source tree)."""
+    try:
+        where = importlib.resources.files("simulator.scenarios")
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parent.parent / "fixtures" / "scenarios"
+    return Path(str(where))
+
+
+def bundled_scenario(name: str) -> Path | None:
+    """The bundled scenario file called ``name`` (with or without ``.toml``), if there is one."""
+    stem = name.removesuffix(".toml")
+    if not stem or "/" in stem or "\\" in stem:
+        return None
+    path = bundled_dir() / f"{stem}.toml"
+    return path if path.is_file() else None
