@@ -29,11 +29,11 @@ from typing import Any
 
 import aiohttp
 import click
-from tqdm import tqdm
 
 from simulator.client import Client, ClientError
 from simulator.device import Device, DeviceGaveUp, DeviceOptions, DeviceStats, DropHook
 from simulator.ledger import Ledger, LedgerEntry, Outcome
+from simulator.progress import Counter, ProgressMode, resolve_mode
 from simulator.world import LOCALES, Household, Utterance, World
 
 EMBEDDED_MARKER = ".overheard-simulate"
@@ -98,24 +98,25 @@ class FleetResult:
 
 
 class _Progress:
-    """The progress bar: utterances, rate, and outcomes other than ``ok``."""
+    """Utterances done, their rate, and outcomes other than ``ok`` (see :mod:`simulator.progress`)."""
 
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.bar = tqdm(total=total, unit="utt", file=sys.stderr, disable=not enabled,
-                        dynamic_ncols=True, smoothing=0.1, desc="utterances")
+    def __init__(self, total: int, mode: ProgressMode) -> None:
+        self.bar = Counter(total, mode, desc="utterances", unit="utt")
         self.counts = {"ok": 0, "fail": 0, "info": 0}
         self.reconnects = 0
 
     def __call__(self, outcome: Outcome) -> None:
         self.counts[outcome] += 1
-        self.bar.update(1)
         if outcome != "ok" or self.bar.n % 500 == 0:
-            self.bar.set_postfix(fail=self.counts["fail"], info=self.counts["info"],
-                                 reconnects=self.reconnects, refresh=False)
+            self._postfix()
+        self.bar.update(1)
+
+    def _postfix(self) -> None:
+        self.bar.set_postfix(fail=self.counts["fail"], info=self.counts["info"],
+                             reconnects=self.reconnects)
 
     def close(self) -> None:
-        self.bar.set_postfix(fail=self.counts["fail"], info=self.counts["info"],
-                             reconnects=self.reconnects, refresh=False)
+        self._postfix()
         self.bar.close()
 
 
@@ -144,7 +145,7 @@ def pair_with_devices(utterances: Iterable[Utterance],
 
 async def stream(base_url: str, pairs: Iterable[tuple[Utterance, DeviceAccount]],
                  ledger: Ledger, *, seed: int = 0, options: DeviceOptions | None = None,
-                 concurrency: int = 256, progress: bool = False,
+                 concurrency: int = 256, progress: bool | ProgressMode = False,
                  drop: DropHook | None = None) -> FleetResult:
     """Stream each utterance from its device; outcomes go into ``ledger``.
 
@@ -160,7 +161,7 @@ async def stream(base_url: str, pairs: Iterable[tuple[Utterance, DeviceAccount]]
         utts.sort(key=lambda u: (u.recorded_at, u.utterance_id))
     n_utts = sum(len(v[1]) for v in by_device.values())
     queue = deque(sorted(by_device.values(), key=lambda v: (v[0].serial, v[0].device_id)))
-    bar = _Progress(n_utts, progress)
+    bar = _Progress(n_utts, resolve_mode(progress))
     stats: list[DeviceStats] = []
     gave_up: list[str] = []
     opts = options or DeviceOptions()
@@ -179,7 +180,7 @@ async def stream(base_url: str, pairs: Iterable[tuple[Utterance, DeviceAccount]]
                 await dev.run()
             except DeviceGaveUp as exc:
                 gave_up.append(acct.serial)
-                bar.bar.write(f"gave up: {exc}", file=sys.stderr)
+                bar.bar.write(f"gave up: {exc}")
             bar.reconnects += st.reconnects
 
     interrupted = False
@@ -206,7 +207,8 @@ async def stream(base_url: str, pairs: Iterable[tuple[Utterance, DeviceAccount]]
 
 
 async def stream_utterances(base_url: str, pairs: Iterable[tuple[Utterance, DeviceAccount]],
-                            *, progress: bool = False, **kwargs: Any) -> list[LedgerEntry]:
+                            *, progress: bool | ProgressMode = False,
+                            **kwargs: Any) -> list[LedgerEntry]:
     """:func:`stream` into a fresh ledger; its entries, sorted (for scenario steps)."""
     ledger = Ledger()
     await stream(base_url, pairs, ledger, progress=progress, **kwargs)
