@@ -37,6 +37,7 @@ from simulator.embedded import BackendHandle, embedded_backend
 from simulator.fleet import DeviceAccount, stream_utterances
 from simulator.interactive import Announce, hand_to_console, print_handoff, steps_taken
 from simulator.ledger import LedgerEntry, write_ledger
+from simulator.progress import ProgressMode, progress_option, resolve_mode
 from simulator.report import Expectation, RunResult, summary_text, write_reports
 from simulator.scenario import (
     AccessRequest,
@@ -53,9 +54,11 @@ from simulator.scenario import (
     TransferDevice,
     WaitRequests,
     bundled_dir,
+    bundled_scenario,
     load_scenario,
     parse_duration,
 )
+from simulator.suite import JOBS_HELP, run_suite
 from simulator.world import Device, Household, HouseholdSpec, Utterance, World
 
 log = logging.getLogger("overheard.run")
@@ -86,9 +89,14 @@ class Home:
 
 @dataclasses.dataclass
 class Progress:
-    """One line per step on stderr (quiet in tests)."""
+    """One line per step on stderr, in simulated-time order; ``mode`` also decides how the
+    traffic's utterance counter is shown (:mod:`simulator.progress`)."""
 
-    enabled: bool = True
+    mode: ProgressMode = "plain"
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode != "none"
 
     def step(self, text: str) -> None:
         if self.enabled:
@@ -152,12 +160,13 @@ class Run:
     def home(self, key: str) -> Home:
         return self.homes[key]
 
-    async def advance(self, seconds: float, why: str) -> None:
+    async def advance(self, seconds: float, why: str, *, noted: bool = True) -> None:
         if seconds <= 0:
             return
         await self.client.advance_clock(seconds)
         self.now += timedelta(seconds=seconds)
-        self.note("advance_clock", f"{_human_duration(seconds)} ({why})")
+        if noted:
+            self.note("advance_clock", f"{_human_duration(seconds)} ({why})")
 
     # -- setup --------------------------------------------------------------------------
     async def setup(self) -> None:
@@ -234,17 +243,21 @@ class Run:
                     utterances.append((u, dev))
         utterances.sort(key=lambda p: (p[0].recorded_at, p[0].utterance_id))
         start = self.now
+        # Announced at its start, so the log stays in simulated-time order (the traffic
+        # covers the clock advance below and is not printed after it).
+        self.progress.step(f"[{_iso(start)}] traffic: {len(utterances)} utterances from "
+                           f"{len(keys)} households over {st.days:g} days")
         # The backend's clock moves to the end of the period: recordings arrive as they happen.
-        await self.advance(st.days * 86400, f"{st.days:g} days of use")
+        await self.advance(st.days * 86400, f"{st.days:g} days of use", noted=False)
         t0 = time.perf_counter()
         entries = await stream_utterances(self.handle.url, utterances,
-                                          progress=self.progress.enabled)
+                                          progress=self.progress.mode)
         self.ledger.extend(entries)
         ok = sum(1 for e in entries if e.outcome == "ok")
-        self.timeline[-1:] = [{
+        self.timeline.append({
             "at": _iso(start), "step": "traffic",
             "what": f"{len(entries)} utterances from {len(keys)} households over {st.days:g} days "
-                    f"({ok} stored)"}]
+                    f"({ok} stored)"})
         # Wall time goes to the progress line only: the report must not depend on it.
         self.progress.step(f"[{_iso(start)}] traffic: {self.timeline[-1]['what']} "
                            f"in {time.perf_counter() - t0:.1f} s")
@@ -747,15 +760,19 @@ async def _backend(scenario: Scenario, out: Path, url: str | None,
 
 
 async def run_scenario(scenario: Scenario, out: Path, *, backend_url: str | None = None,
-                       admin_token: str | None = None, progress: bool = True,
+                       admin_token: str | None = None,
+                       progress: bool | ProgressMode = True,
                        interactive: Announce | None = None) -> RunResult:
-    """Play ``scenario``, write the run folder to ``out`` and return the result."""
+    """Play ``scenario``, write the run folder to ``out`` and return the result.
+
+    ``progress``: a mode of :mod:`simulator.progress`, ``True`` for the default one (by
+    whether stderr is a terminal) or ``False`` for none."""
     out.mkdir(parents=True, exist_ok=True)
     for stale in ("packages", "samples"):
         if (out / stale).exists():
             shutil.rmtree(out / stale)
     started = datetime.now(UTC)
-    prog = Progress(progress)
+    prog = Progress(resolve_mode(progress))
     async with _backend(scenario, out, backend_url, admin_token) as handle, \
             Client(handle.url, admin_token=handle.admin_token, timeout=600) as client:
         run = Run(scenario, out, client, handle, prog, interactive)
@@ -787,24 +804,49 @@ async def run_scenario(scenario: Scenario, out: Path, *, backend_url: str | None
 
 
 @click.command("run")
-@click.argument("file", type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="run folder (default: runs/<scenario name>)")
+              help="run folder (default: runs/<scenario name>); with several scenarios the "
+                   "folder that holds one run folder each, junit.xml and summary.json "
+                   "(default: runs)")
 @click.option("--backend", "backend_url", default=None, help="target a running backend instead")
 @click.option("--admin-token", envvar="OVERHEARD_ADMIN_TOKEN", default=None,
               help="admin token for --backend (default: $OVERHEARD_ADMIN_TOKEN)")
 @click.option("--seed", type=int, default=None, help="override the scenario's seed")
+@click.option("-j", "--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
+              help=JOBS_HELP)
+@click.option("-k", "pattern", default=None, metavar="PATTERN",
+              help="only scenarios whose name or file name contains PATTERN (or matches it "
+                   "as a glob); alternatives separated by commas")
+@progress_option
 @click.option("-q", "--quiet", is_flag=True, help="no progress lines, only the summary")
 @click.option("--demo", is_flag=True, hidden=True, help="print the demo's closing lines")
 @click.option("--interactive", is_flag=True,
               help="at the operator step, wait for a person to work the queue in the console")
-def run(file: Path, out: Path | None, backend_url: str | None, admin_token: str | None,
-        seed: int | None, quiet: bool, demo: bool, interactive: bool) -> None:
-    """Play a scenario FILE and judge it: exit 0 pass, 1 fail, 2 could not decide."""
+def run(paths: tuple[Path, ...], out: Path | None, backend_url: str | None,
+        admin_token: str | None, seed: int | None, jobs: int, pattern: str | None,
+        progress: str | None, quiet: bool, demo: bool, interactive: bool) -> None:
+    """Play scenarios and judge them: exit 0 all passed, 1 one failed, 2 one could not decide.
+
+    PATHS are scenario files, folders of them or names of bundled scenarios
+    (``overheard scenarios``). One file runs here, with its progress; several (or a folder,
+    or -k) run as a suite, --jobs at a time, with one run folder per scenario and one
+    combined junit.xml in --out.
+    """
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
     logsafe.install()  # the embedded backend logs here too
-    path = _find(file)
+    mode = resolve_mode(progress, quiet=quiet)
+    if len(paths) > 1 or pattern is not None or any(p.is_dir() for p in paths):
+        if interactive:
+            click.echo("error: --interactive plays one scenario file, not several", err=True)
+            sys.exit(EXIT_UNKNOWN)
+        extra = ["--backend", backend_url] if backend_url else []
+        if admin_token and backend_url:
+            extra += ["--admin-token", admin_token]
+        sys.exit(run_suite(list(paths), out or Path("runs"), seed=seed, jobs=jobs,
+                           pattern=pattern, extra=extra, quiet=mode == "none"))
+    path = _find(paths[0])
     try:
         scenario = load_scenario(path, seed=seed)
     except ScenarioError as exc:
@@ -814,12 +856,12 @@ def run(file: Path, out: Path | None, backend_url: str | None, admin_token: str 
         click.echo("error: --interactive needs the embedded backend (without --backend)", err=True)
         sys.exit(EXIT_UNKNOWN)
     out = out or Path("runs") / scenario.name
-    if not quiet:
+    if mode != "none":
         click.echo(f"running {scenario.name} (seed {scenario.seed}) → {out}/", err=True)
     t0 = time.perf_counter()
     try:
         result = asyncio.run(run_scenario(scenario, out, backend_url=backend_url,
-                                          admin_token=admin_token, progress=not quiet,
+                                          admin_token=admin_token, progress=mode,
                                           interactive=print_handoff if interactive else None))
     except (RunAborted, ClientError, OSError) as exc:
         click.echo(f"error: {exc}", err=True)
@@ -839,10 +881,7 @@ def _find(file: Path) -> Path:
     """A path as given, or the name of a bundled scenario."""
     if file.exists():
         return file
-    for cand in (bundled_dir() / file.name, bundled_dir() / f"{file.name}.toml"):
-        if cand.exists():
-            return cand
-    return file
+    return bundled_scenario(str(file)) or file
 
 
 @click.command("scenarios")
