@@ -1,15 +1,23 @@
 # Two entry points for a fresh machine: `make demo` and `make test`.
 # Both use .venv; `demo` installs what running needs, `test` adds the test tools.
-PYTHON ?= python3.11
+# The newest python3.x on the PATH that runs and is 3.11 to 3.13 (then plain python3, if it is
+# one of them; a version manager's shim for a version it does not provide does not count).
+# `make PYTHON=...` chooses.
+SUPPORTED := python3.13 python3.12 python3.11 python3
+IS_SUPPORTED := -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] <= (3, 13))'
+ifndef PYTHON
+PYTHON := $(shell for p in $(SUPPORTED); do $$p $(IS_SUPPORTED) 2>/dev/null && { command -v $$p; break; }; done)
+endif
 VENV := .venv
 BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.installed-runtime
 TESTDEPS := $(VENV)/.installed-test
 
-.PHONY: demo test lint clean venv chromium
+.PHONY: demo test lint clean venv chromium wheel-check
 
 $(BIN)/python:
-	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (Python 3.11) on PATH, or run: make PYTHON=python3 ..."; exit 2; }
+	@test -n "$(PYTHON)" || { echo "need Python 3.11, 3.12 or 3.13: none of $(SUPPORTED) on the PATH is one (or run: make PYTHON=/path/to/python3.x ...)"; exit 2; }
+	@$(PYTHON) $(IS_SUPPORTED) 2>/dev/null || { echo "need Python 3.11, 3.12 or 3.13; $(PYTHON) is not one (run: make PYTHON=python3.13 ...)"; exit 2; }
 	$(PYTHON) -m venv $(VENV)
 
 $(RUNTIME): pyproject.toml | $(BIN)/python
@@ -33,6 +41,11 @@ chromium:
 	  echo "installing chromium (apt-get) for the browser tests"; \
 	  $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
 	  || { echo "could not install chromium: run apt-get install chromium"; exit 2; }; }
+
+# The wheel, installed into a fresh venv outside the checkout, plays a bundled scenario by
+# name from an empty folder: the package data and the entry points are really in it.
+wheel-check:
+	sh .ci/wheel-check "$(PYTHON)"
 
 test: $(TESTDEPS) chromium
 	$(BIN)/ruff check backend simulator tests
