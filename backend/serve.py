@@ -14,8 +14,15 @@ from aiohttp import web
 from backend import logsafe
 from backend.app import create_app
 from backend.config import Config
-from backend.errors import ConfigError
+from backend.errors import ConfigError, SettingsError
 from backend.keys import CONFIG
+from backend.settings import BackendSettings, serve_settings
+
+MANUAL_REVIEW_HELP = ("request kinds that wait for an operator: access, erasure, both "
+                      "(access,erasure) or none (the default)")
+LINK_TTL_HELP = "how long a download link works: 5d (the default), 36h, 90m or seconds"
+CONFIG_HELP = ("TOML file with the keys of a scenario's [backend] table (manual_review, "
+               "link_ttl, export_workers); flags override it")
 
 
 async def serve(config: Config, host: str, port: int, *, ready_line: bool = True) -> None:
@@ -49,8 +56,10 @@ FLAG_WARNING = ("warning: --admin-token puts the token in the process list, wher
                 "DATA/admin-token (mode 0600)")
 
 
-def run(data: Path, host: str, port: int, admin_token: str | None, log_level: str = "INFO") -> None:
-    """Serve; ``admin_token`` is the ``--admin-token`` flag (the environment is read here).
+def run(data: Path, host: str, port: int, admin_token: str | None, log_level: str = "INFO",
+        settings: BackendSettings | None = None) -> None:
+    """Serve with ``settings`` (manual review, link lifetime, export workers) over the
+    defaults; ``admin_token`` is the ``--admin-token`` flag (the environment is read here).
     A setting the backend refuses ends the process with exit 2 and one line on stderr."""
     logging.basicConfig(level=log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -65,6 +74,8 @@ def run(data: Path, host: str, port: int, admin_token: str | None, log_level: st
 
         parse(crash_at)  # a typo must fail the start, not silently never crash
     config = Config(data_dir=data, admin_token=token, crash_at=crash_at)
+    if settings is not None:
+        config = settings.apply(config)
     try:
         asyncio.run(serve(config, host, port))
     except ConfigError as exc:
@@ -82,5 +93,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--admin-token", default=None,
                         help="default: $OVERHEARD_ADMIN_TOKEN, else generated into DATA/admin-token")
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--manual-review", default=None, metavar="KINDS",
+                        help=MANUAL_REVIEW_HELP)
+    parser.add_argument("--link-ttl", default=None, metavar="DURATION", help=LINK_TTL_HELP)
+    parser.add_argument("--config", type=Path, default=None, metavar="FILE", help=CONFIG_HELP)
     args = parser.parse_args(argv)
-    run(args.data, args.host, args.port, args.admin_token, args.log_level)
+    try:
+        settings = serve_settings(args.config, args.manual_review, args.link_ttl)
+    except SettingsError as exc:
+        parser.exit(2, f"error: {exc}\n")
+    run(args.data, args.host, args.port, args.admin_token, args.log_level, settings)

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from backend.serve import CONFIG_HELP, LINK_TTL_HELP, MANUAL_REVIEW_HELP
+
 ADMIN_TOKEN_HELP = "admin token (default: $OVERHEARD_ADMIN_TOKEN)"
 
 
@@ -22,11 +24,23 @@ def main() -> None:
 @click.option("--port", type=int, default=8080, show_default=True, help="0 picks a free port")
 @click.option("--admin-token", default=None, help=ADMIN_TOKEN_HELP + "; else generated into DATA/admin-token")
 @click.option("--log-level", default="INFO", show_default=True)
-def serve(data: Path, host: str, port: int, admin_token: str | None, log_level: str) -> None:
+@click.option("--manual-review", default=None, metavar="KINDS", help=MANUAL_REVIEW_HELP)
+@click.option("--link-ttl", default=None, metavar="DURATION", help=LINK_TTL_HELP)
+@click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
+              metavar="FILE", help=CONFIG_HELP)
+def serve(data: Path, host: str, port: int, admin_token: str | None, log_level: str,
+          manual_review: str | None, link_ttl: str | None, config_file: Path | None) -> None:
     """Serve the backend (same as ``python -m backend``)."""
+    from backend.errors import SettingsError
     from backend.serve import run
+    from backend.settings import serve_settings
 
-    run(data, host, port, admin_token, log_level)
+    try:
+        settings = serve_settings(config_file, manual_review, link_ttl)
+    except SettingsError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(2) from None
+    run(data, host, port, admin_token, log_level, settings)
 
 
 def _register() -> None:

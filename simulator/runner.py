@@ -748,13 +748,10 @@ async def _backend(scenario: Scenario, out: Path, url: str | None,
     data = out / "backend-data"
     if data.exists():
         shutil.rmtree(data)
-    config = Config(
+    config = scenario.backend.apply(Config(
         data_dir=data, admin_token=f"adm_run_{scenario.seed}_embedded", id_seed=scenario.seed,
         clock_start=scenario.world.start, clock_frozen=True,
-        manual_review=tuple(scenario.backend.manual_review),
-        link_ttl_seconds=int(parse_duration(scenario.backend.link_ttl)),
-        export_workers=scenario.backend.export_workers,
-    )
+    ))
     async with embedded_backend(config) as handle:
         yield handle
 

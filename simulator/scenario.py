@@ -10,7 +10,6 @@ format (``overheard scenarios --schema``) is generated from the same models.
 from __future__ import annotations
 
 import importlib.resources
-import re
 import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,29 +25,14 @@ from pydantic import (
 )
 
 from backend.faults import FAULTS, GUARDS
+from backend.settings import BackendSettings, Duration
+from backend.settings import parse_duration as parse_duration  # where the simulator imports it
 
 LOCALES = ("de_DE", "fr_FR", "en_US", "en_GB")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?\s*$")
-_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, None: 1}
 
 
 class ScenarioError(Exception):
     """A scenario file that cannot be run: names the file, the key and the problem."""
-
-
-def parse_duration(value: str | int | float) -> float:
-    """``"3d"``, ``"90m"``, ``"36h"``, ``"2w"`` or a number of seconds -> seconds."""
-    if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError("a duration cannot be negative")
-        return float(value)
-    m = _DURATION.match(value)
-    if not m:
-        raise ValueError(f"{value!r} is not a duration like '30s', '90m', '36h', '3d' or '2w'")
-    return float(m.group(1)) * _UNIT[m.group(2)]
-
-
-Duration = Annotated[str | int | float, Field(description="seconds, or a number with s/m/h/d/w")]
 
 
 class Model(BaseModel):
@@ -84,20 +68,6 @@ class Household(Model):
     email: str | None = Field(None, description="account holder's email (default: from Faker)")
     lookalike_of: str | None = Field(
         None, description="key of a household whose holder's name this one shares (search look-alike)")
-
-
-class BackendSettings(Model):
-    """How the embedded backend is configured for the run."""
-
-    manual_review: list[Literal["access", "erasure"]] = Field(default_factory=list)
-    link_ttl: Duration = "5d"
-    export_workers: int = Field(2, ge=1, le=16)
-
-    @field_validator("link_ttl")
-    @classmethod
-    def _ttl(cls, v: Duration) -> Duration:
-        parse_duration(v)
-        return v
 
 
 # -- steps -------------------------------------------------------------------------------
