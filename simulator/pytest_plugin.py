@@ -76,6 +76,8 @@ def _out_dir(config: pytest.Config, name: str) -> Path:
     base = config.getoption("overheard_out")
     if base:
         return Path(base) / name
+    # Items are not functions and get no fixtures: use the factory behind ``tmp_path``
+    # (numbered folders, cleaned like pytest's own, one base per xdist worker).
     factory = getattr(config, "_tmp_path_factory", None)
     if factory is not None:
         return Path(factory.mktemp(name, numbered=True))
@@ -117,11 +119,12 @@ def run_blocking(coro: Awaitable[T]) -> T:
 
 # -- scenario items ----------------------------------------------------------------------
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    """Scenario TOML files only: every other file costs one suffix comparison."""
+    if file_path.suffix != ".toml":
+        return None
     from simulator.suite import is_scenario_file
 
-    if file_path.suffix == ".toml" and is_scenario_file(file_path):
-        return ScenarioFile.from_parent(parent, path=file_path)
-    return None
+    return ScenarioFile.from_parent(parent, path=file_path) if is_scenario_file(file_path) else None
 
 
 class ScenarioFile(pytest.File):
