@@ -288,7 +288,8 @@ async def test_ctrl_c_writes_the_ledger_and_exits_130(tmp_path: Path) -> None:
     )
     assert proc.stderr is not None and proc.stdout is not None
     seen = b""
-    while not re.search(rb"\| *[1-9]\d*/\d+ ", seen):  # the bar shows a first stored utterance
+    # stderr is a pipe: plain progress lines; wait for one that counts a stored utterance
+    while not re.search(rb"utterances: [1-9][\d,]*/[\d,]+ ", seen):
         chunk = await proc.stderr.read(4096)
         assert chunk, seen.decode(errors="replace")
         seen += chunk
