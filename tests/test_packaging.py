@@ -98,3 +98,35 @@ def test_the_editable_install_finds_the_checkouts_scenarios(tmp_path: Path) -> N
                  "--progress", "none", cwd=tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
     assert (tmp_path / "o" / "report.html").is_file()
+
+
+def _make(tmp_path: Path, *args: str, path: str) -> subprocess.CompletedProcess[str]:
+    for name in ("Makefile", "pyproject.toml"):
+        shutil.copy(REPO / name, tmp_path / name)
+    return subprocess.run(["make", "--no-print-directory", *args], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60,
+                          env={"PATH": path, "HOME": str(tmp_path)})
+
+
+def test_the_makefile_picks_the_newest_python_that_runs(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    # a version manager's shim for a version it does not provide: found, but fails
+    (bin_dir / "python3.13").write_text("#!/bin/sh\necho 'python3.13: command not found' >&2\n"
+                                        "exit 127\n")
+    (bin_dir / "python3.12").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    for f in bin_dir.iterdir():
+        f.chmod(0o755)
+    proc = _make(tmp_path, "-n", "-p", "demo", path=f"{bin_dir}:/usr/bin:/bin")
+    assert f"PYTHON := {bin_dir}/python3.12" in proc.stdout.splitlines()
+
+
+def test_the_makefile_names_the_versions_it_needs(tmp_path: Path) -> None:
+    proc = _make(tmp_path, "demo", "SUPPORTED=python3.99 python3.98", path="/usr/bin:/bin")
+    assert proc.returncode == 2
+    assert proc.stdout.strip() == (
+        "need Python 3.11, 3.12 or 3.13: none of python3.99 python3.98 on the PATH is one "
+        "(or run: make PYTHON=/path/to/python3.x ...)")
+    old = _make(tmp_path, "demo", f"PYTHON={sys.executable}-missing", path="/usr/bin:/bin")
+    assert old.returncode == 2 and "need Python 3.11, 3.12 or 3.13;" in old.stdout
+    assert not (tmp_path / ".venv").exists()
