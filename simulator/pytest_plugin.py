@@ -29,8 +29,8 @@ import asyncio
 import inspect
 import os
 import threading
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -103,18 +103,27 @@ class LoopThread:
         return fut.result(timeout)
 
     def close(self) -> None:
+        """Cancel what is left on the loop, as ``asyncio.run`` does, then stop it."""
+        self.call(_drain(self.loop), timeout=30)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(30)
         self.loop.close()
 
 
-def run_blocking(coro: Awaitable[T]) -> T:
-    """Run ``coro`` to the end on a fresh loop in its own thread (works inside a running loop)."""
-    box = LoopThread()
-    try:
-        return box.call(coro)
-    finally:
-        box.close()
+async def _drain(loop: asyncio.AbstractEventLoop) -> None:
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await loop.shutdown_asyncgens()
+    await loop.shutdown_default_executor()
+
+
+def run_blocking(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` with ``asyncio.run`` in a thread of its own: works from a plain test and
+    from inside a running loop (an async test) alike."""
+    with ThreadPoolExecutor(1, thread_name_prefix="overheard-run") as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 # -- scenario items ----------------------------------------------------------------------
