@@ -57,8 +57,9 @@ def test_the_wheel_holds_scenarios_templates_and_entry_points(wheel: Path) -> No
         metadata = next(z.read(n).decode() for n in names if n.endswith("METADATA"))
     assert {f"simulator/scenarios/{n}" for n in SCENARIOS} <= names
     assert "simulator/templates/report.html" in names
-    templates = {p.name for p in (REPO / "backend" / "privacy" / "templates").iterdir()}
-    assert {f"backend/privacy/templates/{n}" for n in templates} <= names
+    data = [p for d in ("backend/privacy/templates", "backend/web/templates", "backend/web/static")
+            for p in (REPO / d).rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    assert data and {p.relative_to(REPO).as_posix() for p in data} <= names
     assert not any(n.startswith(("tests/", "fixtures/")) for n in names)
     assert "overheard = simulator.cli:main" in entry_points
     assert "[pytest11]\noverheard = simulator.pytest_plugin" in entry_points
