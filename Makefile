@@ -44,7 +44,7 @@ chromium:
 
 # The wheel, installed into a fresh venv outside the checkout, plays a bundled scenario by
 # name from an empty folder: the package data and the entry points are really in it.
-wheel-check:
+wheel-check: | $(BIN)/python
 	sh .ci/wheel-check "$(PYTHON)"
 
 test: $(TESTDEPS) chromium
