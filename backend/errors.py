@@ -14,8 +14,8 @@
     ├── UnsupportedMediaType 415  a body in a charset or type the API does not take
     └── TooManyRequests      429
 
-:class:`ConfigError` is not a response: the backend refuses to start (exit 2); nor is
-``SettingsError``, a settings file or serve flag that cannot be used.
+:class:`ConfigError` is not a response: the backend refuses to start (exit 2), for a setting
+it refuses or a settings file or serve flag that cannot be used.
 
 Anything else that escapes a handler is a bug: it is logged with a traceback and answered
 with a 500 ``internal`` error that reveals nothing.
@@ -35,11 +35,8 @@ log = logging.getLogger("overheard.http")
 
 
 class ConfigError(Exception):
-    """The backend was started with a setting it refuses (e.g. a short admin token)."""
-
-
-class SettingsError(Exception):
-    """A settings file or flag that cannot be used: names the file or flag and the key."""
+    """The backend was started with a setting it refuses (e.g. a short admin token), or a
+    settings file or serve flag that cannot be used: names the file or flag and the key."""
 
 
 class ApiError(Exception):

@@ -14,7 +14,7 @@ from aiohttp import web
 from backend import logsafe
 from backend.app import create_app
 from backend.config import Config
-from backend.errors import ConfigError, SettingsError
+from backend.errors import ConfigError
 from backend.keys import CONFIG
 from backend.settings import BackendSettings, serve_settings
 
@@ -100,6 +100,6 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         settings = serve_settings(args.config, args.manual_review, args.link_ttl)
-    except SettingsError as exc:
+    except ConfigError as exc:
         parser.exit(2, f"error: {exc}\n")
     run(args.data, args.host, args.port, args.admin_token, args.log_level, settings)

@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from backend.config import Config
-from backend.errors import SettingsError
+from backend.errors import ConfigError
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?\s*$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, None: 1}
@@ -76,11 +76,11 @@ def _problems(exc: ValidationError, where: str) -> str:
 
 
 def settings_from(raw: dict[str, Any], where: str) -> BackendSettings:
-    """Validate a dict of settings; a :class:`SettingsError` names ``where`` and the key."""
+    """Validate a dict of settings; a :class:`ConfigError` names ``where`` and the key."""
     try:
         return BackendSettings.model_validate(raw)
     except ValidationError as exc:
-        raise SettingsError(_problems(exc, where)) from None
+        raise ConfigError(_problems(exc, where)) from None
 
 
 def load_settings(path: Path) -> dict[str, Any]:
@@ -89,9 +89,9 @@ def load_settings(path: Path) -> dict[str, Any]:
     try:
         raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise SettingsError(f"{path}: no such file") from None
+        raise ConfigError(f"{path}: no such file") from None
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise SettingsError(f"{path}: not valid TOML: {exc}") from None
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     settings_from(raw, str(path))
     return raw
 
@@ -101,7 +101,7 @@ def review_kinds(value: str) -> list[str]:
     kinds = [k.strip() for k in value.split(",") if k.strip() and k.strip() != "none"]
     bad = [k for k in kinds if k not in REVIEW_KINDS]
     if bad:
-        raise SettingsError(f"--manual-review: unknown kind(s) {', '.join(bad)}; "
+        raise ConfigError(f"--manual-review: unknown kind(s) {', '.join(bad)}; "
                             f"known: {', '.join(REVIEW_KINDS)}")
     return kinds
 

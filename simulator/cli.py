@@ -31,13 +31,13 @@ def main() -> None:
 def serve(data: Path, host: str, port: int, admin_token: str | None, log_level: str,
           manual_review: str | None, link_ttl: str | None, config_file: Path | None) -> None:
     """Serve the backend (same as ``python -m backend``)."""
-    from backend.errors import SettingsError
+    from backend.errors import ConfigError
     from backend.serve import run
     from backend.settings import serve_settings
 
     try:
         settings = serve_settings(config_file, manual_review, link_ttl)
-    except SettingsError as exc:
+    except ConfigError as exc:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(2) from None
     run(data, host, port, admin_token, log_level, settings)

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from simulator.world import World
 
 T = TypeVar("T")
-PYTEST_ADMIN_TOKEN = "adm_pytest"
+PYTEST_ADMIN_TOKEN = "adm_pytest_embedded"
 
 
 # -- options -----------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.errors import SettingsError
+from backend.errors import ConfigError
 from backend.settings import serve_settings
 from simulator.client import Client
 from simulator.embedded import server_process
@@ -94,5 +94,5 @@ def test_bad_settings_stop_the_start_with_exit_2(tmp_path: Path, content: str,
 
 def test_none_means_no_manual_review() -> None:
     assert serve_settings(None, "none", None).manual_review == []
-    with pytest.raises(SettingsError, match="no such file"):
+    with pytest.raises(ConfigError, match="no such file"):
         serve_settings(Path("/nonexistent/backend.toml"), None, None)
