@@ -23,7 +23,7 @@ from backend.auth import require, store_token
 from backend.emails import Email
 from backend.errors import Conflict, Gone, NotFound
 from backend.http import Routes, Strict, parse_body
-from backend.ids import new_token, token_hash
+from backend.ids import token_hash
 from backend.ingest.bindings import (
     REVOKE_ON_TRANSFER,
     SERIAL_COLLISION,
@@ -129,7 +129,7 @@ async def create_account(request: web.Request) -> web.Response:
     body = await parse_body(request, AccountIn)
     app = request.app
     account_id = app[IDS].new("acc")
-    token = new_token("usr")
+    token = app[IDS].token("usr")
     now = app[CLOCK].iso()
 
     def write(db: sqlite_utils.Database) -> None:
@@ -189,7 +189,7 @@ async def register_device(request: web.Request) -> web.Response:
     collision_fault = board.on(SERIAL_COLLISION)
     ids = app[IDS]
     device_id = ids.new("dev")
-    token = new_token("dvt")
+    token = ids.token("dvt")
     now = app[CLOCK].iso()
 
     def write(db: sqlite_utils.Database) -> Registration:

@@ -17,7 +17,7 @@ from backend.faults import FAULTS as FAULT_SPECS
 from backend.faults import GUARDS as GUARD_SPECS
 from backend.faults import Spec
 from backend.http import Routes, Strict, parse_body, query_int
-from backend.ids import new_token, token_hash
+from backend.ids import token_hash
 from backend.keys import CLOCK, FAULTS, IDS, STORE
 from backend.openapi import document
 
@@ -99,7 +99,7 @@ async def create_operator(request: web.Request) -> web.Response:
     body = await parse_body(request, OperatorIn)
     app = request.app
     operator_id = app[IDS].new("op")
-    token = new_token("opt")
+    token = app[IDS].token("opt")
     now = app[CLOCK].iso()
 
     def write(db: Any) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import json
 import logging
 import re
@@ -750,6 +751,7 @@ async def _backend(scenario: Scenario, out: Path, url: str | None,
         shutil.rmtree(data)
     config = scenario.backend.apply(Config(
         data_dir=data, admin_token=f"adm_run_{scenario.seed}_embedded", id_seed=scenario.seed,
+        link_secret=hashlib.sha256(f"overheard-link-{scenario.seed}".encode()).digest(),
         clock_start=scenario.world.start, clock_frozen=True,
     ))
     async with embedded_backend(config) as handle:

@@ -36,7 +36,6 @@ import hashlib
 import hmac
 import logging
 import re
-import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -174,11 +173,11 @@ def mint_link(db: sqlite_utils.Database, *, config: Config, ids: IdGen, faults: 
     guard = faults.on("delivery.bound_links")
     unbound = faults.on("delivery.unbound_link") and not guard
     seq = int(db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM links").fetchone()[0])
-    link_id = ids.new("lnk")
+    link_id = ids.new("lnk", package_id)
     if unbound:
         nonce, signed, expires, bound, single = f"seq-{seq}", 0, None, None, 0
     else:
-        nonce = _b64(secrets.token_bytes(NONCE_BYTES))
+        nonce = _b64(ids.secret_bytes(NONCE_BYTES, package_id))
         signed = 1
         expires = rfc3339(now + timedelta(seconds=config.link_ttl_seconds))
         bound = requester_identity(row) if (config.link_bound or guard) else None

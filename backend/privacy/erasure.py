@@ -212,8 +212,8 @@ def erase(ctx: JobContext, row: dict[str, Any]) -> None:
               "verified": checkpointed and not any(left.values()),
               "wal_checkpointed": checkpointed}
     at = ctx.clock.iso()
-    alert_id = ctx.ids.new("alr") if repaired else ""
-    late_id = "" if checkpointed else ctx.ids.new("alr")
+    alert_id = ctx.ids.new("alr", request_id) if repaired else ""
+    late_id = "" if checkpointed else ctx.ids.new("alr", request_id)
 
     def finish(db: sqlite_utils.Database) -> None:
         if late_id:

@@ -70,6 +70,7 @@ from backend.privacy.package import (
     write_access_package,
 )
 from backend.privacy.state import (
+    JobsStopped,
     PrivacyState,
     default_subject,
     get_request,
@@ -337,6 +338,10 @@ def run_job(ctx: JobContext, request_id: str) -> None:
         row["attempts"] = attempts
         return row
 
+    try:
+        ctx.state.order.wait_start(request_id, ctx.state.stop)
+    except JobsStopped:
+        return  # still approved: queued again at the next start
     row = ctx.store.write_sync(start)
     ctx.state.changed(request_id)
     if row is None:
@@ -346,7 +351,7 @@ def run_job(ctx: JobContext, request_id: str) -> None:
             build_access(ctx, row)
         else:
             erase(ctx, row)
-    except PackageAborted:
+    except (PackageAborted, JobsStopped):
         log.info("job %s stopped at shutdown; it resumes at the next start", request_id)
     except Exception as exc:
         message = str(exc) if isinstance(exc, JobFailed) else "the job failed unexpectedly"
@@ -377,6 +382,9 @@ def build_access(ctx: JobContext, row: dict[str, Any]) -> None:
     private_dir(packages_dir)
 
     cache_key = ctx.cache.key(faults, row, today)
+    if cache_key is not None:
+        # What the cache holds must not depend on which job finished first.
+        ctx.state.order.wait_release(request_id, ctx.state.stop)
     cached = ctx.cache.get(cache_key, packages_dir)
     if cached is not None:
         _release(ctx, row, cached, reused=True, cache_key=cache_key)
@@ -437,7 +445,7 @@ def build_access(ctx: JobContext, row: dict[str, Any]) -> None:
         raise
     finally:
         db.conn.close()
-    package_id = ctx.ids.new("pkg")
+    package_id = ctx.ids.new("pkg", request_id)
     file_name = f"{package_id}.zip"
     _fsync(part)
     os.replace(part, packages_dir / file_name)
@@ -458,7 +466,10 @@ def _release(ctx: JobContext, row: dict[str, Any], pkg: CachedPackage, *, reused
     own account, quarantine it: alert, request back to ``pending``, zip deleted."""
     request_id = row["request_id"]
     subject_id = row["subject_account_id"]
-    package_id = package_id or ctx.ids.new("pkg")
+    # Released in queue order: link numbers and what each requester is sent never depend
+    # on which build finished first.
+    ctx.state.order.wait_release(request_id, ctx.state.stop)
+    package_id = package_id or ctx.ids.new("pkg", request_id)
     # The package goes to the requester, so its items must be the requester's own: the
     # account they proved to hold, whatever an operator attached (the 2018 swap changed the
     # assignment, not the stored owners).
@@ -472,7 +483,7 @@ def _release(ctx: JobContext, row: dict[str, Any], pkg: CachedPackage, *, reused
     now = ctx.clock.iso()
     faults = ctx.faults
     quarantine = bool(foreign) and faults.on("export.ownership_check")
-    alert_id = ctx.ids.new("alr") if quarantine else ""
+    alert_id = ctx.ids.new("alr", request_id) if quarantine else ""
 
     def finish(db: sqlite_utils.Database) -> None:
         if quarantine:
@@ -511,7 +522,7 @@ def _release(ctx: JobContext, row: dict[str, Any], pkg: CachedPackage, *, reused
                                 "reused": reused})
         to, diverted = delivery.route_link(db, row, faults)
         if diverted:
-            raise_alert(db, alert_id=ctx.ids.new("alr"), at=now,
+            raise_alert(db, alert_id=ctx.ids.new("alr", request_id), at=now,
                         guard="identity.verified_channel", request_id=request_id,
                         account_id=rightful,
                         summary="the download link was about to go to an address not on file "
@@ -592,7 +603,7 @@ def job_context(app: web.Application) -> JobContext:
                       privacy_state(app))
 
 
-def _recover(ctx: JobContext) -> list[str]:
+def _recover(ctx: JobContext) -> list[tuple[str, bool]]:
     """Requeue interrupted jobs, wipe staging, delete orphan package files; returns the queue."""
     config = ctx.config
     shutil.rmtree(config.staging_dir, ignore_errors=True)
@@ -600,15 +611,15 @@ def _recover(ctx: JobContext) -> list[str]:
     private_dir(Path(config.packages_dir))
     now = ctx.clock.iso()
 
-    def requeue(db: sqlite_utils.Database) -> tuple[list[str], set[str]]:
+    def requeue(db: sqlite_utils.Database) -> tuple[list[tuple[str, bool]], set[str]]:
         stuck = [r[0] for r in db.execute(
             "SELECT request_id FROM privacy_requests WHERE status = 'in_processing'")]
         for rid in stuck:
             update_request(db, rid, now, status="approved")
             auditlog.append(db, at=now, actor="system", action="export.requeued",
                             object_id=rid, detail={"reason": "interrupted by a restart"})
-        queue = [r[0] for r in db.execute(
-            "SELECT request_id FROM privacy_requests WHERE status = 'approved'"
+        queue = [(r[0], r[1] == "erasure") for r in db.execute(
+            "SELECT request_id, kind FROM privacy_requests WHERE status = 'approved'"
             " ORDER BY created_at, request_id")]
         files = {r[0] for r in db.execute("SELECT file_name FROM packages")}
         return queue, files
@@ -634,6 +645,8 @@ async def _worker(ctx: JobContext, executor: ThreadPoolExecutor) -> None:
             await loop.run_in_executor(executor, run_job, ctx, request_id)
         except Exception:
             log.exception("export worker: job %s", request_id)
+        finally:
+            state.order.done(request_id)
 
 
 async def export_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -647,8 +660,8 @@ async def export_ctx(app: web.Application) -> AsyncIterator[None]:
     workers = max(1, ctx.config.export_workers)
     executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="overheard-export")
     state.executor = executor
-    for request_id in await loop.run_in_executor(None, _recover, ctx):
-        state.enqueue(request_id)
+    for request_id, erasure in await loop.run_in_executor(None, _recover, ctx):
+        state.enqueue(request_id, erasure=erasure)
     tasks = [asyncio.create_task(_worker(ctx, executor), name=f"export-worker-{i}")
              for i in range(workers)]
     try:

@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import secrets
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -55,7 +54,7 @@ from backend.errors import (
     Unauthorized,
 )
 from backend.http import PRIVATE_HEADERS, Routes, Strict, parse_body, query_number
-from backend.ids import new_token, token_hash
+from backend.ids import token_hash
 from backend.keys import CLOCK, CONFIG, FAULTS, IDS, METRICS, STATE, STORE
 from backend.openapi import document
 from backend.privacy import delivery, outbox
@@ -178,8 +177,8 @@ async def file_request(app: web.Application, who: Principal | None,
         # Keyed by the address as one account would match it (case does not make another).
         await _admit_code_request(app, (body.email or "").casefold(), client, now_dt)
     request_id = app[IDS].new("prq")
-    code = f"{secrets.randbelow(10**6):06d}"
-    requester_token = new_token("prt") if who is None else None
+    code = app[IDS].code(request_id)
+    requester_token = app[IDS].token("prt", request_id) if who is None else None
     weak = faults.on("identity.weak_verification") and not faults.on("identity.verified_channel")
     # The guard catches the skipped check: the request waits for the code like any other.
     held = faults.on("identity.weak_verification") and not weak
@@ -205,7 +204,7 @@ async def file_request(app: web.Application, who: Principal | None,
         raise Conflict("an open request of this kind exists for this account",
                        code="duplicate_request", request_id=out["duplicate_of"])
     if out["status"] == "approved":
-        privacy_state(app).enqueue(request_id)
+        privacy_state(app).enqueue(request_id, erasure=body.kind == "erasure")
     resp: dict[str, Any] = {"request_id": request_id, "status": out["status"],
                             "due_at": due_at(now_dt)}
     if requester_token is not None:
@@ -396,7 +395,8 @@ async def verify_code(app: web.Application, request_id: str, code: str) -> dict[
             update_request(db, request_id, now, code_hmac=None)
             status, reason, dup = after_verified(db, row, now=now, config=config,
                                                  actor="requester")
-            return {"outcome": "ok", "status": status, "reason": reason, "duplicate_of": dup}
+            return {"outcome": "ok", "status": status, "reason": reason, "duplicate_of": dup,
+                    "kind": row["kind"]}
         tries = row["code_tries"] + 1
         if tries >= config.code_tries:
             update_request(db, request_id, now, status="denied", reason="insuf_verification",
@@ -436,7 +436,7 @@ async def verify_code(app: web.Application, request_id: str, code: str) -> dict[
                        code="duplicate_request", request_id=out["duplicate_of"],
                        request_status="canceled")
     if out["status"] == "approved":
-        state.enqueue(request_id)
+        state.enqueue(request_id, erasure=out["kind"] == "erasure")
     return {"request_id": request_id, "status": out["status"], "reason": out["reason"]}
 
 

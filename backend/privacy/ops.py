@@ -18,6 +18,7 @@ Where the operator faults and guard live (one place each):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 import sqlite_utils
@@ -312,9 +313,18 @@ document("POST", "/v1/ops/requests/{request_id}/approve", "Approve a request (op
 
 
 
-async def approve_request(app: web.Application, operator_id: str, rid: str) -> bool:
-    """An operator approves ``rid``: True when the job is queued, False when the approval is
-    held for a second operator (guard ``ops.four_eyes``)."""
+@dataclass(frozen=True)
+class Approval:
+    """What an approval did."""
+
+    queued: bool
+    """True: the job is queued; False: held for a second operator (guard ``ops.four_eyes``)."""
+    subject_account_id: str
+    """The account whose data answers the request (after any swap at approval)."""
+
+
+async def approve_request(app: web.Application, operator_id: str, rid: str) -> Approval:
+    """An operator approves ``rid``."""
     now = app[CLOCK].iso()
     actor = f"operator:{operator_id}"
     faults = app[FAULTS]
@@ -341,30 +351,35 @@ async def approve_request(app: web.Application, operator_id: str, rid: str) -> b
         if four_eyes_hold(db, faults, ids, row, at=now, operator=operator_id):
             auditlog.append(db, at=now, actor=actor, action="ops.request.approval_held",
                             object_id=rid, detail={"account_id": row["subject_account_id"]})
-            return {"status": "pending", "held": True}
+            return {"status": "pending", "held": True, "kind": row["kind"],
+                    "subject_account_id": row["subject_account_id"]}
         update_request(db, rid, now, status="approved", approved_by=operator_id)
         auditlog.append(db, at=now, actor=actor, action="ops.request.approved", object_id=rid,
                         detail={"account_id": row["subject_account_id"], "kind": row["kind"]})
-        return {"status": "approved", "held": False}
+        return {"status": "approved", "held": False, "kind": row["kind"],
+                "subject_account_id": row["subject_account_id"]}
 
     out = await app[STORE].write(write)
     state = privacy_state(app)
     state.changed(rid)
     state.changed(QUEUE_CHANGED)
-    if out["held"]:
-        return False
-    state.enqueue(rid)
-    return True
+    if not out["held"]:
+        state.enqueue(rid, erasure=out["kind"] == "erasure")
+    return Approval(queued=not out["held"], subject_account_id=out["subject_account_id"])
 
 
 @routes.post("/v1/ops/requests/{request_id}/approve")
 async def approve(request: web.Request) -> web.Response:
     who = await require(request, "operator")
     rid = request.match_info["request_id"]
-    if not await approve_request(request.app, who.subject_id, rid):
+    approval = await approve_request(request.app, who.subject_id, rid)
+    if not approval.queued:
         return web.json_response({"request_id": rid, "status": "pending",
-                                  "needs_second_operator": True}, status=202)
-    return web.json_response({"request_id": rid, "status": "approved"})
+                                  "needs_second_operator": True,
+                                  "subject_account_id": approval.subject_account_id}, status=202)
+    # Which account's data answers the request, as approved (after any swap at approval).
+    return web.json_response({"request_id": rid, "status": "approved",
+                              "subject_account_id": approval.subject_account_id})
 
 document("POST", "/v1/ops/requests/{request_id}/deny", "Deny a request with a reason (operator)",
          roles=("operator",), body=DenyIn,

@@ -39,6 +39,66 @@ ART12_DEADLINE = timedelta(days=30)
 """GDPR Art. 12(3): answer within one month of receipt."""
 
 
+class JobsStopped(Exception):
+    """The app is shutting down while a job waited for its turn."""
+
+
+class JobOrder:
+    """Tickets in the order requests were handed to the worker pool, so that the pool's
+    timing never changes what is built or released.
+
+    Jobs build concurrently, but a job *releases* (records its package, mints its link,
+    raises its alerts) only after every job queued before it has ended; an erasure starts
+    only after every earlier job has ended, and a later job starts only after every earlier
+    erasure has ended. So link numbers, cache hits and what an erasure finds follow the
+    queue's order, which follows the order requests were approved, not which thread was
+    faster. Thread-safe; waits end early when ``stop`` is set.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._next = 0
+        self._tickets: dict[str, int] = {}
+        self._open: dict[int, bool] = {}
+        """ticket -> whether it is an erasure, for every job not yet ended."""
+
+    def issue(self, request_id: str, *, erasure: bool = False) -> None:
+        with self._cond:
+            self._next += 1
+            self._tickets[request_id] = self._next
+            self._open[self._next] = erasure
+
+    def _wait(self, request_id: str, stop: threading.Event, erasures_only: bool) -> None:
+        with self._cond:
+            mine = self._tickets.get(request_id)
+            if mine is None:
+                return
+            while any(t < mine and (is_erasure or not erasures_only)
+                      for t, is_erasure in self._open.items()):
+                if stop.is_set():
+                    raise JobsStopped(request_id)
+                self._cond.wait(0.1)
+
+    def wait_start(self, request_id: str, stop: threading.Event) -> None:
+        """Before a job reads anything: earlier erasures (or, for an erasure, every earlier
+        job) have ended."""
+        with self._cond:
+            mine = self._tickets.get(request_id)
+            erasure = self._open.get(mine, False) if mine is not None else False
+        self._wait(request_id, stop, erasures_only=not erasure)
+
+    def wait_release(self, request_id: str, stop: threading.Event) -> None:
+        """Before a job releases what it built: every earlier job has ended."""
+        self._wait(request_id, stop, erasures_only=False)
+
+    def done(self, request_id: str) -> None:
+        with self._cond:
+            ticket = self._tickets.pop(request_id, None)
+            if ticket is not None:
+                self._open.pop(ticket, None)
+            self._cond.notify_all()
+
+
 @dataclass
 class PrivacyState:
     """What the privacy subsystem keeps in memory while the app runs (under ``app[STATE]``)."""
@@ -52,6 +112,8 @@ class PrivacyState:
     stop: threading.Event = field(default_factory=threading.Event)
     """Set at shutdown: running jobs stop between items and stay ``in_processing``."""
     executor: ThreadPoolExecutor | None = None
+    order: JobOrder = field(default_factory=JobOrder)
+    """Queue order of the jobs, which decides the order they release in."""
 
     def changed(self, request_id: str) -> None:
         """Wake whoever long-polls ``request_id``; callable from any thread."""
@@ -72,11 +134,12 @@ class PrivacyState:
         """An event set at the next change of ``request_id``; take it before reading status."""
         return self.waiters.setdefault(request_id, asyncio.Event())
 
-    def enqueue(self, request_id: str) -> None:
+    def enqueue(self, request_id: str, *, erasure: bool = False) -> None:
         """Hand an approved request to the worker pool (on the event loop)."""
         if self.queue is None or request_id in self.queued:
             return
         self.queued.add(request_id)
+        self.order.issue(request_id, erasure=erasure)
         self.queue.put_nowait(request_id)
 
 

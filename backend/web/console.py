@@ -243,7 +243,7 @@ async def approve(request: web.Request, sess: Session) -> web.Response:
     if not _confirmed(form):
         return await _confirm(request, rid, "approve",
                               f"Approve request {rid}? The package is built and sent at once.")
-    if await ops.approve_request(request.app, actor_id(sess), rid):
+    if (await ops.approve_request(request.app, actor_id(sess), rid)).queued:
         sess.notice(f"Approved request {rid}: the package is being built.")
     else:
         sess.notice(f"Request {rid} is held: the assigned account is not the requester's own, "
