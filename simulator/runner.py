@@ -384,27 +384,38 @@ class Run:
         if not queue:
             self.note("operator", f"{st.name}: queue empty")
             return
-        for item in queue:
-            rid = item["request_id"]
+        for rid in [q["request_id"] for q in queue]:
+            # Read the request again: approving an earlier one may have changed it (a swap
+            # at approval re-assigns both), and the operator acts on what is there now.
+            item = await self._pending_item(token, rid)
+            whose = self._filer_of(rid)
+            if item is None:
+                self.note("operator", f"{st.name}: {rid} ({whose}'s request) is no longer pending")
+                continue
             if st.action == "deny":
                 await self.client.ops_deny(token, rid, st.reason or "suspected_fraud")
                 self.note("operator", f"{st.name} denies {rid} ({st.reason})")
                 continue
-            target = (item.get("subject_account_id") or item["requester"].get("account_id")
-                      or item.get("matched_account_id"))
-            if target is None:
-                hits = (await self.client.ops_accounts(token, item["requester"]["name"] or
-                                                       item["requester"]["email"]))["accounts"]
-                target = hits[0]["account_id"] if hits else None
-            if target is None:
-                await self.client.ops_deny(token, rid, "no_match")
-                self.note("operator", f"{st.name} finds no account for {rid}: denied no_match")
-                continue
-            assigned = await self.client.ops_assign(token, rid, account_id=target)
+            if item.get("assigned_by") is None:
+                target = (item.get("subject_account_id") or item["requester"].get("account_id")
+                          or item.get("matched_account_id"))
+                if target is None:
+                    hits = (await self.client.ops_accounts(
+                        token, item["requester"]["name"] or item["requester"]["email"]))["accounts"]
+                    target = hits[0]["account_id"] if hits else None
+                if target is None:
+                    await self.client.ops_deny(token, rid, "no_match")
+                    self.note("operator", f"{st.name} finds no account for {rid}: denied no_match")
+                    continue
+                assigned = await self.client.ops_assign(token, rid, account_id=target)
+                self.note("operator", f"{st.name} assigns "
+                                      f"{self._household_of(assigned.get('subject_account_id', target))}"
+                                      f"'s account to {rid} ({whose}'s request)")
             res = await self.client.ops_approve(token, rid)
-            who = self._household_of(assigned.get("subject_account_id", target))
-            self.note("operator", f"{st.name} assigns {who}'s account to {rid} and approves "
-                                  f"→ {res.get('status')}")
+            used = self._household_of(res.get("subject_account_id") or item.get("subject_account_id"))
+            self.note("operator", f"{st.name} approves {rid} ({whose}'s request) → "
+                                  f"{res.get('status')}: it answers with {used}'s data"
+                                  + ("" if used == whose else f", not {whose}'s"))
             if res.get("needs_second_operator"):
                 if st.second is None:
                     self.note("operator", f"{rid} held for a second operator (none scheduled)")
@@ -430,8 +441,7 @@ class Run:
         """A second operator checks a held assignment against the verified requester: a
         mismatch is re-assigned to the account that holds the verified address, then approved."""
         token = await self._operator_token(name)
-        queue = (await self.client.ops_requests(token, status="pending"))["requests"]
-        item = next((q for q in queue if q["request_id"] == rid), None)
+        item = await self._pending_item(token, rid)
         if item is None:
             self.note("operator", f"{name}: {rid} is no longer pending")
             return
@@ -443,6 +453,17 @@ class Run:
                                   f"and assigns {self._household_of(rightful)}'s")
         res = await self.client.ops_approve(token, rid)
         self.note("operator", f"{name} approves {rid} → {res.get('status')}")
+
+    async def _pending_item(self, token: str, rid: str) -> dict[str, Any] | None:
+        queue = (await self.client.ops_requests(token, status="pending"))["requests"]
+        return next((q for q in queue if q["request_id"] == rid), None)
+
+    def _filer_of(self, request_id: str | None) -> str:
+        """The household that filed ``request_id`` (as the runner knows it)."""
+        for home, _kind, r in self._requests():
+            if r["request_id"] == request_id:
+                return home.key
+        return str(request_id)
 
     def _household_of(self, account_id: str | None) -> str:
         for key, home in self.homes.items():
