@@ -7,7 +7,14 @@ every WAV is attributed to its true owner by the sha256 of its PCM frames, and, 
 audio matches nothing, by its transcript (``voice/transcripts.csv``, narrowed by the
 recording time). The manifest's claims are then compared with that verdict and reported
 (a manifest that says "all the subject's" over a stranger's recordings is a lie, not an
-alibi).
+alibi). Nor does the manifest say who *received* the package: that is the ledger's
+download record with the zip's sha256, or the ``--subject`` the caller gives.
+
+Exit codes of ``overheard audit``: 0 only when every file is the recipient's own, intact,
+and nothing is missing, duplicated or unattributable; 1 when any of those findings (or a
+foreign file) is made; 2 when it cannot decide: the recipient is unknown, most files match
+nothing in the ledger (probably the wrong ledger), ``--subject`` names nobody in the
+ledger, or the input cannot be read.
 
 Nothing is written to disk: members are streamed from the zip into memory with size caps,
 so a hostile entry name cannot land anywhere. Before a single byte is inflated, the
@@ -18,8 +25,9 @@ and declared sizes, the inflation ratio and the entry count are checked against
 Errors (each names the file; the CLI maps all of them to exit 2)::
 
     AuditError            the input cannot be judged
-    ├── BadPackage        not a readable zip, an encrypted member, no subject to judge for
-    ├── BadLedger         the ledger cannot be read
+    ├── BadPackage        not a readable zip, an encrypted member
+    ├── UnknownRecipient  neither the ledger nor the caller says who received the package
+    ├── BadLedger         the ledger cannot be read, or knows nothing of the subject
     └── HostilePackage    entry names with ``..``, absolute paths, backslashes, symlinks
         └── ZipBomb       declared or actual sizes, ratio or entry count beyond the limits
 """
@@ -44,7 +52,7 @@ from typing import Any
 
 import click
 
-from simulator.ledger import read_ledger
+from simulator.ledger import DownloadRecord, LedgerEntry, read_records
 
 MANIFEST = "manifest.json"
 PROFILE = "account/profile.json"
@@ -62,7 +70,11 @@ class BadPackage(AuditError):
 
 
 class BadLedger(AuditError):
-    """The ledger cannot be read."""
+    """The ledger cannot be read, or is not the ledger of this package."""
+
+
+class UnknownRecipient(AuditError):
+    """Nobody says who received the package (the manifest is never taken for it)."""
 
 
 class HostilePackage(AuditError):
@@ -148,10 +160,15 @@ def _truths(entries: Iterable[Any]) -> list[Truth]:
 
 def load_ledger(path: Path) -> list[Any]:
     """Ledger entries from a JSON Lines file (``simulator.ledger`` validates each line)."""
+    return list(load_records(path)[0])
+
+
+def load_records(path: Path) -> tuple[list[LedgerEntry], list[DownloadRecord]]:
+    """The utterances and the downloads of a ledger file."""
     if not path.is_file():
         raise BadLedger(f"{path}: ledger not found")
     try:
-        return list(read_ledger(path))
+        return read_records(path)
     except (OSError, ValueError) as exc:
         message = str(exc)
         raise BadLedger(message if str(path) in message else f"{path}: {message}") from exc
@@ -276,10 +293,27 @@ class PackageAudit:
     manifest: ManifestClaims
     leaks: list[Leak]
     verdicts: list[FileVerdict] = field(default_factory=list)
+    made_for: str | None = None
+    """The household whose request the package answers, when known (it may differ from
+    the recipient: a forwarded or guessed link); completeness is judged only for them."""
 
     @property
     def clean(self) -> bool:
         return not self.foreign and not self.foreign_transcripts and not self.corrupt
+
+    @property
+    def undecidable(self) -> bool:
+        """Most files match nothing in the ledger: probably the wrong ledger."""
+        return self.files > 0 and self.unattributable * 2 > self.files
+
+    @property
+    def exit_code(self) -> int:
+        """0: only the recipient's data, intact and complete; 1: a finding; 2: undecidable."""
+        if self.undecidable:
+            return 2
+        findings = (self.foreign or self.foreign_transcripts or self.missing or self.corrupt
+                    or self.duplicated or self.unattributable)
+        return 1 if findings else 0
 
     def to_dict(self, files: bool = False) -> dict[str, Any]:
         """The ``packages`` entry of report.json (DESIGN.md), plus this package's leaks."""
@@ -287,6 +321,7 @@ class PackageAudit:
             "request_id": self.request_id,
             "subject_household": self.subject_household,
             "subject_account": self.subject_account,
+            "made_for": self.made_for,
             "files": self.files, "own": self.own,
             "foreign": dict(sorted(self.foreign.items())),
             "missing": self.missing, "corrupt": self.corrupt, "duplicated": self.duplicated,
@@ -494,10 +529,9 @@ def _stem(path: str) -> str:
     return name.rsplit(".", 1)[0]
 
 
-def _resolve_subject(truths: list[Truth], manifest_account: str | None,
-                     household: str | None, account: str | None) -> tuple[str | None, str | None]:
-    if household is None and account is None:
-        account = manifest_account
+def _resolve_subject(truths: list[Truth], household: str | None,
+                     account: str | None) -> tuple[str | None, str | None]:
+    """Complete the recipient's household and account from the ledger (never the manifest)."""
     if household is None and account is not None:
         owners = Counter(t.household for t in truths if t.account_id == account)
         household = owners.most_common(1)[0][0] if owners else None
@@ -505,27 +539,28 @@ def _resolve_subject(truths: list[Truth], manifest_account: str | None,
         accounts = Counter(t.account_id for t in truths if t.household == household and t.account_id)
         if accounts:
             account = accounts.most_common(1)[0][0]
-        elif manifest_account is not None and not any(
-                t.account_id == manifest_account for t in truths):
-            # A household with no recordings: the manifest may name its account, unless the
-            # ledger shows that account is someone else's (a package made for another).
-            account = manifest_account
     return household, account
 
 
 def audit_package(zip_path: str | Path, ledger_entries: Iterable[Any],
                   subject_household: str | None = None, subject_account: str | None = None,
                   link_redeemed: bool = True, *, as_of: str | None = None,
+                  made_for: str | None = None,
                   limits: Limits = DEFAULT_LIMITS) -> PackageAudit:
     """Judge one package against the ledger by content.
 
-    The subject is the household/account the package was made for; when neither is given
-    it is the manifest's ``account_id`` mapped to its household through the ledger (the
-    manifest only says who the package is *for*; the content decides what is foreign).
+    The subject is the household/account that received the package: its files are "own",
+    anyone else's are foreign (a leak to the subject). It must be given (from the ledger's
+    download record or by the caller): the manifest is never taken for it.
+    ``made_for``: the household whose request the package answers, if known; when it is
+    not the subject (a forwarded or guessed link) nothing is counted as missing.
     ``as_of``: recordings made after this time are not counted as missing.
     ``link_redeemed``: whether the package's link was used (someone holds it: default).
     """
     zip_path = Path(zip_path)
+    if subject_household is None and subject_account is None:
+        raise UnknownRecipient(f"{zip_path}: cannot tell who received this package: no "
+                               "download of it in the ledger and no subject given")
     truths = _truths(ledger_entries)
     try:
         zf = zipfile.ZipFile(zip_path)
@@ -571,10 +606,7 @@ def audit_package(zip_path: str | Path, ledger_entries: Iterable[Any],
                 row_by_id.setdefault(row["recording_id"], row)
 
         subject_household, subject_account = _resolve_subject(
-            truths, claims.account_id, subject_household, subject_account)
-        if subject_household is None and subject_account is None:
-            raise BadPackage(f"{zip_path}: the manifest names no account_id and no subject was "
-                             "given: cannot tell whose package this is (pass a subject)")
+            truths, subject_household, subject_account)
 
         corrupt = 0
         verdicts: list[FileVerdict] = []
@@ -653,8 +685,9 @@ def audit_package(zip_path: str | Path, ledger_entries: Iterable[Any],
 
         cutoff = parse_time(as_of)
         missing = 0
+        judge_missing = made_for is None or made_for == subject_household
         for t in truths:
-            if t.outcome != "ok" or not is_own(t.household, t.account_id):
+            if not judge_missing or t.outcome != "ok" or not is_own(t.household, t.account_id):
                 continue
             when = parse_time(t.recorded_at)
             if cutoff is not None and when is not None and when > cutoff:
@@ -681,7 +714,7 @@ def audit_package(zip_path: str | Path, ledger_entries: Iterable[Any],
             foreign=dict(foreign), missing=missing, corrupt=corrupt, duplicated=duplicated,
             unattributable=unattributable, downloaded=link_redeemed,
             foreign_transcripts=dict(foreign_transcripts), manifest=claims, leaks=leaks,
-            verdicts=verdicts)
+            verdicts=verdicts, made_for=made_for)
 
 
 def _read_member(reader: _Reader, info: zipfile.ZipInfo, zip_path: Path) -> bytes:
@@ -753,16 +786,48 @@ def _leaks(request_id: str, files: list[FileVerdict], text_only: list[Truth],
 
 
 # -- the command -------------------------------------------------------------------------
-def _subject_args(value: str | None, truths: list[Truth]) -> tuple[str | None, str | None]:
-    """``--subject`` may name a household or an account; the ledger says which."""
-    if value is None:
-        return None, None
-    if any(t.household == value for t in truths):
-        return value, None
-    if any(t.account_id == value for t in truths):
+def _subject_args(value: str, truths: list[Truth],
+                  downloads: list[DownloadRecord]) -> tuple[str | None, str | None]:
+    """``--subject`` may name a household or an account; the ledger says which. A name the
+    ledger does not know (no utterance, no download) cannot be judged for."""
+    if any(t.household == value for t in truths) or any(d.household == value for d in downloads):
+        return value, _download_account(value, downloads)
+    if any(t.account_id == value for t in truths) or any(d.account_id == value for d in downloads):
         return None, value
-    # Unknown to the ledger (a requester who owns no device): an account id by its look.
-    return (None, value) if value.startswith("acc") else (value, None)
+    raise BadLedger(f"--subject {value!r} names no household or account in this ledger "
+                    "(wrong ledger, or a typo?)")
+
+
+def _download_account(household: str, downloads: list[DownloadRecord]) -> str | None:
+    return next((d.account_id for d in downloads if d.household == household and d.account_id),
+                None)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def recipient_from_ledger(zip_path: Path, downloads: list[DownloadRecord]) -> DownloadRecord:
+    """The ledger's record of who downloaded exactly this zip (by its sha256)."""
+    try:
+        digest = file_sha256(zip_path)
+    except OSError as exc:
+        raise BadPackage(f"{zip_path}: cannot read the package: {exc.strerror}") from None
+    hits = [d for d in downloads if d.sha256 == digest]
+    households = sorted({d.household for d in hits})
+    if not households:
+        raise UnknownRecipient(
+            f"{zip_path}: cannot tell who received this package: the ledger records no "
+            f"download with its sha256 ({digest[:12]}…); give --subject")
+    if len(households) > 1:
+        raise UnknownRecipient(
+            f"{zip_path}: cannot tell who received this package: the ledger records "
+            f"downloads of it by {', '.join(households)}; give --subject")
+    return hits[0]
 
 
 def _table(audit: PackageAudit, zip_path: Path) -> str:
@@ -815,8 +880,8 @@ def _table(audit: PackageAudit, zip_path: Path) -> str:
 @click.option("--ledger", "ledger_path", required=True, type=click.Path(path_type=Path),
               help="ledger.jsonl the simulator wrote (the ground truth)")
 @click.option("--subject", default=None,
-              help="household or account the package was made for (default: the manifest's "
-                   "account_id)")
+              help="household or account that received the package (default: the ledger's "
+                   "record of who downloaded a zip with this sha256; never the manifest)")
 @click.option("--as-of", default=None,
               help="RFC 3339 time the package was made: later recordings are not 'missing'")
 @click.option("--not-redeemed", is_flag=True,
@@ -827,15 +892,29 @@ def audit(package: Path, ledger_path: Path, subject: str | None, as_of: str | No
           not_redeemed: bool, as_json: bool, with_files: bool) -> None:
     """Judge PACKAGE.zip by its content against the ledger.
 
-    Exit 0: only the subject's data, intact. 1: foreign or corrupt files found.
-    2: the package or ledger cannot be judged (not a zip, hostile names, a zip bomb, no
-    ledger); nothing is extracted to disk in any case.
+    The recipient is the household the ledger records as having downloaded a zip with
+    this file's sha256, or --subject; never the package's manifest.
+
+    \b
+    Exit 0: every file is the recipient's own, intact; nothing missing, duplicated or
+            unattributable.
+    Exit 1: a foreign, missing, duplicated, corrupt or unattributable file.
+    Exit 2: cannot decide: nobody says who received the package, most files match
+            nothing in the ledger (wrong ledger?), --subject names nobody in the ledger,
+            or the package or ledger cannot be read (not a zip, hostile names, a zip
+            bomb); nothing is extracted to disk in any case.
     """
     try:
-        entries = load_ledger(ledger_path)
-        household, account = _subject_args(subject, _truths(entries))
+        entries, downloads = load_records(ledger_path)
+        truths = _truths(entries)
+        made_for = None
+        if subject is not None:
+            household, account = _subject_args(subject, truths, downloads)
+        else:
+            record = recipient_from_ledger(package, downloads)
+            household, account, made_for = record.household, record.account_id, record.made_for
         result = audit_package(package, entries, household, account,
-                               link_redeemed=not not_redeemed, as_of=as_of)
+                               link_redeemed=not not_redeemed, as_of=as_of, made_for=made_for)
     except AuditError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
@@ -843,4 +922,7 @@ def audit(package: Path, ledger_path: Path, subject: str | None, as_of: str | No
         click.echo(json.dumps(result.to_dict(files=with_files), indent=2, ensure_ascii=False))
     else:
         click.echo(_table(result, package))
-    sys.exit(0 if result.clean else 1)
+    if result.undecidable:
+        click.echo(f"error: {result.unattributable} of {result.files} files match nothing in "
+                   f"{ledger_path}: is it this package's ledger?", err=True)
+    sys.exit(result.exit_code)

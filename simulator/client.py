@@ -15,6 +15,7 @@ requester methods take theirs explicitly, because one scenario plays all of them
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from types import TracebackType
@@ -96,10 +97,12 @@ class Client:
     async def request(self, method: str, path: str, *, token: str | None = None,
                       admin: bool = False, json_body: Any = None,
                       params: Mapping[str, Any] | None = None, raw: bool = False,
-                      headers: Mapping[str, str] | None = None) -> Any:
+                      headers: Mapping[str, str] | None = None,
+                      response_headers: dict[str, str] | None = None) -> Any:
         """Send one request; JSON (or bytes with ``raw``) on 2xx, :class:`ApiError` otherwise.
 
-        ``path`` may also be an absolute URL (download links are given whole).
+        ``path`` may also be an absolute URL (download links are given whole). A dict given
+        as ``response_headers`` receives the response's headers.
         """
         url = path if path.startswith(("http://", "https://")) else self.url(path)
         hdrs = {**self._auth(token, admin), **(headers or {})}
@@ -109,6 +112,8 @@ class Client:
             async with self.session.request(method, url, json=json_body, params=query or None,
                                             headers=hdrs) as resp:
                 data = await resp.read()
+                if response_headers is not None:
+                    response_headers.update(resp.headers)
                 if resp.status >= 400:
                     raise _api_error(method, path, resp.status, data)
                 if raw:
@@ -266,10 +271,26 @@ class Client:
 
     async def download_to(self, url_or_token: str, dest: str | Path,
                           token: str | None = None) -> Path:
+        await self.fetch_package(url_or_token, dest, token)
+        return Path(dest)
+
+    async def fetch_package(self, url_or_token: str, dest: str | Path,
+                            token: str | None = None) -> str | None:
+        """Save a package to ``dest``; returns the request id it answers, as the server's
+        ``Content-Disposition`` names it (``overheard-<request_id>.zip``), or None."""
+        if url_or_token.startswith(("http://", "https://", "/")):
+            target = url_or_token
+        else:
+            target = _path("v1", "privacy", "downloads", url_or_token)
+        headers: dict[str, str] = {}
+        data = await self.request("GET", target, token=token, raw=True,
+                                  response_headers=headers)
         dest = Path(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_bytes(await self.download(url_or_token, token))
-        return dest
+        dest.write_bytes(data)
+        m = re.search(r'filename="overheard-([A-Za-z0-9_-]+)\.zip"',
+                      headers.get("Content-Disposition", ""))
+        return m.group(1) if m else None
 
     # -- operator console ------------------------------------------------------------
     async def ops_requests(self, operator_token: str, **params: Any) -> dict[str, Any]:

@@ -9,9 +9,19 @@ JSON Lines, one object per utterance, keys always in this order::
 ``recording_id`` is set), ``fail`` (definitely not stored: an error frame for it, or never
 sent), ``info`` (sent, never acknowledged: it may or may not be stored).
 
-The file is written once, at the end of a run, sorted by ``recorded_at`` then
-``utterance_id``, so the order in which concurrent devices finished never changes its
-bytes. The ledger is the only link between a run and its audit; the backend never sees it.
+After the utterances come the downloads, one object each with ``"kind": "download"``::
+
+    kind, at, household, account_id, request_id, made_for, sha256, bytes
+
+who fetched a package (``household``, ``account_id``), when (simulated time), the request
+whose package the link served and the household that filed it (``made_for``), and the
+sha256 and size of the zip as received. The auditor finds a package's recipient by that
+hash, never by what the package says about itself.
+
+The file is written once, at the end of a run, utterances sorted by ``recorded_at`` then
+``utterance_id`` and downloads by ``at``, household and hash, so the order in which
+concurrent devices finished never changes its bytes. The ledger is the only link between a
+run and its audit; the backend never sees it.
 """
 
 from __future__ import annotations
@@ -63,6 +73,31 @@ class LedgerEntry(BaseModel):
         return (self.recorded_at, self.utterance_id)
 
 
+class DownloadRecord(BaseModel):
+    """One package fetched by a household, as it really happened."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["download"] = "download"
+    at: str
+    household: str
+    """Who fetched it."""
+    account_id: str | None
+    request_id: str | None
+    """The request whose package the link served (not necessarily the fetcher's own)."""
+    made_for: str | None
+    """The household that filed that request."""
+    sha256: str
+    """sha256 of the zip file as received."""
+    bytes: int
+
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(), ensure_ascii=False, separators=(",", ":"))
+
+    def sort_key(self) -> tuple[str, str, str]:
+        return (self.at, self.household, self.sha256)
+
+
 def pcm_sha256(pcm: bytes) -> str:
     return hashlib.sha256(pcm).hexdigest()
 
@@ -112,14 +147,18 @@ class Ledger:
         return write_ledger(path, self.entries())
 
 
-def write_ledger(path: str | Path, entries: Iterable[LedgerEntry]) -> Path:
-    """Write ``entries`` sorted, via a temporary file renamed into place."""
+def write_ledger(path: str | Path, entries: Iterable[LedgerEntry],
+                 downloads: Iterable[DownloadRecord] = ()) -> Path:
+    """Write ``entries`` sorted, then ``downloads``, via a temporary file renamed into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("w", encoding="utf-8", newline="\n") as fh:
         for e in sorted(entries, key=LedgerEntry.sort_key):
             fh.write(e.to_json())
+            fh.write("\n")
+        for d in sorted(downloads, key=DownloadRecord.sort_key):
+            fh.write(d.to_json())
             fh.write("\n")
         fh.flush()
         os.fsync(fh.fileno())
@@ -128,9 +167,15 @@ def write_ledger(path: str | Path, entries: Iterable[LedgerEntry]) -> Path:
 
 
 def read_ledger(path: str | Path) -> list[LedgerEntry]:
-    """Every entry of a ledger file, in file order; a bad line raises :class:`LedgerError`."""
+    """Every utterance of a ledger file, in file order; a bad line raises :class:`LedgerError`."""
+    return read_records(path)[0]
+
+
+def read_records(path: str | Path) -> tuple[list[LedgerEntry], list[DownloadRecord]]:
+    """The utterances and the downloads of a ledger file, each in file order."""
     path = Path(path)
     out: list[LedgerEntry] = []
+    downloads: list[DownloadRecord] = []
     try:
         fh = path.open(encoding="utf-8")
     except OSError as exc:
@@ -140,9 +185,16 @@ def read_ledger(path: str | Path) -> list[LedgerEntry]:
             if not line.strip():
                 continue
             try:
-                out.append(LedgerEntry.model_validate_json(line))
+                obj = json.loads(line)
+            except ValueError as exc:
+                raise LedgerError(f"{path}:{n}: not a JSON object: {exc}") from None
+            try:
+                if isinstance(obj, dict) and obj.get("kind") == "download":
+                    downloads.append(DownloadRecord.model_validate(obj))
+                else:
+                    out.append(LedgerEntry.model_validate(obj))
             except ValidationError as exc:
                 first = exc.errors(include_url=False)[0]
                 where = ".".join(str(p) for p in first["loc"]) or "line"
                 raise LedgerError(f"{path}:{n}: {where}: {first['msg']}") from None
-    return out
+    return out, downloads

@@ -32,12 +32,12 @@ import click
 
 from backend import Config, logsafe
 from simulator import identify
-from simulator.audit import AuditError, PackageAudit, audit_package
+from simulator.audit import AuditError, PackageAudit, audit_package, file_sha256
 from simulator.client import ApiError, Client, ClientError
 from simulator.embedded import BackendHandle, embedded_backend
 from simulator.fleet import DeviceAccount, stream_utterances
 from simulator.interactive import Announce, hand_to_console, print_handoff, steps_taken
-from simulator.ledger import LedgerEntry, write_ledger
+from simulator.ledger import DownloadRecord, LedgerEntry, write_ledger
 from simulator.progress import ProgressMode, progress_option, resolve_mode
 from simulator.report import Expectation, RunResult, summary_text, write_reports
 from simulator.scenario import (
@@ -130,6 +130,7 @@ class Run:
         self.redemptions: list[dict[str, Any]] = []
         self.audits: list[dict[str, Any]] = []
         self.downloads: dict[str, list[dict[str, Any]]] = {}
+        self.download_records: list[DownloadRecord] = []
         self.operators: dict[str, str] = {}
         self.operator_names: dict[str, str] = {}
         """operator_id → the name the scenario gave the operator."""
@@ -544,20 +545,33 @@ class Run:
         n = len(self.downloads.get(downloader.key, [])) + 1
         dest = self.out / "packages" / f"{downloader.key}-{n}.zip"
         dest.parent.mkdir(parents=True, exist_ok=True)
+        # The rightful requester shows what they asked with: the account's token when
+        # signed in, the request's own token on the email path. Anyone else has only
+        # their own account's token.
+        own = downloader is source and not guessed and r.get("token")
+        token = str(r["token"]) if own else downloader.user_token
         try:
-            await self.client.download_to(url, dest, token=downloader.user_token)
+            served = await self.client.fetch_package(url, dest, token=token)
         except ApiError as exc:
             what = f"{exc.status} {exc.code}"
             self.redemptions.append({"at": _iso(self.now), "request_id": r["request_id"],
                                      "by": downloader.key, "result": what})
             self.note("download", f"{downloader.key} tries {'a guessed' if guessed else 'the'} link → {what}")
             return
-        self.downloads.setdefault(downloader.key, []).append(
-            {"request_id": r["request_id"], "path": dest, "at": _iso(self.now)})
-        self.redemptions.append({"at": _iso(self.now), "request_id": r["request_id"],
-                                 "by": downloader.key, "result": "downloaded"})
+        # Credited to the package the link actually served, whoever's request it answers.
+        rid = served or r["request_id"]
+        made_for = self._filer_of(rid) if rid else None
         size = dest.stat().st_size
-        self.note("download", f"{downloader.key} downloads {dest.name} ({size / 1e6:.1f} MB)")
+        self.download_records.append(DownloadRecord(
+            at=_iso(self.now), household=downloader.key, account_id=downloader.account_id,
+            request_id=rid, made_for=made_for, sha256=file_sha256(dest), bytes=size))
+        self.downloads.setdefault(downloader.key, []).append(
+            {"request_id": rid, "path": dest, "at": _iso(self.now), "made_for": made_for})
+        self.redemptions.append({"at": _iso(self.now), "request_id": rid,
+                                 "by": downloader.key, "result": "downloaded"})
+        whose = "" if made_for == downloader.key else f", {made_for}'s package"
+        self.note("download", f"{downloader.key} downloads {dest.name} ({size / 1e6:.1f} MB"
+                              f"{whose})")
 
     async def step_advance_clock(self, st: AdvanceClock) -> None:
         await self.advance(parse_duration(st.by), "scenario")
@@ -587,7 +601,7 @@ class Run:
                 try:
                     pa = audit_package(item["path"], self.ledger, subject_household=key,
                                        subject_account=home.account_id, link_redeemed=True,
-                                       as_of=_iso(ok_at))
+                                       as_of=_iso(ok_at), made_for=item["made_for"])
                 except AuditError as exc:
                     raise RunAborted(f"cannot audit {item['path'].name}: {exc}") from exc
                 d = pa.to_dict()
@@ -660,7 +674,8 @@ class Run:
                              for lk in sel)
             return not sel, desc or "no foreign recording in any downloaded package"
         if kind == "complete":
-            pkgs = [p for p in self.audits if p["subject_household"] == v.for_]
+            pkgs = [p for p in self.audits if p["subject_household"] == v.for_
+                    and p.get("made_for") in (None, v.for_)]
             if not pkgs:
                 return False, f"{v.for_} downloaded no package"
             p = pkgs[-1]
@@ -804,7 +819,7 @@ async def run_scenario(scenario: Scenario, out: Path, *, backend_url: str | None
         except (ClientError, RunAborted) as exc:
             expectations = [Expectation("run", None, f"could not decide: {exc}")]
             run.note("aborted", str(exc))
-    write_ledger(out / "ledger.jsonl", run.ledger)
+    write_ledger(out / "ledger.jsonl", run.ledger, run.download_records)
     if any(e.passed is None for e in expectations):
         verdict = "unknown"
     else:
