@@ -20,6 +20,7 @@ from simulator.audit import (
     BadPackage,
     HostilePackage,
     Limits,
+    UnknownRecipient,
     ZipBomb,
     audit,
     audit_package,
@@ -127,7 +128,7 @@ def test_lying_manifest_foreign_and_corrupt_judged_by_content(tmp_path: Path,
     pkg.add("rec_alpha_2", pcm["a2"])
     # A stranger's recording, and the manifest swears it is the subject's.
     pkg.add("rec_bravo_1", pcm["b1"], claimed_owner="acc_alpha")
-    result = audit_package(pkg.write(tmp_path / "p.zip"), world["ledger"])
+    result = audit_package(pkg.write(tmp_path / "p.zip"), world["ledger"], "alpha")
 
     d = result.to_dict()
     assert (d["request_id"], d["subject_household"], d["subject_account"]) == (
@@ -188,7 +189,7 @@ def test_clean_complete_package(tmp_path: Path, world: dict[str, Any]) -> None:
     pkg = Package()
     for i in range(3):
         pkg.add(f"rec_alpha_{i}", world["pcm"][f"a{i}"])
-    result = audit_package(pkg.write(tmp_path / "p.zip"), world["ledger"])
+    result = audit_package(pkg.write(tmp_path / "p.zip"), world["ledger"], "alpha")
     assert (result.files, result.own, result.foreign, result.missing, result.corrupt) == (
         3, 3, {}, 0, 0)
     assert result.clean and result.leaks == []
@@ -206,7 +207,7 @@ def test_duplicates_counted_once(tmp_path: Path, world: dict[str, Any]) -> None:
     pkg.add("rec_alpha_3", pcm["a1"])
     pkg.add("rec_bravo_0", pcm["b0"])
     pkg.add("rec_bravo_0x", pcm["b0"], name="voice/recordings/again.wav")
-    result = audit_package(pkg.write(tmp_path / "p.zip"), ledger)
+    result = audit_package(pkg.write(tmp_path / "p.zip"), ledger, "alpha")
     assert (result.files, result.own, result.foreign, result.duplicated) == (
         6, 3, {"bravo": 1}, 2)
     assert result.files == (result.own + sum(result.foreign.values()) + result.unattributable
@@ -226,8 +227,10 @@ def test_missing_counts_only_stored_recordings_up_to_as_of(tmp_path: Path,
     pkg = Package()
     pkg.add("rec_alpha_0", world["pcm"]["a0"])
     path = pkg.write(tmp_path / "p.zip")
-    assert audit_package(path, ledger).missing == 2
-    assert audit_package(path, ledger, as_of="2018-06-02T12:00:00Z").missing == 1
+    assert audit_package(path, ledger, "alpha").missing == 2
+    assert audit_package(path, ledger, "alpha", as_of="2018-06-02T12:00:00Z").missing == 1
+    # A package that answers someone else's request is not "missing" the recipient's data.
+    assert audit_package(path, ledger, "alpha", made_for="bravo").missing == 0
 
 
 def test_transcript_fallback_when_audio_is_unknown(tmp_path: Path,
@@ -244,7 +247,7 @@ def test_transcript_fallback_when_audio_is_unknown(tmp_path: Path,
     pkg.add("rec_x3", make_pcm(1236), transcript="hallo")
     # bravo's transcript row without its audio: still personal data of bravo.
     pkg.row("rec_bravo_0", "ruf Mama an", "2018-05-01T09:00:00Z", "recordings/rec_bravo_0.wav")
-    result = audit_package(pkg.write(tmp_path / "p.zip"), world["ledger"])
+    result = audit_package(pkg.write(tmp_path / "p.zip"), world["ledger"], "alpha")
 
     by_path = {v.path: v for v in result.verdicts}
     x1 = by_path["voice/recordings/rec_x1.wav"]
@@ -262,7 +265,7 @@ def test_truncated_wav_is_corrupt(tmp_path: Path, world: dict[str, Any]) -> None
     pkg = Package()
     whole = make_wav(world["pcm"]["a0"])
     pkg.add("rec_alpha_0", b"", raw=whole[:-100])
-    result = audit_package(pkg.write(tmp_path / "p.zip"), world["ledger"])
+    result = audit_package(pkg.write(tmp_path / "p.zip"), world["ledger"], "alpha")
     assert result.corrupt == 1
     assert "truncated" in (result.verdicts[0].corrupt or "")
 
@@ -272,7 +275,7 @@ def test_package_without_manifest_needs_a_subject(tmp_path: Path, world: dict[st
     pkg.manifest = False
     pkg.add("rec_bravo_0", world["pcm"]["b0"])
     path = pkg.write(tmp_path / "p.zip")
-    with pytest.raises(BadPackage, match="pass a subject"):
+    with pytest.raises(UnknownRecipient, match="cannot tell who received this package"):
         audit_package(path, world["ledger"])
     result = audit_package(path, world["ledger"], subject_household="alpha")
     assert (result.foreign, result.manifest.readable, result.request_id) == (
@@ -293,14 +296,14 @@ def test_unknown_compression_method_cannot_be_judged(tmp_path: Path,
             at = data.find(sig, at + 4)
     path.write_bytes(bytes(data))
     with pytest.raises(BadPackage, match="method 99"):
-        audit_package(path, world["ledger"])
+        audit_package(path, world["ledger"], "alpha")
 
 
 def test_not_a_zip(tmp_path: Path, world: dict[str, Any]) -> None:
     bad = tmp_path / "bad.zip"
     bad.write_text("not a zip")
     with pytest.raises(BadPackage, match="bad.zip"):
-        audit_package(bad, world["ledger"])
+        audit_package(bad, world["ledger"], "alpha")
 
 
 # -- hostile packages --------------------------------------------------------------------
@@ -315,7 +318,7 @@ def test_zip_slip_refused_and_nothing_written(tmp_path: Path, monkeypatch: pytes
     monkeypatch.chdir(work)
     before = _tree(tmp_path)
     with pytest.raises(HostilePackage) as info:
-        audit_package(FIXTURES / "zip-slip.zip", world["ledger"])
+        audit_package(FIXTURES / "zip-slip.zip", world["ledger"], "alpha")
     assert not isinstance(info.value, ZipBomb)
     findings = " | ".join(info.value.findings)
     assert "'../../evil.wav'" in findings and "absolute path" in findings
@@ -337,7 +340,7 @@ def test_zip_bomb_refused_without_inflating(tmp_path: Path, monkeypatch: pytest.
     monkeypatch.setattr(zipfile.ZipFile, "open", spy)
     assert (FIXTURES / "zip-bomb.zip").stat().st_size < 1024 * 1024
     with pytest.raises(ZipBomb, match="zip bomb") as info:
-        audit_package(FIXTURES / "zip-bomb.zip", world["ledger"])
+        audit_package(FIXTURES / "zip-bomb.zip", world["ledger"], "alpha")
     assert any("inflates" in f for f in info.value.findings)
     assert opened == []  # not one member was inflated
 
@@ -348,9 +351,9 @@ def test_entry_count_and_member_size_limits(tmp_path: Path, world: dict[str, Any
         pkg.add(f"rec_alpha_{i}", world["pcm"][f"a{i}"])
     path = pkg.write(tmp_path / "p.zip")
     with pytest.raises(ZipBomb, match="entries"):
-        audit_package(path, world["ledger"], limits=Limits(max_entries=5))
+        audit_package(path, world["ledger"], "alpha", limits=Limits(max_entries=5))
     with pytest.raises(ZipBomb, match="declares"):
-        audit_package(path, world["ledger"], limits=Limits(max_member_bytes=1000))
+        audit_package(path, world["ledger"], "alpha", limits=Limits(max_member_bytes=1000))
 
 
 def test_hostile_fixtures_are_reproducible(tmp_path: Path) -> None:
@@ -364,51 +367,117 @@ def test_hostile_fixtures_are_reproducible(tmp_path: Path) -> None:
 
 
 # -- the command --------------------------------------------------------------------------
-def _ledger_file(tmp_path: Path, entries: list[dict[str, Any]]) -> Path:
-    path = tmp_path / "ledger.jsonl"
-    path.write_text("".join(json.dumps(e) + "\n" for e in entries))
+def _ledger_file(tmp_path: Path, entries: list[dict[str, Any]],
+                 downloads: list[tuple[str, Path, str]] = (), name: str = "ledger.jsonl") -> Path:
+    """A ledger file; ``downloads`` are (household, zip, made_for) records by the zip's hash."""
+    path = tmp_path / name
+    lines = [json.dumps(e) for e in entries]
+    for household, zip_path, made_for in downloads:
+        lines.append(json.dumps({
+            "kind": "download", "at": "2018-08-01T00:00:00Z", "household": household,
+            "account_id": f"acc_{household}", "request_id": f"req_{made_for}",
+            "made_for": made_for, "sha256": hashlib.sha256(zip_path.read_bytes()).hexdigest(),
+            "bytes": zip_path.stat().st_size}))
+    path.write_text("".join(line + "\n" for line in lines))
     return path
 
 
-def test_cli_exit_codes(tmp_path: Path, world: dict[str, Any]) -> None:
-    ledger = _ledger_file(tmp_path, world["ledger"])
-    clean = Package()
-    for i in range(3):
-        clean.add(f"rec_alpha_{i}", world["pcm"][f"a{i}"])
-    clean_zip = clean.write(tmp_path / "clean.zip")
-    leaky = Package()
-    leaky.add("rec_alpha_0", world["pcm"]["a0"])
-    leaky.add("rec_bravo_0", world["pcm"]["b0"])
-    leaky_zip = leaky.write(tmp_path / "leaky.zip")
-    broken = tmp_path / "broken.jsonl"
-    broken.write_text(json.dumps(world["ledger"][0]) + "\n{not json\n")
-    runner = CliRunner()
+def _zip_of(tmp_path: Path, world: dict[str, Any], name: str, keys: list[str],
+            account_id: str = "acc_alpha") -> Path:
+    pkg = Package(account_id=account_id)
+    for k in keys:
+        rid = f"rec_{'alpha' if k[0] == 'a' else 'bravo'}_{k[1]}"
+        pkg.add(rid, world["pcm"][k] if k in world["pcm"] else make_pcm(1000 + len(k)),
+                name=f"voice/recordings/{name}-{len(pkg.files)}.wav")
+    return pkg.write(tmp_path / f"{name}.zip")
 
-    ok = runner.invoke(audit, [str(clean_zip), "--ledger", str(ledger)])
+
+def _run(*args: Any) -> Any:
+    return CliRunner().invoke(audit, [str(a) for a in args])
+
+
+def test_cli_recipient_comes_from_the_ledger_by_zip_hash_never_the_manifest(
+        tmp_path: Path, world: dict[str, Any]) -> None:
+    # bravo's data in a package whose manifest names alpha's account: misdelivered to alpha.
+    misdelivered = _zip_of(tmp_path, world, "misdelivered", ["b0", "b1", "b2"],
+                           account_id="acc_bravo")
+    clean = _zip_of(tmp_path, world, "clean", ["a0", "a1", "a2"])
+    ledger = _ledger_file(tmp_path, world["ledger"],
+                          [("alpha", misdelivered, "alpha"), ("alpha", clean, "alpha")])
+
+    found = _run(misdelivered, "--ledger", ledger, "--json")
+    assert found.exit_code == 1, found.output
+    d = json.loads(found.stdout)
+    assert (d["subject_household"], d["own"], d["foreign"], d["missing"]) == (
+        "alpha", 0, {"bravo": 3}, 3)
+    assert d["leaks"][0]["from_household"] == "bravo"
+
+    ok = _run(clean, "--ledger", ledger)
     assert ok.exit_code == 0, ok.output
     assert "own 3" in ok.output and "leaks     none" in ok.output
 
-    found = runner.invoke(audit, [str(leaky_zip), "--ledger", str(ledger)])
-    assert found.exit_code == 1, found.output
-    assert "bravo (acc_bravo)" in found.output
+    # Without a download record and without --subject nobody can say who received it.
+    bare = _ledger_file(tmp_path, world["ledger"], name="bare.jsonl")
+    unknown = _run(misdelivered, "--ledger", bare)
+    assert unknown.exit_code == 2, unknown.output
+    assert "cannot tell who received this package" in unknown.output
+    # --subject names the recipient when the ledger does not.
+    given = _run(misdelivered, "--ledger", bare, "--subject", "alpha")
+    assert given.exit_code == 1 and "bravo (acc_bravo)" in given.output
 
-    as_json = runner.invoke(audit, [str(leaky_zip), "--ledger", str(ledger), "--json",
-                                    "--subject", "bravo"])
-    assert as_json.exit_code == 1
-    d = json.loads(as_json.output)
-    assert (d["subject_household"], d["own"], d["foreign"], d["missing"]) == (
-        "bravo", 1, {"alpha": 1}, 2)
-    assert d["leaks"][0]["from_household"] == "alpha"
 
+def test_cli_findings_exit_1(tmp_path: Path, world: dict[str, Any]) -> None:
+    missing = _zip_of(tmp_path, world, "missing", ["a0", "a1"])
+    duplicated = _zip_of(tmp_path, world, "duplicated", ["a0", "a1", "a2", "a2"])
+    unattributable = _zip_of(tmp_path, world, "unattributable", ["a0", "a1", "a2", "zz"])
+    corrupt = Package()
+    for i in range(3):
+        corrupt.add(f"rec_alpha_{i}", world["pcm"][f"a{i}"],
+                    claimed_sha="0" * 64 if i == 0 else None)
+    corrupt_zip = corrupt.write(tmp_path / "corrupt.zip")
+    zips = {"missing": missing, "duplicated": duplicated, "unattributable": unattributable,
+            "corrupt": corrupt_zip}
+    ledger = _ledger_file(tmp_path, world["ledger"],
+                          [("alpha", z, "alpha") for z in zips.values()])
+    for what, z in zips.items():
+        res = _run(z, "--ledger", ledger, "--json")
+        assert res.exit_code == 1, (what, res.output)
+        assert json.loads(res.stdout)[what] == 1, what
+
+
+def test_cli_cannot_decide_exits_2(tmp_path: Path, world: dict[str, Any]) -> None:
+    clean = _zip_of(tmp_path, world, "clean", ["a0", "a1", "a2"])
+    # The wrong ledger: a world whose audio is none of the package's.
+    other = [entry("delta", i, "dora", make_pcm(500 + i), f"x {i}", "2018-06-01T08:00:00Z")
+             for i in range(3)]
+    wrong = _ledger_file(tmp_path, other, [("delta", clean, "delta")], name="wrong.jsonl")
+    res = _run(clean, "--ledger", wrong)
+    assert res.exit_code == 2, res.output
+    assert "match nothing" in res.output
+    ledger = _ledger_file(tmp_path, world["ledger"])
+    nobody = _run(clean, "--ledger", ledger, "--subject", "zulu")
+    assert nobody.exit_code == 2 and "names no household or account" in nobody.output
+
+
+def test_cli_unreadable_input_exits_2(tmp_path: Path, world: dict[str, Any]) -> None:
+    ledger = _ledger_file(tmp_path, world["ledger"])
+    clean_zip = _zip_of(tmp_path, world, "clean", ["a0", "a1", "a2"])
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text(json.dumps(world["ledger"][0]) + "\n{not json\n")
     for args, needle in (
-        ([str(FIXTURES / "zip-slip.zip"), "--ledger", str(ledger)], "zip-slip.zip"),
-        ([str(FIXTURES / "zip-bomb.zip"), "--ledger", str(ledger)], "zip bomb"),
-        ([str(ledger), "--ledger", str(ledger)], "not a readable zip"),
-        ([str(clean_zip), "--ledger", str(tmp_path / "nope.jsonl")], "nope.jsonl"),
-        ([str(clean_zip), "--ledger", str(broken)], "broken.jsonl:2"),
+        ([FIXTURES / "zip-slip.zip", "--ledger", ledger, "--subject", "alpha"], "zip-slip.zip"),
+        ([FIXTURES / "zip-bomb.zip", "--ledger", ledger, "--subject", "alpha"], "zip bomb"),
+        ([ledger, "--ledger", ledger, "--subject", "alpha"], "not a readable zip"),
+        ([clean_zip, "--ledger", tmp_path / "nope.jsonl"], "nope.jsonl"),
+        ([clean_zip, "--ledger", broken], "broken.jsonl:2"),
     ):
-        res = runner.invoke(audit, args)
+        res = _run(*args)
         assert res.exit_code == 2, (args, res.output)
         assert needle in res.output
-    missing_option = runner.invoke(audit, [str(clean_zip)])
+    missing_option = _run(clean_zip)
     assert missing_option.exit_code == 2 and "--ledger" in missing_option.output
+
+
+def test_cli_help_documents_exit_codes_and_recipient() -> None:
+    out = _run("--help").output
+    assert "Exit 2: cannot decide" in out and "sha256" in out and "never the manifest" in out
