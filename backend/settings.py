@@ -18,7 +18,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from backend.config import Config
 from backend.errors import ConfigError
@@ -26,37 +26,51 @@ from backend.errors import ConfigError
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?\s*$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, None: 1}
 REVIEW_KINDS = ("access", "erasure")
+MAX_DURATION = 10 * 365 * 86400
+"""The longest duration accepted anywhere (ten years, as far as the clock may move)."""
 
 
 def parse_duration(value: str | int | float) -> float:
-    """``"3d"``, ``"90m"``, ``"36h"``, ``"2w"`` or a number of seconds -> seconds."""
-    if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError("a duration cannot be negative")
-        return float(value)
-    m = _DURATION.match(value)
-    if not m:
+    """``"3d"``, ``"90m"``, ``"36h"``, ``"2w"`` or a number of seconds -> seconds.
+
+    Raises ``ValueError`` for anything else: a sign, an unknown unit, a negative or
+    non-finite number, more than ten years, a boolean.
+    """
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise ValueError(f"{value!r} is not a duration like '30s', '90m', '36h', '3d' or '2w'")
-    return float(m.group(1)) * _UNIT[m.group(2)]
+    if isinstance(value, str):
+        m = _DURATION.match(value)
+        if not m:
+            raise ValueError(f"{value!r} is not a duration like '30s', '90m', '36h', '3d' or "
+                             "'2w' (durations move forward: no sign)")
+        seconds = float(m.group(1)) * _UNIT[m.group(2)]
+    else:
+        seconds = float(value)
+    if not seconds >= 0:  # also NaN
+        raise ValueError(f"{value!r}: a duration cannot be negative")
+    if seconds > MAX_DURATION:
+        raise ValueError(f"{value!r}: at most ten years")
+    return seconds
 
 
-Duration = Annotated[str | int | float, Field(description="seconds, or a number with s/m/h/d/w")]
+def _duration(value: Any) -> Any:
+    parse_duration(value)
+    return value
+
+
+Duration = Annotated[str | int | float, AfterValidator(_duration),
+                     Field(description="seconds, or a number with s/m/h/d/w")]
 
 
 class BackendSettings(BaseModel):
     """How the backend is configured: unknown keys and wrong types are errors."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Strict: ``true`` is no duration and ``"2"`` no number; TOML and JSON have both types.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     manual_review: list[Literal["access", "erasure"]] = Field(default_factory=list)
     link_ttl: Duration = "5d"
     export_workers: int = Field(2, ge=1, le=16)
-
-    @field_validator("link_ttl")
-    @classmethod
-    def _ttl(cls, v: Duration) -> Duration:
-        parse_duration(v)
-        return v
 
     def apply(self, config: Config) -> Config:
         """``config`` with these settings."""

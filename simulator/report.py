@@ -79,6 +79,10 @@ class RunResult:
     finished_at: str | None = None
     run_info: dict[str, Any] = field(default_factory=dict)
     """More about where and how it ran (backend URL, out dir): goes under ``run``."""
+    lost: list[dict[str, Any]] = field(default_factory=list)
+    """Recordings destroyed by someone else's request: ``{"of_household", "of_account",
+    "recordings", "data_subjects", "first_recorded_at", "last_recorded_at", "by_request",
+    "by_household", "by_account"}``."""
 
     @property
     def exit_code(self) -> int:
@@ -146,18 +150,24 @@ def _identifiable_reason(leaks: list[Mapping[str, Any]]) -> str:
 
 
 def breach_notification(leaks: Iterable[Mapping[str, Any]], aware_at: str | None, *,
-                        measures_taken: Iterable[str] = ()) -> dict[str, Any]:
+                        measures_taken: Iterable[str] = (),
+                        lost: Iterable[Mapping[str, Any]] = ()) -> dict[str, Any]:
     """A draft of the Art. 33(3) notification to the supervisory authority, and Art. 34.
 
     Art. 33 applies as soon as another household's data was put in someone's package (the
-    controller cannot show the risk is unlikely: voice recordings identify people). Art. 34
-    notice to the data subjects is owed when the data was actually obtained: a link was
-    redeemed. The deadline is 72 hours after ``aware_at``.
+    controller cannot show the risk is unlikely: voice recordings identify people), and
+    when someone's recordings were destroyed by another's request (a breach of integrity
+    and availability, Art. 4(12)). Art. 34 notice to the data subjects is owed when the
+    data was actually obtained: a link was redeemed. The deadline is 72 hours after
+    ``aware_at``.
     """
     leaks = list(leaks)
+    lost = list(lost)
     aware = parse_time(aware_at)
     deadline = _iso(aware + NOTIFY_WITHIN) if aware else None
     taken = list(measures_taken)
+    if not leaks and lost:
+        return _loss_notification(lost, aware_at, deadline, taken)
     if not leaks:
         return {
             "required": False,
@@ -211,9 +221,12 @@ def breach_notification(leaks: Iterable[Mapping[str, Any]], aware_at: str | None
                            "measures taken mean the high risk is no longer likely to "
                            "materialise (Art. 34(3)(b))",
                  "data_subjects": subjects}
+    if lost:
+        nature += " " + _loss_nature(lost)
     return {
         "required": True,
-        "reason": "personal data (voice recordings) reached a person not entitled to it",
+        "reason": "personal data (voice recordings) reached a person not entitled to it"
+                  + ("; recordings of others were destroyed" if lost else ""),
         "aware_at": aware_at,
         "deadline": deadline,
         "nature": nature,
@@ -242,13 +255,65 @@ def breach_notification(leaks: Iterable[Mapping[str, Any]], aware_at: str | None
     }
 
 
+def _loss_nature(lost: list[Mapping[str, Any]]) -> str:
+    parts = [f"{int(lk['recordings']):,} recording(s) of {lk['of_household']} destroyed by "
+             f"{lk['by_household']}'s erasure request {lk['by_request']}" for lk in lost]
+    return ("Integrity and availability breach (Art. 4(12)): " + "; ".join(parts)
+            + ", where they had been stored under the requester's account.")
+
+
+def _loss_notification(lost: list[Mapping[str, Any]], aware_at: str | None,
+                       deadline: str | None, taken: list[str]) -> dict[str, Any]:
+    """Art. 33(3) for data destroyed, not disclosed."""
+    subjects: dict[str, int] = {}
+    for lk in lost:
+        h = str(lk["of_household"])
+        subjects[h] = max(subjects.get(h, 0), int(lk.get("data_subjects") or 0))
+    people = sum(subjects.values())
+    records = sum(int(lk.get("recordings") or 0) for lk in lost)
+    return {
+        "required": True,
+        "reason": "personal data (voice recordings) was destroyed without its owners' "
+                  "request: a breach of integrity and availability",
+        "aware_at": aware_at, "deadline": deadline,
+        "nature": _loss_nature(lost),
+        "data_subjects": {
+            "categories": ["customers (account holders)", "members of their households"],
+            "approximate_number": people,
+            "text": f"{_approx(people)} people (distinct speakers) in {len(subjects)} household(s)"},
+        "records": {"categories": ["voice recordings (audio)", "transcripts of the recordings"],
+                    "approximate_number": records, "text": f"{_approx(records)} recording(s)"},
+        "households_affected": sorted(subjects),
+        "recipients": [],
+        "likely_consequences": [
+            "Loss of the data subjects' voice history: they can no longer access (Art. 15), "
+            "correct or port it, and the controller cannot answer for it.",
+            "Their recordings had been stored under another account: that account's holder "
+            "could see and export them before the deletion.",
+        ],
+        "measures_taken": taken,
+        "measures_proposed": [
+            "Revoke device bindings and tokens at resale (guard binding.revoke_on_transfer).",
+            "Before an erasure, check that every recording to delete was made by the "
+            "subject's own devices while bound to them.",
+            "Tell the affected households what was lost.",
+        ],
+        "contact": "data protection officer: name and contact details (Art. 33(3)(b))",
+        "art34": {"required": False,
+                  "reason": "the recordings were destroyed, not disclosed by the erasure; "
+                            "no one obtained them through it",
+                  "data_subjects": people},
+    }
+
+
 # -- report.json -------------------------------------------------------------------------
 def report_dict(result: RunResult) -> dict[str, Any]:
     """report.json as a dict, keys in this order (a contract):
 
     ``scenario``, ``description``, ``seed``, ``verdict``, ``expectations``
     ``[{name, passed, detail}]``, ``packages`` (audit entries without their leaks),
-    ``leaks``, ``breach_notification``, ``timeline`` ``[{at, step, what}]``,
+    ``leaks``, ``lost`` (recordings destroyed by someone else's request),
+    ``breach_notification``, ``timeline`` ``[{at, step, what}]``,
     ``link_redemptions``, ``alerts`` (what the guards raised), and last ``run`` (``started_at``, ``finished_at``,
     ``duration_seconds``, then ``run_info``): the only part that differs between two runs of
     the same seed.
@@ -264,8 +329,10 @@ def report_dict(result: RunResult) -> dict[str, Any]:
         "expectations": [e.to_dict() for e in result.expectations],
         "packages": packages,
         "leaks": result.all_leaks,
+        "lost": list(result.lost),
         "breach_notification": breach_notification(
-            result.all_leaks, result.aware_at, measures_taken=result.measures_taken),
+            result.all_leaks, result.aware_at, measures_taken=result.measures_taken,
+            lost=result.lost),
         "timeline": list(result.timeline),
         "link_redemptions": list(result.link_redemptions),
         "alerts": list(result.alerts),
@@ -279,6 +346,11 @@ def report_json(result: RunResult) -> str:
 
 
 # -- junit.xml ---------------------------------------------------------------------------
+def _seconds(value: float | None) -> str:
+    """junit ``time``: seconds with millisecond precision."""
+    return f"{float(value or 0):.3f}"
+
+
 def junit_xml(result: RunResult) -> bytes:
     """One testsuite, one testcase per expectation; ``failure`` or ``error`` with the detail."""
     suite_name = f"overheard.{result.scenario}"
@@ -290,12 +362,13 @@ def junit_xml(result: RunResult) -> bytes:
     suite = ET.SubElement(root, "testsuite", name=suite_name,
                           tests=str(len(result.expectations)), failures=str(failures),
                           errors=str(errors), skipped="0",
-                          time=str(report["run"]["duration_seconds"] or 0))
+                          time=_seconds(report["run"]["duration_seconds"]))
     props = ET.SubElement(suite, "properties")
     for name, value in (("seed", result.seed), ("verdict", result.verdict)):
         ET.SubElement(props, "property", name=name, value=str(value))
     for e in result.expectations:
-        case = ET.SubElement(suite, "testcase", classname=suite_name, name=e.name, time="0")
+        case = ET.SubElement(suite, "testcase", classname=suite_name, name=e.name,
+                             time=_seconds(0))
         if e.passed is False:
             ET.SubElement(case, "failure", message=e.detail or "expectation not met",
                           type="ExpectationFailed").text = e.detail
@@ -473,4 +546,9 @@ def summary_text(result: RunResult) -> str:
                      f"{'REQUIRED' if note['art34']['required'] else 'not required'}")
     else:
         lines.append("leaks: none")
+    if result.lost:
+        lines.append("lost:")
+        lines += _capped([f"{lk['recordings']:,} recordings of {lk['of_household']} destroyed by "
+                          f"{lk['by_household']}'s erasure {lk['by_request']}"
+                          for lk in result.lost])
     return "\n".join(lines)

@@ -131,6 +131,9 @@ class Run:
         self.audits: list[dict[str, Any]] = []
         self.downloads: dict[str, list[dict[str, Any]]] = {}
         self.download_records: list[DownloadRecord] = []
+        self.erasures: list[dict[str, Any]] = []
+        """Erasure requests in filing order, with what each account held just before."""
+        self.lost: list[dict[str, Any]] = []
         self.operators: dict[str, str] = {}
         self.operator_names: dict[str, str] = {}
         """operator_id → the name the scenario gave the operator."""
@@ -309,6 +312,7 @@ class Run:
             email = typed or (self.homes[email_of].household.holder.email if email_of else None)
             if email is not None:
                 via = "email"
+            held = await self._stored_by_account() if kind == "erasure" else {}
             if via == "account":
                 res = await self.client.privacy_request(kind, user_token=home.user_token,
                                                         email=contact)
@@ -324,6 +328,8 @@ class Run:
             rid = res["request_id"]
             home.requests.setdefault(kind, []).append({"request_id": rid, "token": token,
                                                        "email": email})
+            if kind == "erasure":
+                self.erasures.append({"request_id": rid, "household": key, "held": held})
             whose = (f" naming {email}" if via == "email"
                      else f" with contact address {contact}" if contact else "")
             self.note(f"{kind}_request", f"{key} asks for {kind}{whose} → {rid} ({res['status']})")
@@ -592,6 +598,45 @@ class Run:
                 self.measures.append(f"download link of {key}'s request revoked at {_iso(self.now)}")
                 self.note("revoke", f"operator revokes the link of {key}'s request {r['request_id']}")
 
+    async def _stored_by_account(self) -> dict[str, str]:
+        """recording_id -> the household whose account lists it now (its voice history)."""
+        out: dict[str, str] = {}
+        for key, home in self.homes.items():
+            if home.user_token:
+                async for rec in self.client.iter_my_recordings(home.user_token):
+                    out[rec["recording_id"]] = key
+        return out
+
+    async def judge_losses(self) -> None:
+        """Recordings an erasure destroyed that were not the erasing household's: a breach
+        of integrity and availability (Art. 4(12)), by the true owners the ledger names."""
+        if not self.erasures:
+            return
+        now = await self._stored_by_account()
+        owner = {e.recording_id: e for e in self.ledger if e.outcome == "ok" and e.recording_id}
+        claimed: set[str] = set()
+        for er in self.erasures:
+            gone = sorted(rid for rid, holder in er["held"].items()
+                          if holder == er["household"] and rid not in now and rid not in claimed)
+            claimed.update(gone)
+            by_owner: dict[str, list[LedgerEntry]] = {}
+            for rid in gone:
+                entry = owner.get(rid)
+                if entry is not None and entry.household != er["household"]:
+                    by_owner.setdefault(entry.household, []).append(entry)
+            for household, entries in sorted(by_owner.items()):
+                times = sorted(e.recorded_at for e in entries)
+                self.lost.append({
+                    "of_household": household, "of_account": entries[0].account_id,
+                    "recordings": len(entries),
+                    "data_subjects": len({e.speaker for e in entries}),
+                    "first_recorded_at": times[0], "last_recorded_at": times[-1],
+                    "by_request": er["request_id"], "by_household": er["household"],
+                    "by_account": self.homes[er["household"]].account_id})
+        for lk in self.lost:
+            self.note("lost", f"{lk['recordings']} recordings of {lk['of_household']} destroyed "
+                              f"by {lk['by_household']}'s erasure {lk['by_request']}")
+
     # -- judging ------------------------------------------------------------------------
     async def audit(self) -> None:
         ok_at = self.now
@@ -611,7 +656,8 @@ class Run:
                 d["file"] = f"packages/{item['path'].name}"
                 d["downloaded_at"] = item["at"]
                 self.audits.append(d)
-        if any(p["leaks"] for p in self.audits) and self.aware_at is None:
+        await self.judge_losses()
+        if (any(p["leaks"] for p in self.audits) or self.lost) and self.aware_at is None:
             self.aware_at = _iso(self.now)
 
     def _extract_samples(self, zip_path: Path, leak: dict[str, Any]) -> None:
@@ -714,6 +760,17 @@ class Run:
             st = await self.client.get_privacy_request(reqs[-1]["request_id"], token=reqs[-1]["token"])
             ok = st.get("status") == v.status and (v.reason is None or st.get("reason") == v.reason)
             return ok, f"status {st.get('status')}, reason {st.get('reason')}"
+        if kind == "lost":
+            found = [lk for lk in self.lost if lk["of_household"] == v.of
+                     and (v.by is None or lk["by_household"] == v.by)]
+            n = sum(lk["recordings"] for lk in found)
+            ok = n > 0 if v.recordings is None and v.min_recordings is None else True
+            if v.recordings is not None:
+                ok = n == v.recordings
+            if v.min_recordings is not None:
+                ok = ok and n >= v.min_recordings
+            by = f" by {v.by}'s erasure" if v.by else ""
+            return ok, f"{n} recordings of {v.of} destroyed{by}"
         if kind == "art34":
             owed = any(lk.get("link_redeemed") for lk in leaks)
             return owed == v, f"Art. 34 notice {'owed' if owed else 'not owed'}"
@@ -828,10 +885,11 @@ async def run_scenario(scenario: Scenario, out: Path, *, backend_url: str | None
         scenario=scenario.name, seed=scenario.seed, verdict=verdict,  # type: ignore[arg-type]
         expectations=expectations, packages=run.audits, timeline=run.timeline,
         link_redemptions=run.redemptions, alerts=run.alerts, aware_at=run.aware_at,
+        lost=run.lost,
         measures_taken=run.measures,
         description=scenario.description,
-        started_at=started.isoformat(timespec="seconds"),
-        finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        started_at=started.isoformat(timespec="milliseconds"),
+        finished_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
         run_info={"backend": backend_url or "embedded", "out": str(out)},
     )
     write_reports(result, out)

@@ -10,6 +10,7 @@ format (``overheard scenarios --schema``) is generated from the same models.
 from __future__ import annotations
 
 import importlib.resources
+import re
 import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +30,14 @@ from backend.settings import BackendSettings, Duration
 from backend.settings import parse_duration as parse_duration  # where the simulator imports it
 
 LOCALES = ("de_DE", "fr_FR", "en_US", "en_GB")
+# The backend's own rules for what it stores: checked here so a scenario fails at load,
+# naming the key, instead of halfway through a run.
+EMAIL = r"^[^@\s\x00-\x1f\x7f-\x9f]+@[^@\s\x00-\x1f\x7f-\x9f.]+(?:\.[^@\s\x00-\x1f\x7f-\x9f.]+)+$"
+TEXT = r"^[^\x00-\x1f\x7f]+$"
+SERIAL = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+STATUSES = ("identity_unverified", "pending", "approved", "in_processing", "complete",
+            "denied", "canceled", "error")
+DENY_REASONS = ("no_match", "insuf_verification", "suspected_fraud", "too_many_requests")
 
 
 class ScenarioError(Exception):
@@ -64,8 +73,10 @@ class Household(Model):
     recordings: int | None = Field(None, ge=0, le=100_000,
                                    description="exact recordings over the traffic; default from the rate")
     locale: Literal["de_DE", "fr_FR", "en_US", "en_GB"] | None = None
-    name: str | None = Field(None, description="account holder's name (default: from Faker)")
-    email: str | None = Field(None, description="account holder's email (default: from Faker)")
+    name: str | None = Field(None, max_length=200, pattern=TEXT,
+                             description="account holder's name (default: from Faker)")
+    email: str | None = Field(None, max_length=254, pattern=EMAIL,
+                              description="account holder's email (default: from Faker)")
     lookalike_of: str | None = Field(
         None, description="key of a household whose holder's name this one shares (search look-alike)")
 
@@ -84,9 +95,11 @@ class Traffic(_Step):
 class RegisterDevice(_Step):
     do: Literal["register_device"]
     household: str
-    serial: str | None = Field(None, description="reuse this serial (e.g. another household's): a collision")
-    model: str = "Echo Dot"
-    room: str = "kitchen"
+    serial: str | None = Field(None, pattern=SERIAL,
+                               description="reuse this serial, or a household key for that "
+                                           "household's first serial: a collision")
+    model: str = Field("Echo Dot", max_length=100, pattern=TEXT)
+    room: str = Field("kitchen", max_length=100, pattern=TEXT)
 
 
 class TransferDevice(_Step):
@@ -102,10 +115,12 @@ class AccessRequest(_Step):
     via: Literal["account", "email"] = "account"
     email_of: str | None = Field(
         None, description="name this household's email (and holder's name) in the form (impersonation)")
-    email: str | None = Field(None, description="type this address into the form (the email path)")
+    email: str | None = Field(None, max_length=254, pattern=EMAIL,
+                              description="type this address into the form (the email path)")
     contact: str | None = Field(
-        None, description="signed in, type this contact address into the form too (a typo or "
-                          "stale address; where a misaddressed link goes)")
+        None, max_length=254, pattern=EMAIL,
+        description="signed in, type this contact address into the form too (a typo or "
+                    "stale address; where a misaddressed link goes)")
 
     @model_validator(mode="after")
     def _contact_signed_in(self) -> AccessRequest:
@@ -123,10 +138,11 @@ class ErasureRequest(_Step):
 
 class Operator(_Step):
     do: Literal["operator"]
-    name: str = "Operator A"
+    name: str = Field("Operator A", min_length=1, max_length=200, pattern=TEXT)
     action: Literal["process", "deny"] = "process"
     reason: Literal["no_match", "insuf_verification", "suspected_fraud", "too_many_requests"] | None = None
-    second: str | None = Field(None, description="a second operator who confirms held assignments")
+    second: str | None = Field(None, min_length=1, max_length=200, pattern=TEXT,
+                               description="a second operator who confirms held assignments")
 
 
 class Download(_Step):
@@ -193,8 +209,17 @@ class AlertExpect(Model):
 
 class StatusExpect(Model):
     for_: str = Field(alias="for")
-    status: str
-    reason: str | None = None
+    status: Literal[STATUSES]  # type: ignore[valid-type]
+    reason: Literal[DENY_REASONS] | None = None  # type: ignore[valid-type]
+
+
+class LostExpect(Model):
+    """Recordings of ``of`` destroyed by someone else's request (``by``, optional)."""
+
+    of: str
+    by: str | None = None
+    recordings: int | None = Field(None, ge=0, description="exactly this many (0: none lost)")
+    min_recordings: int | None = Field(None, ge=0)
 
 
 class Expect(Model):
@@ -212,6 +237,8 @@ class Expect(Model):
         None, description="household whose data is still found in the backend's files "
                           "(an erasure that left data behind)")
     request: StatusExpect | None = None
+    lost: LostExpect | None = Field(
+        None, description="recordings of a household destroyed by another's erasure")
     art34: bool | None = Field(None, description="whether Art. 34 notice to data subjects is owed")
 
     @model_validator(mode="after")
@@ -267,9 +294,14 @@ class Scenario(Model):
             unknown = set(self.faults[name]) - set(FAULTS[name].params)
             if unknown:
                 raise ValueError(f"faults.{name}: unknown parameter(s) {sorted(unknown)}")
+            for param, value in self.faults[name].items():
+                _check_param(f"faults.{name}.{param}", name, param, value, known)
         for name in self.guards:
             if name not in GUARDS:
                 raise ValueError(f"guards: unknown guard {name!r} (known: {', '.join(GUARDS)})")
+            unknown = set(self.guards[name]) - set(GUARDS[name].params)
+            if unknown:
+                raise ValueError(f"guards.{name}: unknown parameter(s) {sorted(unknown)}")
         for h in self.household:
             check(f"household[{h.key}].lookalike_of", h.lookalike_of)
         for i, st in enumerate(self.step):
@@ -283,19 +315,68 @@ class Scenario(Model):
             if isinstance(st, Traffic):
                 for k in st.households or []:
                     check(f"{where}.households", k)
+        self._check_devices()
         for i, ex in enumerate(self.expect):
             where = f"expect[{i}].{ex.kind}"
             v = getattr(ex, ex.kind)
-            for attr in ("from_", "to", "for_", "by"):
+            for attr in ("from_", "to", "for_", "by", "of"):
                 check(where + "." + attr.rstrip("_"), getattr(v, attr, None))
             if ex.kind in ("erased", "remains"):
                 check(where, v)
             if ex.kind == "alert" and v.guard not in GUARDS:
                 raise ValueError(f"{where}.guard: unknown guard {v.guard!r}")
+        if not self.expect:
+            raise ValueError("no [[expect]]: a scenario must say what has to hold, or it "
+                             "would pass whatever happened")
         return self
+
+    def _check_devices(self) -> None:
+        """Device indexes and serials the steps name exist when the step runs."""
+        devices = {h.key: h.devices for h in self.household}
+        for i, st in enumerate(self.step):
+            where = f"step[{i}] ({st.do})"
+            if isinstance(st, RegisterDevice):
+                if st.serial in devices and devices[st.serial] == 0:
+                    raise ValueError(f"{where}.serial: household {st.serial!r} has no device "
+                                     "whose serial could be reused")
+                devices[st.household] += 1
+            elif isinstance(st, TransferDevice):
+                if st.device >= devices[st.household]:
+                    raise ValueError(f"{where}.device: {st.household!r} has "
+                                     f"{devices[st.household]} device(s) at this step; "
+                                     f"index {st.device} does not exist")
+                devices[st.household] -= 1
+                devices[st.to] += 1
 
     def household_by_key(self, key: str) -> Household:
         return next(h for h in self.household if h.key == key)
+
+
+def _check_param(where: str, fault: str, param: str, value: Any, known: set[str]) -> None:
+    """Fault parameters: a household reference must name a household of the scenario."""
+    def household(v: Any) -> None:
+        if not isinstance(v, str) or v not in known:
+            raise ValueError(f"{where}: {v!r} is not a household of this scenario "
+                             f"(known: {', '.join(sorted(known)) or 'none'})")
+
+    if param == "between":
+        if not isinstance(value, list) or len(value) != 2:
+            raise ValueError(f"{where}: a list of two household keys, got {value!r}")
+        for v in value:
+            household(v)
+    elif param == "to":
+        if isinstance(value, str) and value.startswith("email:"):
+            household(value[6:])
+        elif not (isinstance(value, str) and re.fullmatch(EMAIL, value)):
+            raise ValueError(f"{where}: an email address or \"email:KEY\", got {value!r}")
+    elif param == "jobs":
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 16:
+            raise ValueError(f"{where}: a whole number from 1 to 16, got {value!r}")
+    elif param == "wait_seconds":
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 3600:
+            raise ValueError(f"{where}: seconds from 0 to 3600, got {value!r}")
+    else:
+        raise ValueError(f"{where}: {fault} takes no parameter {param!r} in a scenario")
 
 
 def _loc(loc: tuple[Any, ...]) -> str:
@@ -314,10 +395,14 @@ def _loc(loc: tuple[Any, ...]) -> str:
 def load_scenario(path: Path | str, *, seed: int | None = None) -> Scenario:
     """Read and validate a scenario file; ``seed`` overrides the file's."""
     path = Path(path)
+    if path.is_dir():
+        raise ScenarioError(f"{path}: is a directory; give a scenario file")
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ScenarioError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise ScenarioError(f"{path}: cannot read: {exc.strerror}") from None
     except UnicodeDecodeError as exc:
         raise ScenarioError(f"{path}: not UTF-8 text ({exc.reason})") from None
     except tomllib.TOMLDecodeError as exc:

@@ -82,7 +82,7 @@ def test_report_json_is_deterministic_apart_from_run() -> None:
     assert report_json(result()) == a
     assert list(json.loads(a)) == [
         "scenario", "description", "seed", "verdict", "expectations", "packages", "leaks",
-        "breach_notification", "timeline", "link_redemptions", "alerts", "run"]
+        "lost", "breach_notification", "timeline", "link_redemptions", "alerts", "run"]
     assert json.loads(a)["run"] == {"started_at": "2024-01-01T10:00:00Z",
                                     "finished_at": "2024-01-01T10:00:42Z",
                                     "duration_seconds": 42.0, "out": "/tmp/run-x"}
@@ -140,6 +140,38 @@ def test_junit_one_testcase_per_expectation(tmp_path: Path) -> None:
     suite = root.find("testsuite")
     assert suite is not None
     assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("3", "1", "1")
+
+
+def test_junit_times_are_seconds_with_milliseconds() -> None:
+    root = ET.fromstring(junit_xml(result(started="2024-01-01T10:00:00.250Z",
+                                          finished="2024-01-01T10:00:01.500Z")))
+    suite = root.find("testsuite")
+    assert suite is not None and suite.get("time") == "1.250"
+    assert {c.get("time") for c in root.findall("./testsuite/testcase")} == {"0.000"}
+    whole = ET.fromstring(junit_xml(result())).find("testsuite")
+    assert whole is not None and whole.get("time") == "42.000"
+
+
+def test_lost_recordings_are_a_breach_of_integrity_and_availability() -> None:
+    lost = [{"of_household": "buyer", "of_account": "acc_b", "recordings": 38,
+             "data_subjects": 2, "first_recorded_at": "2024-01-11T07:00:00Z",
+             "last_recorded_at": "2024-01-13T20:00:00Z", "by_request": "prq_1",
+             "by_household": "seller", "by_account": "acc_s"}]
+    only_loss = RunResult(scenario="s", seed=1, verdict="pass", expectations=[],
+                          packages=[], lost=lost, aware_at="2024-01-14T00:00:00Z")
+    d = json.loads(report_json(only_loss))
+    assert d["lost"] == lost
+    note = d["breach_notification"]
+    assert note["required"] is True and note["deadline"] == "2024-01-17T00:00:00Z"
+    assert "Integrity and availability breach" in note["nature"] and "38 recording" in note["nature"]
+    assert note["households_affected"] == ["buyer"] and note["art34"]["required"] is False
+    assert "destroyed by seller's erasure prq_1" in summary_text(only_loss)
+    assert "Lost: recordings destroyed" in render_html(only_loss)
+    # With a leak too, the draft names both.
+    both = result()
+    both.lost = lost
+    assert "Integrity and availability breach" in breach_notification(
+        both.all_leaks, both.aware_at, lost=lost)["nature"]
 
 
 def test_html_has_flow_escaped_transcripts_and_the_notification() -> None:

@@ -69,7 +69,7 @@ def test_bad_files_name_the_file_and_key(tmp_path: Path, text: str, needle: str)
 
 
 def test_seed_override(tmp_path: Path) -> None:
-    path = write(tmp_path, 'name = "x"\nseed = 3\n')
+    path = write(tmp_path, 'name = "x"\nseed = 3\n[[expect]]\nno_leak = true\n')
     assert load_scenario(path).seed == 3
     assert load_scenario(path, seed=99).seed == 99
 
