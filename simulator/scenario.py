@@ -45,7 +45,8 @@ class ScenarioError(Exception):
 
 
 class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Strict: "yes" is not a boolean and "3" is not a number; TOML has both types.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class World(Model):
@@ -53,8 +54,15 @@ class World(Model):
 
     locale: Literal["de_DE", "fr_FR", "en_US", "en_GB"] = "de_DE"
     background_households: int = Field(0, ge=0, le=5000)
-    start: datetime = Field(datetime(2018, 6, 1, tzinfo=UTC),
+    start: datetime = Field(datetime(2018, 6, 1, tzinfo=UTC), strict=False,
                             description="simulated start of the world's clock (RFC 3339)")
+
+    @field_validator("start", mode="before")
+    @classmethod
+    def _time_or_text(cls, v: Any) -> Any:
+        if not isinstance(v, datetime | str):
+            raise ValueError("an RFC 3339 date-time with a zone, e.g. 2018-06-01T00:00:00Z")
+        return v
 
     @field_validator("start")
     @classmethod
