@@ -412,7 +412,7 @@ class _Reader:
         return bytes(buf)
 
 
-def _pcm_sha256(data: bytes) -> tuple[str | None, str | None]:
+def wav_pcm_sha256(data: bytes) -> tuple[str | None, str | None]:
     """(sha256 of the PCM frames, why not readable)."""
     try:
         with wave.open(io.BytesIO(data), "rb") as w:
@@ -629,7 +629,7 @@ def audit_package(zip_path: str | Path, ledger_entries: Iterable[Any],
             v = FileVerdict(path=name, bytes=len(data), sha256=digest,
                             claimed_owner=_claimed_owner(claim))
             if read_error is None:
-                v.pcm_sha256, wav_error = _pcm_sha256(data)
+                v.pcm_sha256, wav_error = wav_pcm_sha256(data)
                 why = why or wav_error
             v.corrupt = why
             corrupt += why is not None

@@ -22,6 +22,7 @@ import shutil
 import sys
 import time
 import zipfile
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -32,7 +33,7 @@ import click
 
 from backend import Config, logsafe
 from simulator import identify
-from simulator.audit import AuditError, PackageAudit, audit_package, file_sha256
+from simulator.audit import AuditError, PackageAudit, audit_package, file_sha256, wav_pcm_sha256
 from simulator.client import ApiError, Client, ClientError
 from simulator.embedded import BackendHandle, embedded_backend
 from simulator.fleet import DeviceAccount, stream_utterances
@@ -745,13 +746,16 @@ class Run:
         if kind == "no_alert":
             return (not alerts) == v, f"{len(alerts)} alert(s)"
         if kind in ("erased", "remains"):
-            found, needles = self._leftovers(v)
-            if found is None:
+            if self.handle.data_dir is None:
                 return None, "cannot inspect a remote backend's files"
-            if found:
+            found = find_leftovers(self.handle.data_dir, self.ledger, v)
+            shared = (f"; {found.shared_phrases} phrase(s) other households say too were "
+                      "also found (not counted)" if found.shared_phrases else "")
+            if found.files:
                 return kind == "remains", ("still there: " if kind == "remains"
-                                           else "left behind: ") + _left(found)
-            return kind == "erased", f"none of {needles} transcripts found in the backend's files"
+                                           else "left behind: ") + found.describe() + shared
+            return kind == "erased", (f"none of {v}'s {found.looked_for} recording ids, audio "
+                                      f"hashes or own transcripts in the backend's files{shared}")
         if kind == "request":
             home = self.homes[v.for_]
             reqs = [r for rs in home.requests.values() for r in rs]
@@ -776,27 +780,62 @@ class Run:
             return owed == v, f"Art. 34 notice {'owed' if owed else 'not owed'}"
         return None, f"unknown expectation {kind}"
 
-    def _leftovers(self, key: str) -> tuple[dict[str, int] | None, int]:
-        """Forensic check: which backend files still hold transcripts of the household's
-        (``None`` for a remote backend), and how many transcripts were looked for."""
-        data = self.handle.data_dir
-        if data is None:
-            return None, 0
-        needles = {e.transcript.encode() for e in self.ledger
-                   if e.household == key and e.outcome == "ok" and len(e.transcript) >= 12}
-        found: dict[str, int] = {}
-        for f in sorted(p for p in data.rglob("*") if p.is_file()):
-            blob = f.read_bytes()
-            if f.suffix == ".zip":
-                blob += _zip_text(f)
-            n = sum(1 for needle in needles if needle in blob)
-            if n:
-                found[str(f.relative_to(data))] = n
-        return found, len(needles)
 
 
-def _left(found: dict[str, int]) -> str:
-    return ", ".join(f"{k} ({v} transcripts)" for k, v in found.items())
+@dataclasses.dataclass
+class Leftovers:
+    """What of a household the backend's files still hold (a forensic check of erasure)."""
+
+    files: dict[str, Counter[str]]
+    """file -> counts of ``recording ids``, ``audio`` and ``transcripts`` found in it."""
+    looked_for: int
+    shared_phrases: int
+    """Transcripts of the household that other households said too, found somewhere:
+    everyday phrases ("Alexa, stop") prove nothing about whose data remains."""
+
+    def describe(self) -> str:
+        return ", ".join(f"{name} ({', '.join(f'{n} {what}' for what, n in sorted(c.items()))})"
+                         for name, c in self.files.items())
+
+
+def find_leftovers(data: Path, ledger: list[LedgerEntry], key: str) -> Leftovers:
+    """Search every file under ``data`` (zips opened, WAVs hashed) for what belongs to the
+    household ``key`` alone: its recording ids, the PCM hashes of its audio, and the
+    transcripts no other household said."""
+    mine = [e for e in ledger if e.household == key and e.outcome == "ok"]
+    said_by_others = {e.transcript for e in ledger if e.household != key}
+    ids = {e.recording_id.encode() for e in mine if e.recording_id}
+    hashes = {e.pcm_sha256 for e in mine}
+    own_text = {e.transcript.encode() for e in mine
+                if e.transcript and e.transcript not in said_by_others}
+    shared_text = {e.transcript.encode() for e in mine if e.transcript in said_by_others}
+    files: dict[str, Counter[str]] = {}
+    shared_found: set[bytes] = set()
+    for f in sorted(p for p in data.rglob("*") if p.is_file()):
+        blob = f.read_bytes()
+        text, audio = blob, [blob] if f.suffix == ".wav" else []
+        if f.suffix == ".zip":
+            text += _zip_text(f)
+            audio = _zip_wavs(f)
+        found: Counter[str] = Counter()
+        found["recording ids"] = sum(1 for needle in ids if needle in text)
+        found["transcripts"] = sum(1 for needle in own_text if needle in text)
+        found["audio"] = sum(1 for wav in audio if wav_pcm_sha256(wav)[0] in hashes)
+        shared_found |= {needle for needle in shared_text if needle in text}
+        found = +found
+        if found:
+            files[str(f.relative_to(data))] = found
+    return Leftovers(files, len(ids) + len(hashes) + len(own_text), len(shared_found))
+
+
+def _zip_wavs(path: Path) -> list[bytes]:
+    """The WAV entries of a zip (a package the erasure should have removed)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return [z.read(i) for i in z.infolist()
+                    if i.filename.endswith(".wav") and i.file_size < 64 * 2**20]
+    except (zipfile.BadZipFile, OSError):
+        return []
 
 
 def _zip_text(path: Path) -> bytes:
