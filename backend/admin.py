@@ -1,4 +1,5 @@
-"""Admin routes: operators, faults and guards, the clock, the audit log and alerts."""
+"""Admin routes: operators, faults and guards, run-time settings, the clock, the audit log
+and alerts."""
 
 from __future__ import annotations
 
@@ -12,14 +13,16 @@ from backend import auditlog
 from backend.alerts import read_alerts
 from backend.auth import require, store_token
 from backend.clock import ClockRangeError
+from backend.config import MAX_DURATION, RUNTIME_KEYS
 from backend.errors import BadRequest
 from backend.faults import FAULTS as FAULT_SPECS
 from backend.faults import GUARDS as GUARD_SPECS
 from backend.faults import Spec
 from backend.http import Routes, Strict, parse_body, query_int
 from backend.ids import token_hash
-from backend.keys import CLOCK, FAULTS, IDS, STORE
+from backend.keys import CLOCK, FAULTS, IDS, LIVE, STORE
 from backend.openapi import document
+from backend.settings import parse_duration
 
 routes = Routes()
 
@@ -51,6 +54,35 @@ SWITCHES_IN = {"fault": _switches_model("fault", FAULT_SPECS),
                "guard": _switches_model("guard", GUARD_SPECS)}
 
 
+Seconds = Annotated[int, Field(ge=0, le=MAX_DURATION)]
+
+
+class ConfigIn(Strict):
+    """Run-time settings to change (the keys of a scenario's ``[backend]`` table and more);
+    keys left out keep their value."""
+
+    manual_review: list[Literal["access", "erasure"]] | None = Field(
+        None, max_length=2, description=RUNTIME_KEYS["manual_review"])
+    link_ttl: Seconds | Annotated[str, Field(max_length=40)] | None = Field(
+        None, description=RUNTIME_KEYS["link_ttl"])
+    export_workers: int | None = Field(None, ge=1, le=64,
+                                       description=RUNTIME_KEYS["export_workers"])
+    link_bound: bool | None = Field(None, description=RUNTIME_KEYS["link_bound"])
+    link_single_use: bool | None = Field(None, description=RUNTIME_KEYS["link_single_use"])
+    code_ttl: Seconds | Annotated[str, Field(max_length=40)] | None = Field(
+        None, description=RUNTIME_KEYS["code_ttl"])
+    code_tries: int | None = Field(None, ge=1, le=100, description=RUNTIME_KEYS["code_tries"])
+
+
+_CONFIG_OUT = {"type": "object", "required": sorted(RUNTIME_KEYS),
+               "properties": {"manual_review": {"type": "array", "items": {"type": "string"}},
+                              "link_ttl": {"type": "integer"},
+                              "export_workers": {"type": "integer"},
+                              "link_bound": {"type": "boolean"},
+                              "link_single_use": {"type": "boolean"},
+                              "code_ttl": {"type": "integer"}, "code_tries": {"type": "integer"}}}
+
+
 class ClockIn(Strict):
     advance_seconds: float = Field(ge=0, le=10 * 365 * 24 * 3600)
 
@@ -73,6 +105,12 @@ for _kind in ("fault", "guard"):
              roles=("admin",), body=SWITCHES_IN[_kind],
              responses={200: "OK", 400: f"Invalid body or unknown {_kind}", **_ADMIN},
              response_schema=_SWITCHES, tag="admin")
+document("GET", "/v1/admin/config", "The run-time settings as they are now", roles=("admin",),
+         responses={200: "OK", **_ADMIN}, response_schema=_CONFIG_OUT, tag="admin")
+document("PUT", "/v1/admin/config", "Change run-time settings (all given keys or none)",
+         roles=("admin",), body=ConfigIn,
+         responses={200: "OK: the settings now", 400: "Unknown key, bad value, or a setting "
+                    "fixed at start", **_ADMIN}, response_schema=_CONFIG_OUT, tag="admin")
 document("POST", "/v1/admin/clock", "Advance the simulated clock", roles=("admin",), body=ClockIn,
          responses={200: "OK", 400: "Invalid body, or beyond the clock's range (year 2100)", **_ADMIN},
          response_schema=_NOW, tag="admin")
@@ -148,6 +186,30 @@ def _switch_routes(kind: str) -> None:
 
 _switch_routes("fault")
 _switch_routes("guard")
+
+
+@routes.get("/v1/admin/config")
+async def get_config(request: web.Request) -> web.Response:
+    await require(request, "admin")
+    return web.json_response(request.app[LIVE].current.runtime())
+
+
+@routes.put("/v1/admin/config")
+async def put_config(request: web.Request) -> web.Response:
+    await require(request, "admin")
+    body = await parse_body(request, ConfigIn)
+    changes = body.model_dump(exclude_none=True)
+    for key in ("link_ttl", "code_ttl"):
+        if key in changes:
+            try:
+                changes[key] = int(parse_duration(changes[key]))
+            except ValueError as exc:
+                raise BadRequest(f"{key}: {exc}", code="invalid_field", field=key) from None
+    now_config = request.app[LIVE].apply(changes)  # SettingFixed is a 400 naming the key
+    at = request.app[CLOCK].iso()
+    await request.app[STORE].write(lambda db: auditlog.append(
+        db, at=at, actor="admin", action="config.changed", detail={"changes": changes}))
+    return web.json_response(now_config.runtime())
 
 
 @routes.post("/v1/admin/clock")

@@ -17,14 +17,14 @@ from aiohttp import web
 from backend import accounts, admin, meta, voice
 from backend.auditlog import append as audit_append
 from backend.clock import Clock
-from backend.config import Config
+from backend.config import Config, LiveConfig
 from backend.errors import ConfigError, error_middleware
 from backend.faults import FaultBoard
 from backend.files import private_dir, tighten, write_private
 from backend.http import MAX_BODY
 from backend.ids import IdGen
 from backend.ingest import setup as setup_ingest
-from backend.keys import CLOCK, CONFIG, FAULTS, IDS, METRICS, STATE, STORE
+from backend.keys import CLOCK, CONFIG, FAULTS, IDS, LIVE, METRICS, STATE, STORE
 from backend.metrics import Metrics
 from backend.privacy import setup as setup_privacy
 from backend.storage import Store
@@ -72,6 +72,7 @@ def create_app(config: Config) -> web.Application:
     config = resolve_config(config)
     app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY)
     app[CONFIG] = config
+    app[LIVE] = LiveConfig(config)
     app[CLOCK] = Clock(start=config.clock_start, frozen=config.clock_frozen)
     app[IDS] = IdGen(config.id_seed)
     app[FAULTS] = FaultBoard(config.faults, config.guards)

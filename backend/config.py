@@ -1,11 +1,23 @@
-"""Backend configuration: one frozen dataclass, built in exactly one place per entry point."""
+"""Backend configuration: one frozen dataclass, built in exactly one place per entry point.
+
+:class:`Config` is what the backend is told at start. The part of it that may change while
+it serves (:data:`RUNTIME_KEYS`: which request kinds wait for an operator, how long links
+and codes live...) is read through :class:`LiveConfig`, which ``PUT /v1/admin/config``
+replaces whole; the rest (data dir, pool sizes, limits) is fixed for the process.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import threading
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from backend.errors import SettingFixed
+
+MAX_DURATION = 10 * 365 * 86400
+"""The longest duration accepted anywhere (ten years, as far as the clock may move)."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +93,13 @@ class Config:
     guards: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Guards switched on at start, with their parameters."""
 
+    def runtime(self) -> dict[str, Any]:
+        """The settings that may change while serving, under their public names."""
+        return {"manual_review": list(self.manual_review), "link_ttl": self.link_ttl_seconds,
+                "export_workers": self.export_workers, "link_bound": self.link_bound,
+                "link_single_use": self.link_single_use, "code_ttl": self.code_ttl_seconds,
+                "code_tries": self.code_tries}
+
     @property
     def db_path(self) -> Path:
         return Path(self.data_dir) / "overheard.db"
@@ -92,3 +111,52 @@ class Config:
     @property
     def packages_dir(self) -> Path:
         return Path(self.data_dir) / "packages"
+
+
+RUNTIME_KEYS: dict[str, str] = {
+    "manual_review": "request kinds (access, erasure) that wait for an operator",
+    "link_ttl": "how long a new download link works: seconds, or a duration like \"5d\"",
+    "export_workers": "export jobs built at once; fixed at start (a change is refused)",
+    "link_bound": "new links also need the requester's own token",
+    "link_single_use": "new links work once",
+    "code_ttl": "how long a new verification code works: seconds, or a duration like \"10m\"",
+    "code_tries": "wrong codes allowed before a request is denied",
+}
+"""The public names of the run-time settings (``GET/PUT /v1/admin/config``)."""
+
+FIXED_AT_START = ("export_workers",)
+"""Run-time keys reported but not changeable while serving: the pool is built at start."""
+
+
+class LiveConfig:
+    """The :class:`Config` a running app uses now; :meth:`apply` replaces it whole, so a
+    reader never sees half an update. Thread-safe (export jobs read it from threads)."""
+
+    def __init__(self, config: Config) -> None:
+        self._lock = threading.Lock()
+        self._config = config
+
+    @property
+    def current(self) -> Config:
+        return self._config
+
+    def apply(self, changes: dict[str, Any]) -> Config:
+        """Apply public run-time keys (already validated); raises :class:`SettingFixed`."""
+        with self._lock:
+            old = self._config
+            now = old.runtime()
+            for key in FIXED_AT_START:
+                if key in changes and changes[key] != now[key]:
+                    raise SettingFixed(key, now[key])
+            fields: dict[str, Any] = {}
+            if "manual_review" in changes:
+                fields["manual_review"] = tuple(changes["manual_review"])
+            if "link_ttl" in changes:
+                fields["link_ttl_seconds"] = int(changes["link_ttl"])
+            if "code_ttl" in changes:
+                fields["code_ttl_seconds"] = int(changes["code_ttl"])
+            for key in ("link_bound", "link_single_use", "code_tries"):
+                if key in changes:
+                    fields[key] = changes[key]
+            self._config = replace(old, **fields)
+            return self._config

@@ -4,6 +4,7 @@
 
     ApiError                 every error a client may see: status, code, message
     ├── BadRequest           400  malformed or invalid input
+    │   └── SettingFixed     400  a run-time setting that cannot change while serving
     ├── Unauthorized         401  no or unknown credentials
     ├── Forbidden            403  known caller, not allowed
     ├── NotFound             404  no such object, or not yours (the two look the same)
@@ -60,6 +61,17 @@ class BadRequest(ApiError):
 
     status = 400
     default_code = "bad_request"
+
+
+class SettingFixed(BadRequest):
+    """A setting that is fixed when the server starts (``PUT /v1/admin/config``)."""
+
+    default_code = "setting_fixed"
+
+    def __init__(self, key: str, current: object) -> None:
+        super().__init__(f"{key}: fixed when the server starts (now {current}); it cannot "
+                         "change while serving", field=key)
+        self.key = key
 
 
 class Unauthorized(ApiError):

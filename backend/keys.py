@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from backend.clock import Clock
-from backend.config import Config
+from backend.config import Config, LiveConfig
 from backend.ids import IdGen
 from backend.storage import Store
 
@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from backend.metrics import Metrics
 
 CONFIG = web.AppKey("config", Config)
+LIVE = web.AppKey("live_config", LiveConfig)
+"""The configuration as it is now: ``CONFIG`` with the run-time settings applied."""
 STORE = web.AppKey("store", Store)
 CLOCK = web.AppKey("clock", Clock)
 IDS = web.AppKey("ids", IdGen)

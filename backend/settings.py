@@ -20,14 +20,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from backend.config import Config
+from backend.config import MAX_DURATION, Config
 from backend.errors import ConfigError
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?\s*$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, None: 1}
 REVIEW_KINDS = ("access", "erasure")
-MAX_DURATION = 10 * 365 * 86400
-"""The longest duration accepted anywhere (ten years, as far as the clock may move)."""
 
 
 def parse_duration(value: str | int | float) -> float:

@@ -182,6 +182,15 @@ class Client:
         return await self.request("PUT", "/v1/admin/guards", admin=True,  # type: ignore[no-any-return]
                                   json_body={"switches": _switches(switches)})
 
+    async def get_config(self) -> dict[str, Any]:
+        """The backend's run-time settings (``GET /v1/admin/config``)."""
+        return await self.request("GET", "/v1/admin/config", admin=True)  # type: ignore[no-any-return]
+
+    async def put_config(self, settings: Mapping[str, Any]) -> dict[str, Any]:
+        """Change run-time settings; the answer is all of them as they are now."""
+        return await self.request("PUT", "/v1/admin/config", admin=True,  # type: ignore[no-any-return]
+                                  json_body=dict(settings))
+
     async def advance_clock(self, seconds: float) -> str:
         """Move the backend's clock forward; returns its new ``now``."""
         out = await self.request("POST", "/v1/admin/clock", admin=True,

@@ -890,6 +890,29 @@ async def _backend(scenario: Scenario, out: Path, url: str | None,
         yield handle
 
 
+async def apply_backend_settings(client: Client, scenario: Scenario) -> None:
+    """Give a served backend the scenario's ``[backend]`` table through the admin API.
+
+    The run-time keys are always sent (a scenario that says nothing means the defaults,
+    whatever an earlier run left); ``export_workers`` only when the file sets it, since a
+    served backend's pool is fixed at start. Anything the backend cannot apply stops the
+    run (exit 2) naming the setting.
+    """
+    table = scenario.backend
+    settings: dict[str, Any] = {"manual_review": list(table.manual_review),
+                                "link_ttl": table.link_ttl}
+    if "export_workers" in table.model_fields_set:
+        settings["export_workers"] = table.export_workers
+    try:
+        await client.put_config(settings)
+    except ApiError as exc:
+        if exc.status == 404:
+            raise RunAborted(
+                f"the backend at {client.base_url} cannot apply [backend] settings "
+                f"({', '.join(settings)}): it has no /v1/admin/config") from None
+        raise RunAborted(f"the backend refused [backend] {exc.message}") from None
+
+
 async def run_scenario(scenario: Scenario, out: Path, *, backend_url: str | None = None,
                        admin_token: str | None = None,
                        progress: bool | ProgressMode = True,
@@ -906,6 +929,8 @@ async def run_scenario(scenario: Scenario, out: Path, *, backend_url: str | None
     prog = Progress(resolve_mode(progress))
     async with _backend(scenario, out, backend_url, admin_token) as handle, \
             Client(handle.url, admin_token=handle.admin_token, timeout=600) as client:
+        if backend_url:
+            await apply_backend_settings(client, scenario)
         run = Run(scenario, out, client, handle, prog, interactive)
         try:
             await run.setup()

@@ -52,12 +52,12 @@ from aiohttp import web
 from backend import auditlog
 from backend.alerts import raise_alert
 from backend.clock import Clock
-from backend.config import Config
+from backend.config import Config, LiveConfig
 from backend.crashpoints import reach
 from backend.faults import FaultBoard
 from backend.files import private_dir, write_private
 from backend.ids import IdGen
-from backend.keys import CLOCK, CONFIG, FAULTS, IDS, METRICS, STORE
+from backend.keys import CLOCK, CONFIG, FAULTS, IDS, LIVE, METRICS, STORE
 from backend.metrics import Metrics
 from backend.privacy import delivery, outbox
 from backend.privacy.erasure import erase
@@ -100,6 +100,11 @@ class JobContext:
     state: PrivacyState
     cache: PackageCache = field(default_factory=lambda: PackageCache())
     barrier: StagingBarrier = field(default_factory=lambda: StagingBarrier())
+    live: LiveConfig | None = None
+    """The run-time settings as they are now (link lifetime...); ``config`` otherwise."""
+
+    def settings(self) -> Config:
+        return self.live.current if self.live is not None else self.config
 
 
 @dataclass(frozen=True)
@@ -531,7 +536,7 @@ def _release(ctx: JobContext, row: dict[str, Any], pkg: CachedPackage, *, reused
                         detail={"message": "download link", "sent_to": "address on file",
                                 "channel": row["channel"], "package_id": package_id})
         _link_id, token = delivery.mint_link(
-            db, config=ctx.config, ids=ctx.ids, faults=faults, row=row,
+            db, config=ctx.settings(), ids=ctx.ids, faults=faults, row=row,
             package_id=package_id, now=now_dt, sent_to=to)
         url = delivery.link_url(ctx.config, token)
         expires = db.execute("SELECT expires_at FROM links WHERE link_id = ?",
@@ -600,7 +605,7 @@ def _remove_staging(staging: Path, part: Path, request_id: str,
 
 def job_context(app: web.Application) -> JobContext:
     return JobContext(app[CONFIG], app[STORE], app[CLOCK], app[IDS], app[FAULTS], app[METRICS],
-                      privacy_state(app))
+                      privacy_state(app), live=app[LIVE])
 
 
 def _recover(ctx: JobContext) -> list[tuple[str, bool]]:

@@ -55,7 +55,7 @@ from backend.errors import (
 )
 from backend.http import PRIVATE_HEADERS, Routes, Strict, parse_body, query_number
 from backend.ids import token_hash
-from backend.keys import CLOCK, CONFIG, FAULTS, IDS, METRICS, STATE, STORE
+from backend.keys import CLOCK, CONFIG, FAULTS, IDS, LIVE, METRICS, STATE, STORE
 from backend.openapi import document
 from backend.privacy import delivery, outbox
 from backend.privacy.limits import IntakeLimits
@@ -164,7 +164,7 @@ async def file_request(app: web.Application, who: Principal | None,
     """File a request for a signed-in account holder (``who``) or by email (``who`` None);
     the answer the requester gets (``requester_token`` on the email path). ``client`` is the
     caller's address, which the email path's rate limit counts."""
-    config = app[CONFIG]
+    config = app[LIVE].current
     faults = app[FAULTS]
     if who is None and body.email is None:
         # Neither a credential nor an address whose mailbox could prove who is asking.
@@ -371,7 +371,7 @@ async def _guessing_address(app: web.Application, request_id: str) -> str:
 async def verify_code(app: web.Application, request_id: str, code: str) -> dict[str, Any]:
     """Answer the emailed code of ``request_id`` (its requester checked by the caller); the
     request's new status, or an :class:`ApiError` saying why not."""
-    config = app[CONFIG]
+    config = app[LIVE].current
     now_dt = app[CLOCK].now()
     now = rfc3339(now_dt)
     offered = _code_hmac(config, request_id, code)
@@ -508,7 +508,7 @@ async def current_status(app: web.Application, request_id: str,
     # beside a status that is not yet complete.
     row, link = await app[STORE].read(
         lambda db: (get_request(db, request_id) or row, delivery.latest_link(db, request_id)))
-    return status_view(row, config=app[CONFIG], progress=privacy_state(app).progress.get(request_id),
+    return status_view(row, config=app[LIVE].current, progress=privacy_state(app).progress.get(request_id),
                        link=link, now=app[CLOCK].now())
 
 
