@@ -7,7 +7,7 @@ import re
 from typing import Annotated, Any, Literal, Union
 
 from aiohttp import web
-from pydantic import BaseModel, Field, create_model
+from pydantic import BaseModel, Field, create_model, model_validator
 
 from backend import auditlog
 from backend.alerts import read_alerts
@@ -63,15 +63,24 @@ class ConfigIn(Strict):
 
     manual_review: list[Literal["access", "erasure"]] | None = Field(
         None, max_length=2, description=RUNTIME_KEYS["manual_review"])
-    link_ttl: Seconds | Annotated[str, Field(max_length=40)] | None = Field(
-        None, description=RUNTIME_KEYS["link_ttl"])
-    export_workers: int | None = Field(None, ge=1, le=64,
+    link_ttl: Seconds | None = Field(None, description=RUNTIME_KEYS["link_ttl"])
+    export_workers: Annotated[int, Field(ge=1, le=64)] | None = Field(None,
                                        description=RUNTIME_KEYS["export_workers"])
     link_bound: bool | None = Field(None, description=RUNTIME_KEYS["link_bound"])
     link_single_use: bool | None = Field(None, description=RUNTIME_KEYS["link_single_use"])
-    code_ttl: Seconds | Annotated[str, Field(max_length=40)] | None = Field(
-        None, description=RUNTIME_KEYS["code_ttl"])
-    code_tries: int | None = Field(None, ge=1, le=100, description=RUNTIME_KEYS["code_tries"])
+    code_ttl: Seconds | None = Field(None, description=RUNTIME_KEYS["code_ttl"])
+    code_tries: Annotated[int, Field(ge=1, le=100)] | None = Field(
+        None, description=RUNTIME_KEYS["code_tries"])
+
+    @model_validator(mode="before")
+    @classmethod
+    def _whole_numbers(cls, data: Any) -> Any:
+        """JSON has one number type: ``62.0`` is the integer 62, as JSON Schema says;
+        ``62.5``, ``"62"`` and ``true`` stay what they are (and are refused)."""
+        if isinstance(data, dict):
+            return {k: int(v) if isinstance(v, float) and v.is_integer() else v
+                    for k, v in data.items()}
+        return data
 
 
 _CONFIG_OUT = {"type": "object", "required": sorted(RUNTIME_KEYS),
@@ -109,8 +118,9 @@ document("GET", "/v1/admin/config", "The run-time settings as they are now", rol
          responses={200: "OK", **_ADMIN}, response_schema=_CONFIG_OUT, tag="admin")
 document("PUT", "/v1/admin/config", "Change run-time settings (all given keys or none)",
          roles=("admin",), body=ConfigIn,
-         responses={200: "OK: the settings now", 400: "Unknown key, bad value, or a setting "
-                    "fixed at start", **_ADMIN}, response_schema=_CONFIG_OUT, tag="admin")
+         responses={200: "OK: the settings now", 400: "Unknown key or bad value",
+                    409: "A setting that is fixed when the server starts", **_ADMIN},
+         response_schema=_CONFIG_OUT, tag="admin")
 document("POST", "/v1/admin/clock", "Advance the simulated clock", roles=("admin",), body=ClockIn,
          responses={200: "OK", 400: "Invalid body, or beyond the clock's range (year 2100)", **_ADMIN},
          response_schema=_NOW, tag="admin")
@@ -199,13 +209,7 @@ async def put_config(request: web.Request) -> web.Response:
     await require(request, "admin")
     body = await parse_body(request, ConfigIn)
     changes = body.model_dump(exclude_none=True)
-    for key in ("link_ttl", "code_ttl"):
-        if key in changes:
-            try:
-                changes[key] = int(parse_duration(changes[key]))
-            except ValueError as exc:
-                raise BadRequest(f"{key}: {exc}", code="invalid_field", field=key) from None
-    now_config = request.app[LIVE].apply(changes)  # SettingFixed is a 400 naming the key
+    now_config = request.app[LIVE].apply(changes)  # SettingFixed: a 409 naming the key
     at = request.app[CLOCK].iso()
     await request.app[STORE].write(lambda db: auditlog.append(
         db, at=at, actor="admin", action="config.changed", detail={"changes": changes}))

@@ -115,11 +115,11 @@ class Config:
 
 RUNTIME_KEYS: dict[str, str] = {
     "manual_review": "request kinds (access, erasure) that wait for an operator",
-    "link_ttl": "how long a new download link works: seconds, or a duration like \"5d\"",
+    "link_ttl": "how long a new download link works, in seconds",
     "export_workers": "export jobs built at once; fixed at start (a change is refused)",
     "link_bound": "new links also need the requester's own token",
     "link_single_use": "new links work once",
-    "code_ttl": "how long a new verification code works: seconds, or a duration like \"10m\"",
+    "code_ttl": "how long a new verification code works, in seconds",
     "code_tries": "wrong codes allowed before a request is denied",
 }
 """The public names of the run-time settings (``GET/PUT /v1/admin/config``)."""

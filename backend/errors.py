@@ -4,11 +4,11 @@
 
     ApiError                 every error a client may see: status, code, message
     ├── BadRequest           400  malformed or invalid input
-    │   └── SettingFixed     400  a run-time setting that cannot change while serving
     ├── Unauthorized         401  no or unknown credentials
     ├── Forbidden            403  known caller, not allowed
     ├── NotFound             404  no such object, or not yours (the two look the same)
     ├── Conflict             409  state does not allow it
+    │   └── SettingFixed     409  a setting that cannot change while serving
     ├── RequestTimeout       408  the body did not arrive in time
     ├── Gone                 410  existed, expired or revoked
     ├── PayloadTooLarge      413
@@ -63,17 +63,6 @@ class BadRequest(ApiError):
     default_code = "bad_request"
 
 
-class SettingFixed(BadRequest):
-    """A setting that is fixed when the server starts (``PUT /v1/admin/config``)."""
-
-    default_code = "setting_fixed"
-
-    def __init__(self, key: str, current: object) -> None:
-        super().__init__(f"{key}: fixed when the server starts (now {current}); it cannot "
-                         "change while serving", field=key)
-        self.key = key
-
-
 class Unauthorized(ApiError):
     """Missing or unknown credentials."""
 
@@ -100,6 +89,17 @@ class Conflict(ApiError):
 
     status = 409
     default_code = "conflict"
+
+
+class SettingFixed(Conflict):
+    """A setting that is fixed when the server starts (``PUT /v1/admin/config``)."""
+
+    default_code = "setting_fixed"
+
+    def __init__(self, key: str, current: object) -> None:
+        super().__init__(f"{key}: fixed when the server starts (now {current}); it cannot "
+                         "change while serving", field=key)
+        self.key = key
 
 
 class RequestTimeout(ApiError):

@@ -900,7 +900,7 @@ async def apply_backend_settings(client: Client, scenario: Scenario) -> None:
     """
     table = scenario.backend
     settings: dict[str, Any] = {"manual_review": list(table.manual_review),
-                                "link_ttl": table.link_ttl}
+                                "link_ttl": int(parse_duration(table.link_ttl))}
     if "export_workers" in table.model_fields_set:
         settings["export_workers"] = table.export_workers
     try:

@@ -57,6 +57,8 @@ EXPECT: dict[tuple[str, str], dict[str, int]] = {
     ("GET", "/v1/admin/guards"): ADMIN_200,
     ("PUT", "/v1/admin/guards"): ADMIN_200,
     ("GET", "/v1/admin/clock"): ADMIN_200,
+    ("GET", "/v1/admin/config"): ADMIN_200,
+    ("PUT", "/v1/admin/config"): ADMIN_200,
     ("POST", "/v1/admin/clock"): ADMIN_200,
     ("GET", "/v1/admin/audit"): ADMIN_200,
     ("GET", "/v1/admin/alerts"): ADMIN_200,
@@ -254,6 +256,9 @@ MAKE: dict[tuple[str, str], CallMaker] = {
     ("GET", "/v1/admin/guards"): fixed("GET", "/v1/admin/guards"),
     ("PUT", "/v1/admin/guards"): fixed("PUT", "/v1/admin/guards", {"switches": []}),
     ("GET", "/v1/admin/clock"): fixed("GET", "/v1/admin/clock"),
+    ("GET", "/v1/admin/config"): fixed("GET", "/v1/admin/config"),
+    # The settings the matrix runs with, unchanged: other cells are not disturbed.
+    ("PUT", "/v1/admin/config"): fixed("PUT", "/v1/admin/config", {"manual_review": ["access"]}),
     ("POST", "/v1/admin/clock"): fixed("POST", "/v1/admin/clock", {"advance_seconds": 0}),
     ("GET", "/v1/admin/audit"): fixed("GET", "/v1/admin/audit?limit=5"),
     ("GET", "/v1/admin/alerts"): fixed("GET", "/v1/admin/alerts"),
