@@ -17,13 +17,15 @@ import dataclasses
 import hashlib
 import json
 import logging
+import multiprocessing
 import re
 import shutil
 import sys
 import time
 import zipfile
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -960,6 +962,99 @@ async def run_scenario(scenario: Scenario, out: Path, *, backend_url: str | None
     return result
 
 
+# -- a scenario across seeds --------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class SeedResult:
+    """One seed of a sweep: its verdict and, if it did not pass, the first reason why."""
+
+    seed: int
+    verdict: str
+    held: int
+    expectations: int
+    seconds: float
+    first_problem: str = ""
+
+    def line(self) -> str:
+        text = (f"seed {self.seed:>6}  {self.verdict.upper():<7}  {self.held}/{self.expectations} "
+                f"held  {self.seconds:6.1f} s")
+        return text + (f"  {self.first_problem}" if self.first_problem else "")
+
+
+def parse_seeds(text: str) -> range:
+    """``"1-50"`` -> seeds 1 to 50; ``"7"`` -> seed 7."""
+    m = re.fullmatch(r"\s*(\d{1,18})\s*(?:-\s*(\d{1,18})\s*)?", text)
+    if not m:
+        raise click.BadParameter(f"{text!r}: a range like 1-50, or one seed")
+    lo = int(m.group(1))
+    hi = int(m.group(2) or lo)
+    if hi < lo:
+        raise click.BadParameter(f"{text!r}: the range ends before it starts")
+    if hi - lo >= 100_000:
+        raise click.BadParameter(f"{text!r}: at most 100,000 seeds at once")
+    return range(lo, hi + 1)
+
+
+def run_one_seed(path: Path, seed: int, out: Path) -> SeedResult:
+    """Play ``path`` with ``seed`` into ``out`` (in this process); a worker of a sweep."""
+    logging.disable(logging.WARNING)  # a sweep prints one line per seed, not the backend's log
+    scenario = load_scenario(path, seed=seed)
+    t0 = time.perf_counter()
+    try:
+        result = asyncio.run(run_scenario(scenario, out, progress=False))
+    except (RunAborted, ClientError, OSError) as exc:
+        return SeedResult(seed, "unknown", 0, len(scenario.expect),
+                          time.perf_counter() - t0, f"could not decide: {exc}")
+    held = sum(1 for e in result.expectations if e.passed)
+    bad = next((e for e in result.expectations if not e.passed), None)
+    problem = f"{bad.name}: {bad.detail}" if bad is not None else ""
+    return SeedResult(seed, result.verdict, held, len(result.expectations),
+                      time.perf_counter() - t0, problem)
+
+
+def sweep(path: Path, seeds: range, out: Path, jobs: int = 1,
+          on_result: Callable[[SeedResult], None] | None = None) -> list[SeedResult]:
+    """Run one scenario over ``seeds``, ``jobs`` at a time (separate processes when more
+    than one: each run embeds its own backend, and synthesis and zipping are CPU work).
+    Returns the results in seed order; ``on_result`` sees them in seed order too, each as
+    soon as it and every seed before it have finished."""
+    if jobs <= 1:
+        results = []
+        for seed in seeds:
+            results.append(run_one_seed(path, seed, out / f"seed-{seed}"))
+            if on_result:
+                on_result(results[-1])
+        return results
+    done: dict[int, SeedResult] = {}
+    order = iter(seeds)
+    waiting = next(order, None)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        futures = [pool.submit(run_one_seed, path, seed, out / f"seed-{seed}") for seed in seeds]
+        for fut in as_completed(futures):
+            r = fut.result()
+            done[r.seed] = r
+            while waiting is not None and waiting in done:
+                if on_result:
+                    on_result(done[waiting])
+                waiting = next(order, None)
+    return [done[s] for s in seeds]
+
+
+def sweep_summary(results: list[SeedResult]) -> str:
+    passed = sum(1 for r in results if r.verdict == "pass")
+    first = next((r.seed for r in results if r.verdict != "pass"), None)
+    return (f"{passed} of {len(results)} seeds passed"
+            + (f"; first failing seed: {first}" if first is not None else ""))
+
+
+def sweep_exit(results: list[SeedResult]) -> int:
+    """1 if any seed failed; else 2 if any could not decide; else 0."""
+    verdicts = {r.verdict for r in results}
+    if "fail" in verdicts:
+        return EXIT_FAIL
+    return EXIT_UNKNOWN if verdicts - {"pass"} else EXIT_PASS
+
+
 @click.command("run")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), default=None,
@@ -969,9 +1064,14 @@ async def run_scenario(scenario: Scenario, out: Path, *, backend_url: str | None
 @click.option("--backend", "backend_url", default=None, help="target a running backend instead")
 @click.option("--admin-token", envvar="OVERHEARD_ADMIN_TOKEN", default=None,
               help="admin token for --backend (default: $OVERHEARD_ADMIN_TOKEN)")
-@click.option("--seed", type=int, default=None, help="override the scenario's seed")
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=None,
+              help="override the scenario's seed")
+@click.option("--seeds", "seed_range", default=None, metavar="A-B",
+              help="run one scenario once per seed from A to B: one line per seed, then how "
+                   "many passed and the first failing seed (run folders in OUT/seed-N; a seed "
+                   "that passed keeps only its reports and ledger)")
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
-              help=JOBS_HELP)
+              help=JOBS_HELP + "; with --seeds, seeds at a time")
 @click.option("-k", "pattern", default=None, metavar="PATTERN",
               help="only scenarios whose name or file name contains PATTERN (or matches it "
                    "as a glob); alternatives separated by commas")
@@ -981,20 +1081,25 @@ async def run_scenario(scenario: Scenario, out: Path, *, backend_url: str | None
 @click.option("--interactive", is_flag=True,
               help="at the operator step, wait for a person to work the queue in the console")
 def run(paths: tuple[Path, ...], out: Path | None, backend_url: str | None,
-        admin_token: str | None, seed: int | None, jobs: int, pattern: str | None,
-        progress: str | None, quiet: bool, demo: bool, interactive: bool) -> None:
+        admin_token: str | None, seed: int | None, seed_range: str | None, jobs: int,
+        pattern: str | None, progress: str | None, quiet: bool, demo: bool,
+        interactive: bool) -> None:
     """Play scenarios and judge them: exit 0 all passed, 1 one failed, 2 one could not decide.
 
     PATHS are scenario files, folders of them or names of bundled scenarios
     (``overheard scenarios``). One file runs here, with its progress; several (or a folder,
     or -k) run as a suite, --jobs at a time, with one run folder per scenario and one
-    combined junit.xml in --out.
+    combined junit.xml in --out. With --seeds A-B one file runs once per seed: exit 0 if
+    every seed passed, 1 if one failed, 2 if one could not decide (and none failed).
     """
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
     logsafe.install()  # the embedded backend logs here too
     mode = resolve_mode(progress, quiet=quiet)
     if len(paths) > 1 or pattern is not None or any(p.is_dir() for p in paths):
+        if seed_range is not None:
+            click.echo("error: --seeds plays one scenario file, not several", err=True)
+            sys.exit(EXIT_UNKNOWN)
         if interactive:
             click.echo("error: --interactive plays one scenario file, not several", err=True)
             sys.exit(EXIT_UNKNOWN)
@@ -1013,6 +1118,11 @@ def run(paths: tuple[Path, ...], out: Path | None, backend_url: str | None,
         click.echo("error: --interactive needs the embedded backend (without --backend)", err=True)
         sys.exit(EXIT_UNKNOWN)
     out = out or Path("runs") / scenario.name
+    if seed_range is not None:
+        if interactive:
+            click.echo("error: --interactive runs one seed, not --seeds", err=True)
+            sys.exit(EXIT_UNKNOWN)
+        _run_seeds(path, scenario, seed_range, seed, backend_url, out, jobs)
     if mode != "none":
         click.echo(f"running {scenario.name} (seed {scenario.seed}) → {out}/", err=True)
     t0 = time.perf_counter()
@@ -1032,6 +1142,32 @@ def run(paths: tuple[Path, ...], out: Path | None, backend_url: str | None,
     if demo:
         click.echo(f"open it in a browser: file://{(out / 'report.html').resolve()}")
     sys.exit({"pass": EXIT_PASS, "fail": EXIT_FAIL}.get(result.verdict, EXIT_UNKNOWN))
+
+
+def _run_seeds(path: Path, scenario: Scenario, seed_range: str, seed: int | None,
+               backend_url: str | None, out: Path, jobs: int) -> None:
+    """``run --seeds``: one line per seed as it finishes, a summary, the exit code."""
+    try:
+        seeds = parse_seeds(seed_range)
+        if seed is not None:
+            raise click.BadParameter("give --seed or --seeds, not both")
+        if backend_url:
+            raise click.BadParameter("--seeds runs embedded backends (each seed needs a "
+                                     "fresh one); leave out --backend")
+    except click.BadParameter as exc:
+        click.echo(f"error: --seeds: {exc.message}", err=True)
+        sys.exit(EXIT_UNKNOWN)
+    click.echo(f"{scenario.name}: seeds {seeds.start}-{seeds.stop - 1}, {jobs} at a time → "
+               f"{out}/seed-N/", err=True)
+    t0 = time.perf_counter()
+    try:
+        results = sweep(path, seeds, out, jobs, on_result=lambda r: click.echo(r.line()))
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    click.echo(sweep_summary(results))
+    click.echo(f"wall time {time.perf_counter() - t0:.1f} s")
+    sys.exit(sweep_exit(results))
 
 
 def _find(file: Path) -> Path:

@@ -203,16 +203,19 @@ def operator_pick(db: sqlite_utils.Database, faults: FaultBoard, row: dict[str, 
 def swap_in_flight(db: sqlite_utils.Database, faults: FaultBoard, row: dict[str, Any],
                    *, at: str, operator_id: str) -> dict[str, Any]:
     """Fault ``export.operator_swap``: approving one of two access requests in review
-    attaches the other one's account to each (the 2018 case). Clean: unchanged."""
+    attaches the other one's account to each (the 2018 case), whichever is approved first.
+    Clean: unchanged. The slip happens once per pair: a request that has been through an
+    export before (sent back to review by a guard) is reviewed with the error in view."""
     if not faults.on("export.operator_swap") or row["kind"] != "access":
         return row
-    if row["subject_account_id"] != default_subject(row):
-        return row  # already re-assigned (or swapped): leave it
+    if row["subject_account_id"] != default_subject(row) or row["attempts"]:
+        return row  # already re-assigned (or swapped), or back from a quarantine
     between = {str(x) for x in faults.params("export.operator_swap").get("between") or []}
     for other in db.query(
             "SELECT * FROM privacy_requests WHERE status = 'pending' AND kind = 'access'"
             " AND request_id != ? ORDER BY created_at, request_id", [row["request_id"]]):
-        if other["subject_account_id"] != default_subject(other) or not other["subject_account_id"]:
+        if (other["subject_account_id"] != default_subject(other) or not other["subject_account_id"]
+                or other["attempts"]):
             continue
         if between and not {row["subject_account_id"], other["subject_account_id"]} <= between:
             continue
