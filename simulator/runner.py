@@ -1013,31 +1013,35 @@ def run_one_seed(path: Path, seed: int, out: Path) -> SeedResult:
 
 def sweep(path: Path, seeds: range, out: Path, jobs: int = 1,
           on_result: Callable[[SeedResult], None] | None = None) -> list[SeedResult]:
-    """Run one scenario over ``seeds``, ``jobs`` at a time (separate processes when more
-    than one: each run embeds its own backend, and synthesis and zipping are CPU work).
-    Returns the results in seed order; ``on_result`` sees them in seed order too, each as
-    soon as it and every seed before it have finished."""
+    """Run one scenario over ``seeds`` into ``out/seed-N``; results in seed order."""
+    return run_many([(path, seed, out / f"seed-{seed}") for seed in seeds], jobs, on_result)
+
+
+def run_many(items: list[tuple[Path, int, Path]], jobs: int = 1,
+             on_result: Callable[[SeedResult], None] | None = None) -> list[SeedResult]:
+    """Run each ``(scenario file, seed, run folder)``, ``jobs`` at a time: in this process
+    when one, else in separate processes (each run embeds its own backend, and synthesis
+    and zipping are CPU work). Results come back in the order of ``items``; ``on_result``
+    sees them in that order too, each as soon as it and every one before it are done."""
     if jobs <= 1:
         results = []
-        for seed in seeds:
-            results.append(run_one_seed(path, seed, out / f"seed-{seed}"))
+        for item in items:
+            results.append(run_one_seed(*item))
             if on_result:
                 on_result(results[-1])
         return results
     done: dict[int, SeedResult] = {}
-    order = iter(seeds)
-    waiting = next(order, None)
+    shown = 0
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        futures = [pool.submit(run_one_seed, path, seed, out / f"seed-{seed}") for seed in seeds]
+        futures = {pool.submit(run_one_seed, *item): i for i, item in enumerate(items)}
         for fut in as_completed(futures):
-            r = fut.result()
-            done[r.seed] = r
-            while waiting is not None and waiting in done:
+            done[futures[fut]] = fut.result()
+            while shown in done:
                 if on_result:
-                    on_result(done[waiting])
-                waiting = next(order, None)
-    return [done[s] for s in seeds]
+                    on_result(done[shown])
+                shown += 1
+    return [done[i] for i in range(len(items))]
 
 
 def sweep_summary(results: list[SeedResult]) -> str:

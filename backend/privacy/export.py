@@ -40,7 +40,7 @@ import shutil
 import threading
 import time
 import wave
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -224,8 +224,11 @@ class StagingBarrier:
         self._count: dict[str, int] = {}
         self._met: dict[tuple[str, int], int] = {}
 
-    def meet(self, key: str, parties: int, timeout: float, stop: threading.Event) -> int:
-        """Arrive at ``key`` and wait for the others; returns how many met in this generation."""
+    def meet(self, key: str, parties: int, timeout: float, stop: threading.Event,
+             alone: Callable[[], bool] = lambda: False) -> int:
+        """Arrive at ``key`` and wait for the others; returns how many met in this generation.
+        ``alone()`` true means no one else can come (every other job waits on this one):
+        the generation closes at once instead of at the timeout."""
         with self._cond:
             gen = self._gen.get(key, 0)
             count = self._count.get(key, 0) + 1
@@ -235,7 +238,7 @@ class StagingBarrier:
             deadline = time.monotonic() + timeout
             while self._gen.get(key, 0) == gen:
                 left = deadline - time.monotonic()
-                if left <= 0 or stop.is_set():
+                if left <= 0 or stop.is_set() or alone():
                     # Alone (or shutting down): close this generation with whoever came.
                     return self._release(key, gen)
                 self._cond.wait(min(left, 0.1))
@@ -425,7 +428,8 @@ def build_access(ctx: JobContext, row: dict[str, Any]) -> None:
             # holds. Every job of the batch stages before any zips (first meeting), and
             # none cleans up before all have zipped (second meeting).
             staged = stage_shared(staging, recordings, request_id)
-            met = ctx.barrier.meet(f"staged:{staging}", parties, wait, ctx.state.stop)
+            met = ctx.barrier.meet(f"staged:{staging}", parties, wait, ctx.state.stop,
+                                   alone=lambda: ctx.state.order.later_job_waits(request_id))
             total = sum(1 for _ in staging.glob("*.json"))
             recordings = iter_staged(staging)
             log.info("request %s: shared staging %s, %d job(s) met, %d recordings staged",
@@ -646,6 +650,7 @@ async def _worker(ctx: JobContext, executor: ThreadPoolExecutor) -> None:
     while True:
         request_id = await queue.get()
         state.queued.discard(request_id)
+        state.order.begin(request_id)
         try:
             await loop.run_in_executor(executor, run_job, ctx, request_id)
         except Exception:

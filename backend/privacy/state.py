@@ -61,6 +61,10 @@ class JobOrder:
         self._tickets: dict[str, int] = {}
         self._open: dict[int, bool] = {}
         """ticket -> whether it is an erasure, for every job not yet ended."""
+        self._running: set[str] = set()
+        """Jobs a worker has picked up."""
+        self._blocked: set[str] = set()
+        """Jobs waiting here for earlier ones."""
 
     def issue(self, request_id: str, *, erasure: bool = False) -> None:
         with self._cond:
@@ -73,11 +77,29 @@ class JobOrder:
             mine = self._tickets.get(request_id)
             if mine is None:
                 return
-            while any(t < mine and (is_erasure or not erasures_only)
-                      for t, is_erasure in self._open.items()):
-                if stop.is_set():
-                    raise JobsStopped(request_id)
-                self._cond.wait(0.1)
+            self._blocked.add(request_id)
+            try:
+                while any(t < mine and (is_erasure or not erasures_only)
+                          for t, is_erasure in self._open.items()):
+                    if stop.is_set():
+                        raise JobsStopped(request_id)
+                    self._cond.wait(0.1)
+            finally:
+                self._blocked.discard(request_id)
+
+    def begin(self, request_id: str) -> None:
+        """A worker has picked the job up."""
+        with self._cond:
+            self._running.add(request_id)
+
+    def later_job_waits(self, request_id: str) -> bool:
+        """Whether a job queued after this one is waiting here (for this one, or for one
+        before it): a job waiting for company need not wait for it, nor for any job after
+        it, since the same rule holds those back too."""
+        with self._cond:
+            mine = self._tickets.get(request_id)
+            return mine is not None and any(
+                self._tickets.get(r, 0) > mine for r in self._blocked & self._running)
 
     def wait_start(self, request_id: str, stop: threading.Event) -> None:
         """Before a job reads anything: earlier erasures (or, for an erasure, every earlier
@@ -96,6 +118,7 @@ class JobOrder:
             ticket = self._tickets.pop(request_id, None)
             if ticket is not None:
                 self._open.pop(ticket, None)
+            self._running.discard(request_id)
             self._cond.notify_all()
 
 
