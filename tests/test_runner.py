@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 
-from simulator.runner import run_scenario
+from simulator.embedded import server_process
+from simulator.ledger import read_records
+from simulator.runner import RunAborted, run_many, run_scenario
 from simulator.scenario import bundled_dir, load_scenario
 
 
@@ -24,7 +26,8 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 async def test_2018_incident_is_reproduced(tmp_path: Path) -> None:
-    scenario = load_scenario(bundled_dir() / "alexa-2018-misdelivery.toml")
+    # Seed 4: the stranger's request sorts first, which once undid the swap (0 files).
+    scenario = load_scenario(bundled_dir() / "alexa-2018-misdelivery.toml", seed=4)
     result = await run_scenario(scenario, tmp_path, progress=False)
     assert result.verdict == "pass", [e.to_dict() for e in result.expectations]
     [pkg] = result.packages
@@ -117,8 +120,10 @@ async def test_2018_guarded_twin_stops_the_leak(tmp_path: Path) -> None:
     assert profile["account_id"] == pkg["subject_account"]
     # The report says what the guard caught, for the person who reads it.
     report = json.loads((tmp_path / "report.json").read_text())
-    assert [a["guard"] for a in report["alerts"]] == ["export.ownership_check"]
-    assert "1700 recordings of other accounts" in report["alerts"][0]["summary"]
+    # Both swapped packages are held: the requester's (the stranger's 1,700 recordings) and
+    # the stranger's (the requester's profile).
+    assert [a["guard"] for a in report["alerts"]] == ["export.ownership_check"] * 2
+    assert any("1700 recordings of other accounts" in a["summary"] for a in report["alerts"])
     assert "Guard alerts" in (tmp_path / "report.html").read_text()
 
 
@@ -181,3 +186,425 @@ def test_scenarios_lists_the_bundled_ones(tmp_path: Path) -> None:
     assert "alexa-2018-misdelivery " in proc.stdout and "baseline-clean" in proc.stdout
     schema = json.loads(cli("scenarios", "--schema", cwd=tmp_path).stdout)
     assert schema["title"] == "overheard scenario"
+
+
+# -- verdicts that hold on any seed --------------------------------------------------------
+def scenario_file(tmp_path: Path, text: str, name: str = "s.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def report_without_run(out: Path) -> str:
+    report = json.loads((out / "report.json").read_text())
+    report.pop("run")
+    return json.dumps(report, indent=1, ensure_ascii=False)
+
+
+@pytest.mark.parametrize("seed", [3, 6])
+async def test_the_swap_reproduces_whatever_the_order_of_the_ids(tmp_path: Path,
+                                                                 seed: int) -> None:
+    """Seeds 3 and 6 put the stranger's request first in the queue."""
+    scenario = load_scenario(bundled_dir() / "export.operator_swap.toml", seed=seed)
+    result = await run_scenario(scenario, tmp_path, progress=False)
+    assert result.verdict == "pass", [e.to_dict() for e in result.expectations]
+    approvals = [t["what"] for t in result.timeline if t["step"] == "operator"
+                 and " approves " in t["what"]]
+    # The timeline says what the operator really did: whose data answers which request.
+    assert any("(requester's request)" in a and "answers with stranger's data" in a
+               for a in approvals), approvals
+    assert any("(stranger's request)" in a and "answers with requester's data" in a
+               for a in approvals), approvals
+
+
+TEN_IN_FLIGHT = """
+name = "ten-in-flight"
+seed = 7
+[world]
+locale = "en_GB"
+background_households = 20
+start = "2024-03-01T00:00:00Z"
+[backend]
+export_workers = 3
+""" + "".join(f"""
+[[household]]
+key = "h{i}"
+members = {1 + i % 3}
+recordings = {3 + i}
+""" for i in range(10)) + """
+[[step]]
+do = "traffic"
+days = 2
+[[step]]
+do = "access_request"
+by = [""" + ", ".join(f'"h{i}"' for i in range(10)) + """]
+[[step]]
+do = "wait"
+""" + "".join(f"""
+[[step]]
+do = "download"
+by = "h{i}"
+""" for i in range(10)) + "".join(f"""
+[[expect]]
+complete = {{ for = "h{i}" }}
+""" for i in range(10))
+
+EVERY_FAULT_AND_GUARD = """
+name = "every-fault-and-guard"
+seed = 12
+[world]
+background_households = 3
+start = "2018-06-01T00:00:00Z"
+[[household]]
+key = "requester"
+devices = 0
+[[household]]
+key = "stranger"
+members = 2
+recordings = 20
+[[household]]
+key = "seller"
+recordings = 8
+[[household]]
+key = "buyer"
+members = 2
+devices = 0
+[[household]]
+key = "prober"
+recordings = 5
+[[household]]
+key = "victim"
+members = 2
+recordings = 9
+[[household]]
+key = "namesake"
+lookalike_of = "victim"
+recordings = 4
+[[household]]
+key = "leaver"
+recordings = 6
+[backend]
+manual_review = ["access"]
+[faults]
+"export.operator_swap" = { between = ["requester", "stranger"] }
+"export.operator_wrong_account" = {}
+"export.device_history_join" = {}
+# Every later job waits on the cache, so a lone staging job never has company to wait for.
+"export.shared_staging" = { jobs = 2, wait_seconds = 1 }
+"export.cache_key_collision" = {}
+"ingest.stale_binding" = {}
+"ingest.serial_collision" = {}
+"delivery.unbound_link" = {}
+"delivery.misaddressed_email" = { to = "email:prober" }
+"identity.weak_verification" = {}
+"erasure.partial" = {}
+[guards]
+"export.ownership_check" = {}
+"ops.four_eyes" = {}
+"binding.revoke_on_transfer" = {}
+"delivery.bound_links" = {}
+"identity.verified_channel" = {}
+"erasure.verify" = {}
+[[step]]
+do = "traffic"
+days = 3
+[[step]]
+do = "transfer_device"
+household = "seller"
+to = "buyer"
+[[step]]
+do = "register_device"
+household = "prober"
+serial = "victim"
+[[step]]
+do = "traffic"
+days = 2
+[[step]]
+do = "access_request"
+by = ["requester", "stranger", "seller", "prober"]
+[[step]]
+do = "access_request"
+by = "victim"
+via = "email"
+[[step]]
+do = "access_request"
+by = "namesake"
+email_of = "leaver"
+[[step]]
+do = "operator"
+second = "Operator B"
+[[step]]
+do = "wait"
+[[step]]
+do = "operator"
+name = "Operator B"
+second = "Operator A"
+[[step]]
+do = "wait"
+[[step]]
+do = "download"
+by = "requester"
+[[step]]
+do = "download"
+by = "stranger"
+[[step]]
+do = "download"
+by = "prober"
+guess_next = true
+[[step]]
+do = "download"
+by = "victim"
+[[step]]
+do = "erasure_request"
+by = "leaver"
+at = "1h"
+[[step]]
+do = "wait"
+[[step]]
+do = "revoke"
+link_of = "requester"
+after = "1d"
+[[expect]]
+no_leak = true
+[[expect]]
+erased = "leaver"
+"""
+
+
+@pytest.mark.parametrize("text", [TEN_IN_FLIGHT, EVERY_FAULT_AND_GUARD],
+                         ids=["ten-requests-in-flight", "every-fault-and-guard"])
+async def test_same_seed_same_report_under_concurrency(tmp_path: Path, text: str) -> None:
+    scenario = load_scenario(scenario_file(tmp_path, text))
+    reports, ledgers = [], []
+    for n in range(3):
+        out = tmp_path / f"run{n}"
+        await run_scenario(scenario, out, progress=False)
+        reports.append(report_without_run(out))
+        ledgers.append((out / "ledger.jsonl").read_bytes())
+    assert reports[0] == reports[1] == reports[2]
+    assert ledgers[0] == ledgers[1] == ledgers[2]
+    report = json.loads(reports[0])
+    assert len(report["packages"]) >= 3 and report["link_redemptions"]
+
+
+EMAIL_PATH_BOUND = """
+name = "email-path-bound-link"
+seed = 3
+[world]
+background_households = 1
+[[household]]
+key = "asker"
+recordings = 5
+[guards]
+"delivery.bound_links" = {}
+[[step]]
+do = "traffic"
+days = 1
+[[step]]
+do = "access_request"
+by = "asker"
+via = "email"
+[[step]]
+do = "wait"
+[[step]]
+do = "download"
+by = "asker"
+[[expect]]
+complete = { for = "asker" }
+[[expect]]
+no_alert = true
+"""
+
+
+async def test_a_bound_link_opens_for_the_requester_who_asked_by_email(tmp_path: Path) -> None:
+    result = await run_scenario(load_scenario(scenario_file(tmp_path, EMAIL_PATH_BOUND)),
+                                tmp_path / "out", progress=False)
+    assert result.verdict == "pass", [e.to_dict() for e in result.expectations]
+    assert result.alerts == []
+    [pkg] = result.packages
+    assert (pkg["own"], pkg["missing"], pkg["made_for"]) == (5, 0, "asker")
+
+
+async def test_a_guessed_link_is_credited_to_the_package_it_served(tmp_path: Path) -> None:
+    scenario = load_scenario(bundled_dir() / "delivery.unbound_link.toml")
+    out = tmp_path / "out"
+    result = await run_scenario(scenario, out, progress=False)
+    assert result.verdict == "pass", [e.to_dict() for e in result.expectations]
+    [pkg] = result.packages
+    victim_request = next(t["what"].split("→ ")[1].split()[0] for t in result.timeline
+                          if t["what"].startswith("victim asks for access"))
+    # Received by the prober, made for the victim: nothing of the prober's is "missing".
+    assert (pkg["subject_household"], pkg["made_for"], pkg["missing"]) == ("prober", "victim", 0)
+    served = [r for r in result.link_redemptions if r["result"] == "downloaded"]
+    assert [(r["by"], r["request_id"]) for r in served] == [("prober", victim_request)]
+    _, downloads = read_records(out / "ledger.jsonl")
+    [record] = downloads
+    assert (record.household, record.request_id, record.made_for) == (
+        "prober", victim_request, "victim")
+
+
+ERASURE_AMONG_NEIGHBOURS = """
+name = "erasure-among-neighbours"
+seed = 21
+[world]
+locale = "en_GB"
+background_households = 6
+start = "2024-10-07T00:00:00Z"
+[[household]]
+key = "leaver"
+members = 2
+recordings = 40
+[guards]
+"erasure.verify" = {}
+[[step]]
+do = "traffic"
+days = 3
+[[step]]
+do = "erasure_request"
+by = "leaver"
+[[step]]
+do = "wait"
+[[expect]]
+erased = "leaver"
+"""
+
+
+async def test_erased_is_not_fooled_by_phrases_the_neighbours_say(tmp_path: Path) -> None:
+    result = await run_scenario(load_scenario(scenario_file(tmp_path, ERASURE_AMONG_NEIGHBOURS)),
+                                tmp_path / "out", progress=False)
+    [erased] = result.expectations
+    assert erased.passed, erased.detail
+    assert "phrase(s) other households say too were also found (not counted)" in erased.detail
+
+
+async def test_remains_names_ids_audio_and_transcripts(tmp_path: Path) -> None:
+    result = await run_scenario(load_scenario(bundled_dir() / "erasure.partial.toml"),
+                                tmp_path, progress=False)
+    remains = next(e for e in result.expectations if e.name.startswith("remains"))
+    assert remains.passed, remains.detail
+    assert "packages/" in remains.detail and "18 audio" in remains.detail
+    assert "18 recording ids" in remains.detail
+
+
+LOST_AFTER_RESALE = """
+name = "lost-after-resale"
+seed = 11
+[world]
+locale = "en_GB"
+background_households = 1
+start = "2024-01-08T00:00:00Z"
+[[household]]
+key = "seller"
+recordings = 12
+[[household]]
+key = "buyer"
+members = 2
+devices = 0
+[faults]
+"ingest.stale_binding" = {}
+[[step]]
+do = "traffic"
+days = 3
+households = ["seller"]
+[[step]]
+do = "transfer_device"
+household = "seller"
+to = "buyer"
+[[step]]
+do = "traffic"
+days = 3
+households = ["buyer"]
+[[step]]
+do = "erasure_request"
+by = "seller"
+[[step]]
+do = "wait"
+[[expect]]
+lost = { of = "buyer", by = "seller", min_recordings = 1 }
+[[expect]]
+lost = { of = "seller", recordings = 0 }
+"""
+
+
+async def test_an_erasure_that_destroys_anothers_recordings_is_a_breach(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = await run_scenario(load_scenario(scenario_file(tmp_path, LOST_AFTER_RESALE)), out,
+                                progress=False)
+    assert result.verdict == "pass", [e.to_dict() for e in result.expectations]
+    report = json.loads((out / "report.json").read_text())
+    [lost] = report["lost"]
+    ledger, _ = read_records(out / "ledger.jsonl")
+    buyers = [e for e in ledger if e.household == "buyer" and e.outcome == "ok"]
+    assert (lost["of_household"], lost["by_household"], lost["recordings"]) == (
+        "buyer", "seller", len(buyers))
+    assert lost["by_request"].startswith("prq_") and lost["data_subjects"] == 2
+    note = report["breach_notification"]
+    assert note["required"] is True and "Integrity and availability" in note["nature"]
+
+
+async def test_no_leak_applies_its_filter(tmp_path: Path) -> None:
+    text = (bundled_dir() / "export.operator_swap.toml").read_text()
+    text += ('\n[[expect]]\nno_leak = { from = "requester" }\n'
+             '[[expect]]\nno_leak = { to = "stranger" }\n'
+             '[[expect]]\nno_leak = { from = "stranger" }\n'
+             '[[expect]]\nno_leak = { from = "stranger", to = "requester" }\n')
+    result = await run_scenario(load_scenario(scenario_file(tmp_path, text)), tmp_path / "out",
+                                progress=False)
+    verdicts = [e.passed for e in result.expectations[-4:]]
+    assert verdicts == [True, True, False, False], [e.to_dict() for e in result.expectations]
+
+
+async def test_backend_settings_reach_a_served_backend(tmp_path: Path) -> None:
+    scenario = load_scenario(bundled_dir() / "export.operator_swap.toml")
+    async with server_process(tmp_path / "data", admin_token="adm_t") as server:
+        url = server.handle.url
+        # manual_review = ["access"] reaches it: the queue fills and the swap happens.
+        result = await run_scenario(scenario, tmp_path / "out", backend_url=url,
+                                    admin_token="adm_t", progress=False)
+        assert result.verdict == "pass", [e.to_dict() for e in result.expectations]
+        # A pool size the served backend was not started with is refused, naming it.
+        text = (bundled_dir() / "export.operator_swap.toml").read_text().replace(
+            'manual_review = ["access"]', 'manual_review = ["access"]\nexport_workers = 7')
+        bigger = load_scenario(scenario_file(tmp_path, text.replace(
+            'name = "export.operator_swap"', 'name = "bigger-pool"')))
+        with pytest.raises(RunAborted, match="export_workers"):
+            await run_scenario(bigger, tmp_path / "out2", backend_url=url, admin_token="adm_t",
+                               progress=False)
+
+
+def test_seeds_prints_one_line_per_seed_and_a_summary(tmp_path: Path) -> None:
+    ok = cli("run", "export.operator_swap", "--seeds", "5-7", "--jobs", "2", "--out",
+             str(tmp_path / "ok"), cwd=tmp_path)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    lines = ok.stdout.splitlines()
+    assert [ln.split()[1] for ln in lines[:3]] == ["5", "6", "7"]
+    assert all("PASS" in ln for ln in lines[:3])
+    assert "3 of 3 seeds passed" in ok.stdout
+    assert (tmp_path / "ok" / "seed-6" / "report.json").exists()
+    # An expectation that cannot hold: the sweep names the first failing seed.
+    text = (bundled_dir() / "export.operator_swap.toml").read_text()
+    text += '\n[[expect]]\nlink_redeemed = { by = "requester", redeemed = false }\n'
+    bad = cli("run", str(scenario_file(tmp_path, text)), "--seeds", "1-2", "--out",
+              str(tmp_path / "bad"), cwd=tmp_path)
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    assert "0 of 2 seeds passed; first failing seed: 1" in bad.stdout
+    assert "FAIL" in bad.stdout.splitlines()[0] and "link_redeemed" in bad.stdout
+
+
+SWEEP_SEEDS = range(1, 11)
+FULL_SIZE = ("alexa-2018-misdelivery.toml", "alexa-2018-misdelivery-guarded.toml")
+"""15-20 s a run: on CI they run once each above (the swap at seed 4, where the stranger's
+request sorts first); their small twin export.operator_swap[-guarded] runs every seed."""
+
+
+@pytest.mark.slow
+def test_every_bundled_scenario_holds_on_seeds_1_to_10(tmp_path: Path) -> None:
+    files = sorted(f for f in bundled_dir().glob("*.toml") if f.name not in FULL_SIZE)
+    # The big ones first, so the two workers finish together.
+    files.sort(key=lambda f: not f.name.startswith("baseline"))
+    items = [(f, seed, tmp_path / f.stem / f"seed-{seed}") for f in files for seed in SWEEP_SEEDS]
+    results = run_many(items, jobs=2)
+    wrong = [f"{f.stem}: {r.line()}" for (f, _, _), r in zip(items, results, strict=True)
+             if r.verdict != "pass"]
+    assert not wrong, "\n".join(wrong)
+    assert len(results) == len(files) * len(SWEEP_SEEDS) >= 240
