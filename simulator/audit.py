@@ -835,8 +835,10 @@ def _table(audit: PackageAudit, zip_path: Path) -> str:
     m = audit.manifest
     lines = [
         f"package   {zip_path}  (request {audit.request_id})",
-        f"subject   household {audit.subject_household or '-'}, "
-        f"account {audit.subject_account or '-'}",
+        f"recipient household {audit.subject_household or '-'}, "
+        f"account {audit.subject_account or '-'}"
+        + (f"; made for {audit.made_for} (completeness not judged)"
+           if audit.made_for not in (None, audit.subject_household) else ""),
         f"files     {audit.files}   own {audit.own}   foreign {sum(audit.foreign.values())} "
         f"({foreign})   missing {audit.missing}   corrupt {audit.corrupt}   "
         f"duplicated {audit.duplicated}   unattributable {audit.unattributable}",

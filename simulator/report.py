@@ -526,7 +526,9 @@ def summary_text(result: RunResult) -> str:
     if result.packages:
         lines.append("packages:")
         lines += _capped([
-            f"{p.get('request_id')} for {_label(p.get('subject_household'), p.get('subject_account'))}: "
+            f"{p.get('request_id')} for {_label(p.get('subject_household'), p.get('subject_account'))}"
+            + (f" (made for {p['made_for']})" if p.get("made_for") not in (None, p.get("subject_household"))
+               else "") + ": "
             f"{p.get('files', 0):,} files, own {p.get('own', 0):,}, foreign "
             + (", ".join(f"{h} {n:,}" for h, n in sorted(p.get("foreign", {}).items())) or "0")
             + f", missing {p.get('missing', 0):,}, corrupt {p.get('corrupt', 0):,}"

@@ -74,6 +74,7 @@ from backend.privacy.state import (
     PrivacyState,
     default_subject,
     get_request,
+    job_key,
     privacy_state,
     update_request,
 )
@@ -454,7 +455,7 @@ def build_access(ctx: JobContext, row: dict[str, Any]) -> None:
         raise
     finally:
         db.conn.close()
-    package_id = ctx.ids.new("pkg", request_id)
+    package_id = ctx.ids.new("pkg", job_key(row))
     file_name = f"{package_id}.zip"
     _fsync(part)
     os.replace(part, packages_dir / file_name)
@@ -478,7 +479,7 @@ def _release(ctx: JobContext, row: dict[str, Any], pkg: CachedPackage, *, reused
     # Released in queue order: link numbers and what each requester is sent never depend
     # on which build finished first.
     ctx.state.order.wait_release(request_id, ctx.state.stop)
-    package_id = package_id or ctx.ids.new("pkg", request_id)
+    package_id = package_id or ctx.ids.new("pkg", job_key(row))
     # The package goes to the requester, so its items must be the requester's own: the
     # account they proved to hold, whatever an operator attached (the 2018 swap changed the
     # assignment, not the stored owners).
@@ -492,7 +493,7 @@ def _release(ctx: JobContext, row: dict[str, Any], pkg: CachedPackage, *, reused
     now = ctx.clock.iso()
     faults = ctx.faults
     quarantine = bool(foreign) and faults.on("export.ownership_check")
-    alert_id = ctx.ids.new("alr", request_id) if quarantine else ""
+    alert_id = ctx.ids.new("alr", job_key(row)) if quarantine else ""
 
     def finish(db: sqlite_utils.Database) -> None:
         if quarantine:
@@ -531,7 +532,7 @@ def _release(ctx: JobContext, row: dict[str, Any], pkg: CachedPackage, *, reused
                                 "reused": reused})
         to, diverted = delivery.route_link(db, row, faults)
         if diverted:
-            raise_alert(db, alert_id=ctx.ids.new("alr", request_id), at=now,
+            raise_alert(db, alert_id=ctx.ids.new("alr", job_key(row)), at=now,
                         guard="identity.verified_channel", request_id=request_id,
                         account_id=rightful,
                         summary="the download link was about to go to an address not on file "

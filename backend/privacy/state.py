@@ -211,6 +211,12 @@ def find_duplicate(db: sqlite_utils.Database, kind: str, account_id: str,
     return row[0] if row else None
 
 
+def job_key(row: dict[str, Any]) -> str:
+    """What ids made by a job are keyed by: its request and attempt, so a seeded backend
+    restarted mid-job never makes an id it made before."""
+    return f"{row['request_id']}:{row.get('attempts', 0)}"
+
+
 def default_subject(row: dict[str, Any]) -> str | None:
     """The account a request is about unless an operator decides otherwise: the requester's own
     (signed-in path) or the one holding the verified email (email path)."""
