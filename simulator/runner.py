@@ -994,6 +994,11 @@ def parse_seeds(text: str) -> range:
     return range(lo, hi + 1)
 
 
+SWEEP_KEEPS_ALWAYS = ("report.json", "report.html", "junit.xml", "ledger.jsonl")
+"""What a sweep keeps of a seed that passed; a seed that did not pass keeps its whole run
+folder (the zips and the backend's data dir are evidence, and a full-size run is ~1 GB)."""
+
+
 def run_one_seed(path: Path, seed: int, out: Path) -> SeedResult:
     """Play ``path`` with ``seed`` into ``out`` (in this process); a worker of a sweep."""
     logging.disable(logging.WARNING)  # a sweep prints one line per seed, not the backend's log
@@ -1004,11 +1009,23 @@ def run_one_seed(path: Path, seed: int, out: Path) -> SeedResult:
     except (RunAborted, ClientError, OSError) as exc:
         return SeedResult(seed, "unknown", 0, len(scenario.expect),
                           time.perf_counter() - t0, f"could not decide: {exc}")
+    if result.verdict == "pass":
+        _drop_evidence(out)
     held = sum(1 for e in result.expectations if e.passed)
     bad = next((e for e in result.expectations if not e.passed), None)
     problem = f"{bad.name}: {bad.detail}" if bad is not None else ""
     return SeedResult(seed, result.verdict, held, len(result.expectations),
                       time.perf_counter() - t0, problem)
+
+
+def _drop_evidence(out: Path) -> None:
+    for entry in out.iterdir():
+        if entry.name in SWEEP_KEEPS_ALWAYS:
+            continue
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
 
 
 def sweep(path: Path, seeds: range, out: Path, jobs: int = 1,

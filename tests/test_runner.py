@@ -580,7 +580,9 @@ def test_seeds_prints_one_line_per_seed_and_a_summary(tmp_path: Path) -> None:
     assert [ln.split()[1] for ln in lines[:3]] == ["5", "6", "7"]
     assert all("PASS" in ln for ln in lines[:3])
     assert "3 of 3 seeds passed" in ok.stdout
-    assert (tmp_path / "ok" / "seed-6" / "report.json").exists()
+    # A seed that passed keeps its reports, not its gigabytes of evidence.
+    assert sorted(p.name for p in (tmp_path / "ok" / "seed-6").iterdir()) == [
+        "junit.xml", "ledger.jsonl", "report.html", "report.json"]
     # An expectation that cannot hold: the sweep names the first failing seed.
     text = (bundled_dir() / "export.operator_swap.toml").read_text()
     text += '\n[[expect]]\nlink_redeemed = { by = "requester", redeemed = false }\n'
@@ -589,6 +591,7 @@ def test_seeds_prints_one_line_per_seed_and_a_summary(tmp_path: Path) -> None:
     assert bad.returncode == 1, bad.stdout + bad.stderr
     assert "0 of 2 seeds passed; first failing seed: 1" in bad.stdout
     assert "FAIL" in bad.stdout.splitlines()[0] and "link_redeemed" in bad.stdout
+    assert (tmp_path / "bad" / "seed-1" / "backend-data" / "overheard.db").exists()
 
 
 SWEEP_SEEDS = range(1, 11)
