@@ -33,7 +33,7 @@ from backend import auditlog
 from backend.alerts import raise_alert
 from backend.config import Config
 from backend.privacy import delivery, outbox
-from backend.privacy.state import update_request
+from backend.privacy.state import job_key, update_request
 from backend.storage.db import StoreClosed, connect
 
 if TYPE_CHECKING:
@@ -212,8 +212,8 @@ def erase(ctx: JobContext, row: dict[str, Any]) -> None:
               "verified": checkpointed and not any(left.values()),
               "wal_checkpointed": checkpointed}
     at = ctx.clock.iso()
-    alert_id = ctx.ids.new("alr", request_id) if repaired else ""
-    late_id = "" if checkpointed else ctx.ids.new("alr", request_id)
+    alert_id = ctx.ids.new("alr", job_key(row)) if repaired else ""
+    late_id = "" if checkpointed else ctx.ids.new("alr", job_key(row))
 
     def finish(db: sqlite_utils.Database) -> None:
         if late_id:
