@@ -556,11 +556,11 @@ async def test_no_leak_applies_its_filter(tmp_path: Path) -> None:
 
 async def test_backend_settings_reach_a_served_backend(tmp_path: Path) -> None:
     scenario = load_scenario(bundled_dir() / "export.operator_swap.toml")
-    async with server_process(tmp_path / "data", admin_token="adm_t") as server:
+    async with server_process(tmp_path / "data", admin_token="adm_test_served_backend") as server:
         url = server.handle.url
         # manual_review = ["access"] reaches it: the queue fills and the swap happens.
         result = await run_scenario(scenario, tmp_path / "out", backend_url=url,
-                                    admin_token="adm_t", progress=False)
+                                    admin_token="adm_test_served_backend", progress=False)
         assert result.verdict == "pass", [e.to_dict() for e in result.expectations]
         # A pool size the served backend was not started with is refused, naming it.
         text = (bundled_dir() / "export.operator_swap.toml").read_text().replace(
@@ -568,7 +568,7 @@ async def test_backend_settings_reach_a_served_backend(tmp_path: Path) -> None:
         bigger = load_scenario(scenario_file(tmp_path, text.replace(
             'name = "export.operator_swap"', 'name = "bigger-pool"')))
         with pytest.raises(RunAborted, match="export_workers"):
-            await run_scenario(bigger, tmp_path / "out2", backend_url=url, admin_token="adm_t",
+            await run_scenario(bigger, tmp_path / "out2", backend_url=url, admin_token="adm_test_served_backend",
                                progress=False)
 
 
