@@ -35,6 +35,7 @@ import click
 
 from backend import Config, logsafe
 from simulator import identify
+from simulator.audio import VoiceEngine
 from simulator.audit import AuditError, PackageAudit, audit_package, file_sha256, wav_pcm_sha256
 from simulator.client import ApiError, Client, ClientError
 from simulator.embedded import BackendHandle, embedded_backend
@@ -111,7 +112,8 @@ class Run:
     """State of one scenario run."""
 
     def __init__(self, scenario: Scenario, out: Path, client: Client, handle: BackendHandle,
-                 progress: Progress, interactive: Announce | None = None) -> None:
+                 progress: Progress, interactive: Announce | None = None,
+                 voice: VoiceEngine = "speech") -> None:
         self.s = scenario
         self.interactive = interactive
         """When set, a person works the queue at the console instead of the scripted operator."""
@@ -123,7 +125,7 @@ class Run:
                  for h in scenario.household]
         self.world = World.build(scenario.seed, scenario.world.locale, specs,
                                  background=scenario.world.background_households,
-                                 start=scenario.world.start)
+                                 start=scenario.world.start, voice=voice)
         self.homes: dict[str, Home] = {}
         for h in self.world.households:
             self.homes[h.key] = Home(self._customise(h))
@@ -918,11 +920,14 @@ async def apply_backend_settings(client: Client, scenario: Scenario) -> None:
 async def run_scenario(scenario: Scenario, out: Path, *, backend_url: str | None = None,
                        admin_token: str | None = None,
                        progress: bool | ProgressMode = True,
-                       interactive: Announce | None = None) -> RunResult:
+                       interactive: Announce | None = None,
+                       voice: VoiceEngine = "speech") -> RunResult:
     """Play ``scenario``, write the run folder to ``out`` and return the result.
 
     ``progress``: a mode of :mod:`simulator.progress`, ``True`` for the default one (by
-    whether stderr is a terminal) or ``False`` for none."""
+    whether stderr is a terminal) or ``False`` for none. ``voice = "fast"`` speaks with the
+    letter splice instead of eSpeak NG: the same transcripts and the same verdicts, for runs
+    nobody listens to (a seed sweep in CI)."""
     out.mkdir(parents=True, exist_ok=True)
     for stale in ("packages", "samples"):
         if (out / stale).exists():
@@ -933,7 +938,7 @@ async def run_scenario(scenario: Scenario, out: Path, *, backend_url: str | None
             Client(handle.url, admin_token=handle.admin_token, timeout=600) as client:
         if backend_url:
             await apply_backend_settings(client, scenario)
-        run = Run(scenario, out, client, handle, prog, interactive)
+        run = Run(scenario, out, client, handle, prog, interactive, voice)
         try:
             await run.setup()
             await run.play()
@@ -999,13 +1004,13 @@ SWEEP_KEEPS_ALWAYS = ("report.json", "report.html", "junit.xml", "ledger.jsonl")
 folder (the zips and the backend's data dir are evidence, and a full-size run is ~1 GB)."""
 
 
-def run_one_seed(path: Path, seed: int, out: Path) -> SeedResult:
+def run_one_seed(path: Path, seed: int, out: Path, voice: VoiceEngine = "speech") -> SeedResult:
     """Play ``path`` with ``seed`` into ``out`` (in this process); a worker of a sweep."""
     logging.disable(logging.WARNING)  # a sweep prints one line per seed, not the backend's log
     scenario = load_scenario(path, seed=seed)
     t0 = time.perf_counter()
     try:
-        result = asyncio.run(run_scenario(scenario, out, progress=False))
+        result = asyncio.run(run_scenario(scenario, out, progress=False, voice=voice))
     except (RunAborted, ClientError, OSError) as exc:
         return SeedResult(seed, "unknown", 0, len(scenario.expect),
                           time.perf_counter() - t0, f"could not decide: {exc}")
@@ -1035,7 +1040,8 @@ def sweep(path: Path, seeds: range, out: Path, jobs: int = 1,
 
 
 def run_many(items: list[tuple[Path, int, Path]], jobs: int = 1,
-             on_result: Callable[[SeedResult], None] | None = None) -> list[SeedResult]:
+             on_result: Callable[[SeedResult], None] | None = None,
+             voice: VoiceEngine = "speech") -> list[SeedResult]:
     """Run each ``(scenario file, seed, run folder)``, ``jobs`` at a time: in this process
     when one, else in separate processes (each run embeds its own backend, and synthesis
     and zipping are CPU work). Results come back in the order of ``items``; ``on_result``
@@ -1043,7 +1049,7 @@ def run_many(items: list[tuple[Path, int, Path]], jobs: int = 1,
     if jobs <= 1:
         results = []
         for item in items:
-            results.append(run_one_seed(*item))
+            results.append(run_one_seed(*item, voice))
             if on_result:
                 on_result(results[-1])
         return results
@@ -1051,7 +1057,7 @@ def run_many(items: list[tuple[Path, int, Path]], jobs: int = 1,
     shown = 0
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        futures = {pool.submit(run_one_seed, *item): i for i, item in enumerate(items)}
+        futures = {pool.submit(run_one_seed, *item, voice): i for i, item in enumerate(items)}
         for fut in as_completed(futures):
             done[futures[fut]] = fut.result()
             while shown in done:

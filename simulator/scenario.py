@@ -372,6 +372,8 @@ def _check_param(where: str, fault: str, param: str, value: Any, known: set[str]
             raise ValueError(f"{where}: a list of two household keys, got {value!r}")
         for v in value:
             household(v)
+    elif param in ("into", "from"):
+        household(value)
     elif param == "to":
         if isinstance(value, str) and value.startswith("email:"):
             household(value[6:])

@@ -26,7 +26,7 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 async def test_2018_incident_is_reproduced(tmp_path: Path) -> None:
-    # Seed 4: the stranger's request sorts first, which once undid the swap (0 files).
+    # Seed 4: the stranger's request sorts first; on it the requester once received 0 files.
     scenario = load_scenario(bundled_dir() / "alexa-2018-misdelivery.toml", seed=4)
     result = await run_scenario(scenario, tmp_path, progress=False)
     assert result.verdict == "pass", [e.to_dict() for e in result.expectations]
@@ -120,10 +120,8 @@ async def test_2018_guarded_twin_stops_the_leak(tmp_path: Path) -> None:
     assert profile["account_id"] == pkg["subject_account"]
     # The report says what the guard caught, for the person who reads it.
     report = json.loads((tmp_path / "report.json").read_text())
-    # Both swapped packages are held: the requester's (the stranger's 1,700 recordings) and
-    # the stranger's (the requester's profile).
-    assert [a["guard"] for a in report["alerts"]] == ["export.ownership_check"] * 2
-    assert any("1700 recordings of other accounts" in a["summary"] for a in report["alerts"])
+    assert [a["guard"] for a in report["alerts"]] == ["export.ownership_check"]
+    assert "1700 recordings of other accounts" in report["alerts"][0]["summary"]
     assert "Guard alerts" in (tmp_path / "report.html").read_text()
 
 
@@ -596,8 +594,9 @@ def test_seeds_prints_one_line_per_seed_and_a_summary(tmp_path: Path) -> None:
 
 SWEEP_SEEDS = range(1, 11)
 FULL_SIZE = ("alexa-2018-misdelivery.toml", "alexa-2018-misdelivery-guarded.toml")
-"""15-20 s a run: on CI they run once each above (the swap at seed 4, where the stranger's
-request sorts first); their small twin export.operator_swap[-guarded] runs every seed."""
+"""10-20 s a run: on CI they run once each above (the leak at seed 4, where the stranger's
+request sorts first); their small twin export.operator_voice_mixup[-guarded] runs every
+seed."""
 
 
 @pytest.mark.slow
@@ -606,7 +605,8 @@ def test_every_bundled_scenario_holds_on_seeds_1_to_10(tmp_path: Path) -> None:
     # The big ones first, so the two workers finish together.
     files.sort(key=lambda f: not f.name.startswith("baseline"))
     items = [(f, seed, tmp_path / f.stem / f"seed-{seed}") for f in files for seed in SWEEP_SEEDS]
-    results = run_many(items, jobs=2)
+    # The letter-splice voice: same transcripts, same verdicts, a fraction of the synthesis.
+    results = run_many(items, jobs=2, voice="fast")
     wrong = [f"{f.stem}: {r.line()}" for (f, _, _), r in zip(items, results, strict=True)
              if r.verdict != "pass"]
     assert not wrong, "\n".join(wrong)
