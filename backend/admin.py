@@ -22,7 +22,6 @@ from backend.http import Routes, Strict, parse_body, query_int
 from backend.ids import token_hash
 from backend.keys import CLOCK, FAULTS, IDS, LIVE, STORE
 from backend.openapi import document
-from backend.settings import parse_duration
 
 routes = Routes()
 
