@@ -14,13 +14,13 @@ runs have their own event loop, in a thread):
 - ``overheard_config``: the :class:`backend.Config` of the embedded backend; override it in a
   conftest.py to switch on manual review, a link lifetime and so on;
 - ``overheard_backend``: that backend, started on 127.0.0.1 port 0 (or the one given with
-  ``--overheard-backend``), as a :class:`simulator.embedded.BackendHandle`;
+  ``--overheard-backend``), as a :class:`simulator.fleet.embedded.BackendHandle`;
 - ``overheard_admin``: a blocking admin client for it, with every method of
-  :class:`simulator.client.Client` (``create_account``, ``put_faults``, ``alerts``...);
-- ``overheard_world``: builds a seeded :class:`simulator.world.World` from household specs;
+  :class:`simulator.fleet.client.Client` (``create_account``, ``put_faults``, ``alerts``...);
+- ``overheard_world``: builds a seeded :class:`simulator.world.households.World` from household specs;
 - ``run_scenario``: ``run_scenario(path_or_model, seed=None)`` plays a scenario (a file, the
-  name of a bundled one, a :class:`simulator.scenario.Scenario` or its dict) and returns the
-  typed :class:`simulator.report.RunResult`.
+  name of a bundled one, a :class:`simulator.scenario.model.Scenario` or its dict) and returns the
+  typed :class:`simulator.judge.report.RunResult`.
 """
 
 from __future__ import annotations
@@ -38,10 +38,10 @@ import pytest
 
 if TYPE_CHECKING:
     from backend import Config
-    from simulator.embedded import BackendHandle
-    from simulator.report import RunResult
-    from simulator.scenario import Scenario
-    from simulator.world import World
+    from simulator.fleet.embedded import BackendHandle
+    from simulator.judge.report import RunResult
+    from simulator.scenario.model import Scenario
+    from simulator.world.households import World
 
 T = TypeVar("T")
 PYTEST_ADMIN_TOKEN = "adm_pytest_embedded"
@@ -131,7 +131,7 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
     """Scenario TOML files only: every other file costs one suffix comparison."""
     if file_path.suffix != ".toml":
         return None
-    from simulator.suite import is_scenario_file
+    from simulator.scenario.suite import is_scenario_file
 
     return ScenarioFile.from_parent(parent, path=file_path) if is_scenario_file(file_path) else None
 
@@ -163,8 +163,8 @@ class ScenarioItem(pytest.Item):
     """Plays the scenario on an embedded backend (or ``--overheard-backend``) and judges it."""
 
     def runtest(self) -> None:
-        from simulator.runner import run_scenario
-        from simulator.scenario import load_scenario
+        from simulator.scenario.model import load_scenario
+        from simulator.scenario.runner import run_scenario
 
         scenario = load_scenario(self.path, seed=self.config.getoption("overheard_seed"))
         out = _out_dir(self.config, scenario.name)
@@ -177,7 +177,7 @@ class ScenarioItem(pytest.Item):
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
                      style: Any = None) -> str | Any:
-        from simulator.scenario import ScenarioError
+        from simulator.scenario.model import ScenarioError
 
         if isinstance(excinfo.value, ScenarioFailed):
             return failure_text(excinfo.value.result, excinfo.value.out)
@@ -227,7 +227,7 @@ def overheard_loop() -> Iterator[LoopThread]:
 def overheard_backend(overheard_config: Config, overheard_loop: LoopThread,
                       request: pytest.FixtureRequest) -> Iterator[BackendHandle]:
     """An embedded backend on 127.0.0.1 port 0, or the ``--overheard-backend`` one."""
-    from simulator.embedded import BackendHandle, embedded_backend
+    from simulator.fleet.embedded import BackendHandle, embedded_backend
 
     url, token = _backend_option(request.config)
     if url:
@@ -242,10 +242,10 @@ def overheard_backend(overheard_config: Config, overheard_loop: LoopThread,
 
 
 class AdminClient:
-    """Every coroutine method of :class:`simulator.client.Client`, as a blocking call."""
+    """Every coroutine method of :class:`simulator.fleet.client.Client`, as a blocking call."""
 
     def __init__(self, handle: BackendHandle, loop: LoopThread) -> None:
-        from simulator.client import Client
+        from simulator.fleet.client import Client
 
         self.handle = handle
         self._loop = loop
@@ -281,10 +281,10 @@ def overheard_admin(overheard_backend: BackendHandle,
 @pytest.fixture
 def overheard_world(request: pytest.FixtureRequest) -> Callable[..., World]:
     """``overheard_world(households=[...], seed=0, locale="de_DE", background=0, start=None)``:
-    a seeded world. Households are :class:`simulator.world.HouseholdSpec` or dicts with a
+    a seeded world. Households are :class:`simulator.world.households.HouseholdSpec` or dicts with a
     scenario's ``[[household]]`` keys (``key``, ``members``, ``devices``, ``recordings``,
     ``locale``)."""
-    from simulator.world import HouseholdSpec, World
+    from simulator.world.households import HouseholdSpec, World
 
     default_seed = request.config.getoption("overheard_seed") or 0
 
@@ -304,7 +304,7 @@ def run_scenario(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[...
 
     The run folder is ``--overheard-out``/<scenario> or under the test's ``tmp_path``; the
     result's ``run_info["out"]`` names it."""
-    from simulator.runner import run_scenario as play
+    from simulator.scenario.runner import run_scenario as play
 
     url, token = _backend_option(request.config)
     option_seed = request.config.getoption("overheard_seed")
@@ -322,7 +322,7 @@ def run_scenario(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[...
 
 def _scenario_of(value: Scenario | Mapping[str, Any] | str | Path, seed: int | None) -> Scenario:
     """A scenario from a model, its dict, a file or a bundled scenario's name."""
-    from simulator.scenario import Scenario, bundled_scenario, load_scenario
+    from simulator.scenario.model import Scenario, bundled_scenario, load_scenario
 
     if isinstance(value, Scenario):
         return value if seed is None else value.model_copy(update={"seed": seed})

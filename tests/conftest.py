@@ -16,8 +16,8 @@ import pytest
 
 from backend import Config
 from backend.files import loose_files
-from simulator.embedded import BackendHandle, embedded_backend
-from simulator.speech import CACHE_ENV
+from simulator.fleet.embedded import BackendHandle, embedded_backend
+from simulator.world.speech import CACHE_ENV
 
 # Speech renders go to a cache of this session's own (subprocesses inherit it), so tests
 # never read or fill the user's cache and start cold.

@@ -23,7 +23,7 @@ import sqlite_utils
 from conftest import ADMIN_TOKEN, Api, make_config
 
 from backend.keys import IDS, STORE
-from simulator.embedded import BackendHandle, embedded_backend
+from simulator.fleet.embedded import BackendHandle, embedded_backend
 
 CLOCK_START = datetime(2024, 6, 1, 9, 0, tzinfo=UTC)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from simulator.audio import (
+from simulator.world.audio import (
     RATE,
     SpeechVoice,
     SpliceVoice,
@@ -27,8 +27,8 @@ from simulator.audio import (
     pcm_to_wav_bytes,
     wav_to_pcm,
 )
-from simulator.speech import CACHE_ENV, LANGUAGES, VARIANTS, EspeakVoice, RenderCache
-from simulator.world import LOCALES, HouseholdSpec, World
+from simulator.world.households import LOCALES, HouseholdSpec, World
+from simulator.world.speech import CACHE_ENV, LANGUAGES, VARIANTS, EspeakVoice, RenderCache
 
 TEXT = "Wie wird das Wetter morgen in Bad Kissingen?"
 
@@ -195,7 +195,7 @@ def test_render_does_not_depend_on_what_was_said_before(tmp_path: Path) -> None:
         _speech(5, "male").say(text, "x")
         _speech(6, "female", "fr_FR").say(text, "x")
     here = _speech(7, "male").say(TEXT, "u").hex()
-    code = ("import random; from simulator.audio import SpeechVoice, VoiceProfile;"
+    code = ("import random; from simulator.world.audio import SpeechVoice, VoiceProfile;"
             "p = VoiceProfile.draw(random.Random(7), 'male');"
             f"print(SpeechVoice(p, 'de_DE', 'male').say({TEXT!r}, 'u').hex())")
     env = {**os.environ, CACHE_ENV: str(tmp_path / "fresh")}

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from simulator.audit import (
+from simulator.judge.audit import (
     BadPackage,
     HostilePackage,
     Limits,

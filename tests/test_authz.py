@@ -29,7 +29,7 @@ from conftest import ADMIN_TOKEN, Api, make_config, pcm_bytes, receive_json, sen
 from backend import create_app
 from backend.openapi import build_spec
 from backend.web.pages import WEB_PREFIXES
-from simulator.embedded import embedded_backend
+from simulator.fleet.embedded import embedded_backend
 
 ROLES = ("owner", "other_account", "other_device", "operator", "admin", "anonymous")
 

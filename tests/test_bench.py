@@ -8,7 +8,7 @@ import re
 
 from click.testing import CliRunner
 
-from simulator.bench import Measurement, bench, pcm_pool, percentile, ratio_table
+from simulator.bench.ingest import Measurement, bench, pcm_pool, percentile, ratio_table
 
 
 def test_percentile_interpolates() -> None:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from simulator.bench import bench
-from simulator.bench_export import run
+from simulator.bench.export import run
+from simulator.bench.ingest import bench
 
 
 def test_bench_export_measures_one_package(tmp_path: Path) -> None:

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from backend import Config
-from simulator.client import ApiError, Client, Unreachable
-from simulator.embedded import BackendHandle, embedded_backend
-from simulator.fleet import pair_with_devices, register_world, stream
-from simulator.ledger import Ledger
-from simulator.world import HouseholdSpec, World
+from simulator.fleet.client import ApiError, Client, Unreachable
+from simulator.fleet.embedded import BackendHandle, embedded_backend
+from simulator.fleet.ledger import Ledger
+from simulator.fleet.streaming import pair_with_devices, register_world, stream
+from simulator.world.households import HouseholdSpec, World
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from pathlib import Path
 from click.testing import CliRunner
 from privacy_support import access_signed_in, household, privacy_env
 
-from simulator.commands import audit_log
+from simulator.cli.audit_log import audit_log
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:

@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 from conftest import ADMIN_TOKEN, Api, pcm_bytes, receive_json, send_utterance
 
-from simulator.embedded import start_server_process
+from simulator.fleet.embedded import start_server_process
 
 DEVICES = 4
 PER_DEVICE = 150

@@ -3,7 +3,7 @@
 Each fault in :data:`backend.faults.FAULTS` has ``fixtures/scenarios/<fault>.toml`` (the
 auditor finds the leak, or for ``erasure.partial`` the data left behind) and
 ``<fault>-guarded.toml`` (the same world with the counterpart guard on: no leak, and the
-guard's alert). The scenarios run in-process through :func:`simulator.runner.run_scenario`
+guard's alert). The scenarios run in-process through :func:`simulator.scenario.runner.run_scenario`
 against an embedded backend; the alerts are read back from the run's own data dir.
 """
 
@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from backend.faults import FAULTS, GUARDS
-from simulator.report import RunResult
-from simulator.runner import run_scenario
-from simulator.scenario import Scenario, bundled_dir, load_scenario
+from simulator.judge.report import RunResult
+from simulator.scenario.model import Scenario, bundled_dir, load_scenario
+from simulator.scenario.runner import run_scenario
 
 SCENARIOS = bundled_dir()
 

@@ -18,11 +18,11 @@ import pytest
 from click.testing import CliRunner
 
 from backend import Config
-from simulator.audio import wav_to_pcm
-from simulator.client import ApiError, Client
-from simulator.device import DeviceOptions
-from simulator.embedded import BackendHandle, embedded_backend
-from simulator.fleet import (
+from simulator.fleet.client import ApiError, Client
+from simulator.fleet.device import DeviceOptions
+from simulator.fleet.embedded import BackendHandle, embedded_backend
+from simulator.fleet.ledger import Ledger, LedgerEntry, read_ledger
+from simulator.fleet.streaming import (
     Registered,
     pair_with_devices,
     register_world,
@@ -30,8 +30,8 @@ from simulator.fleet import (
     stream,
     stream_utterances,
 )
-from simulator.ledger import Ledger, LedgerEntry, read_ledger
-from simulator.world import HouseholdSpec, Utterance, World
+from simulator.world.audio import wav_to_pcm
+from simulator.world.households import HouseholdSpec, Utterance, World
 
 SPECS = [HouseholdSpec("stranger", members=2, devices=2, recordings=24),
          HouseholdSpec("neighbour", members=1, devices=1, recordings=12),

@@ -37,7 +37,7 @@ from privacy_support import (
 
 from backend.privacy.delivery import DOWNLOAD_PATH
 from backend.voice import encode_cursor
-from simulator.embedded import start_server_process, stop_process
+from simulator.fleet.embedded import start_server_process, stop_process
 
 
 async def raw_http(env: Env, request: bytes) -> tuple[int, bytes]:
@@ -479,7 +479,7 @@ async def _probe_log(tmp_path: Path, paths: Callable[[str, str], list[str]],
     proc, url = await _logged_server(tmp_path / "data")
     try:
         async with aiohttp.ClientSession() as session:
-            from simulator.embedded import BackendHandle
+            from simulator.fleet.embedded import BackendHandle
 
             handle = BackendHandle(url, ADMIN_TOKEN)
             env = Env(Api(session, handle), handle)

@@ -40,8 +40,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from backend.ingest.protocol import ProtocolError, UtteranceEnd, UtteranceStart, parse_frame
-from simulator.bench import proc_status_kb
-from simulator.embedded import ServerProcess, embedded_backend, start_server_process
+from simulator.bench.ingest import proc_status_kb
+from simulator.fleet.embedded import ServerProcess, embedded_backend, start_server_process
 
 UID = "123e4567-e89b-12d3-a456-426614174000"
 

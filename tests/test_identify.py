@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from simulator.identify import Clue, extract_clues, fits, identifiability, in_words, slots_of
-from simulator.world import LOCALES, HouseholdSpec, World
+from simulator.judge.identify import Clue, extract_clues, fits, identifiability, in_words, slots_of
+from simulator.world.households import LOCALES, HouseholdSpec, World
 
 START = datetime(2018, 6, 1, tzinfo=UTC)
 

@@ -19,7 +19,7 @@ from backend.ids import token_hash
 from backend.ingest.bindings import lookup_device
 from backend.ingest.stream import RecordingRow, budget_of, digest, store_recordings
 from backend.keys import CLOCK, STORE
-from simulator.embedded import BackendHandle, embedded_backend
+from simulator.fleet.embedded import BackendHandle, embedded_backend
 
 START = {"type": "utterance.start", "recorded_at": "2024-05-01T08:30:00Z",
          "audio": {"rate": 16000, "width": 2, "channels": 1}}

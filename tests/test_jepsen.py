@@ -51,13 +51,13 @@ import pytest
 
 from backend.auditlog import verify_chain
 from backend.storage.db import connect
-from simulator.audit import audit_package
-from simulator.client import Client
-from simulator.device import DeviceOptions
-from simulator.embedded import ServerProcess, start_server_process
-from simulator.fleet import pair_with_devices, register_world, stream
-from simulator.ledger import Ledger, LedgerEntry
-from simulator.world import Utterance, World
+from simulator.fleet.client import Client
+from simulator.fleet.device import DeviceOptions
+from simulator.fleet.embedded import ServerProcess, start_server_process
+from simulator.fleet.ledger import Ledger, LedgerEntry
+from simulator.fleet.streaming import pair_with_devices, register_world, stream
+from simulator.judge.audit import audit_package
+from simulator.world.households import Utterance, World
 
 ADMIN = "adm_jepsen_0123456789"
 HOUSEHOLDS = 4

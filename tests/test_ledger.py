@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from simulator.ledger import FIELDS, Ledger, LedgerEntry, LedgerError, pcm_sha256, read_ledger
-from simulator.world import HouseholdSpec, World
+from simulator.fleet.ledger import FIELDS, Ledger, LedgerEntry, LedgerError, pcm_sha256, read_ledger
+from simulator.world.households import HouseholdSpec, World
 
 
 def _entry(uid: str, at: str, outcome: str = "info", rec: str | None = None) -> LedgerEntry:

@@ -28,7 +28,7 @@ from conftest import ADMIN_TOKEN, pcm_bytes, receive_json, send_utterance
 from privacy_support import Env, download, privacy_env, read_package, status
 
 from backend.privacy.delivery import DOWNLOAD_PATH
-from simulator.audit import HostilePackage, ZipBomb, audit_package
+from simulator.judge.audit import HostilePackage, ZipBomb, audit_package
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "packages"
 LAYOUT = re.compile(r"(manifest\.json|README\.txt|index\.html|account/profile\.json"

@@ -56,7 +56,7 @@ def test_the_wheel_holds_scenarios_templates_and_entry_points(wheel: Path) -> No
         entry_points = next(z.read(n).decode() for n in names if n.endswith("entry_points.txt"))
         metadata = next(z.read(n).decode() for n in names if n.endswith("METADATA"))
     assert {f"simulator/scenarios/{n}" for n in SCENARIOS} <= names
-    assert "simulator/templates/report.html" in names
+    assert "simulator/judge/templates/report.html" in names
     data = [p for d in ("backend/privacy/templates", "backend/web/templates", "backend/web/static")
             for p in (REPO / d).rglob("*") if p.is_file() and "__pycache__" not in p.parts]
     assert data and {p.relative_to(REPO).as_posix() for p in data} <= names
@@ -74,7 +74,7 @@ def test_the_installed_wheel_finds_its_scenarios_from_any_folder(wheel: Path,
     assert proc.returncode == 0, proc.stderr
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    code = ("from simulator.scenario import bundled_dir, bundled_scenario; "
+    code = ("from simulator.scenario.model import bundled_dir, bundled_scenario; "
             "print(bundled_dir()); print(bundled_scenario('alexa-2018-misdelivery'))")
     env = {"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"}
     found = python("-c", code, cwd=elsewhere, env=env)

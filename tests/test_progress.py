@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from simulator.progress import PLAIN_INTERVAL, Counter, default_mode, resolve_mode
+from simulator.fleet.progress import PLAIN_INTERVAL, Counter, default_mode, resolve_mode
 
 STAMP = re.compile(r"^  \[(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)\] ([a-z_]+): ", re.M)
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from simulator.scenario import bundled_dir, load_scenario
+from simulator.scenario.model import bundled_dir, load_scenario
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -84,8 +84,8 @@ def test_an_invalid_scenario_item_says_why(tmp_path: Path) -> None:
 HAND_WRITTEN = '''
 import pytest
 
-from simulator.report import RunResult
-from simulator.scenario import Scenario, load_scenario
+from simulator.judge.report import RunResult
+from simulator.scenario.model import Scenario, load_scenario
 
 
 def test_admin_client_and_backend(overheard_backend, overheard_admin):

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from simulator.report import (
+from simulator.judge.report import (
     Expectation,
     RunResult,
     breach_notification,

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from simulator.embedded import server_process
-from simulator.ledger import read_records
-from simulator.runner import RunAborted, run_many, run_scenario
-from simulator.scenario import bundled_dir, load_scenario
+from simulator.fleet.embedded import server_process
+from simulator.fleet.ledger import read_records
+from simulator.scenario.model import bundled_dir, load_scenario
+from simulator.scenario.runner import RunAborted, run_many, run_scenario
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

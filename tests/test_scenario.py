@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from simulator.scenario import (
+from simulator.scenario.model import (
     ScenarioError,
     bundled_dir,
     json_schema,
@@ -105,7 +105,7 @@ def _keys(model: type) -> set[str]:
 
 def test_readme_documents_every_scenario_key() -> None:
     """The README's key table is the format's documentation: it must not fall behind."""
-    from simulator import scenario as sc
+    from simulator.scenario import model as sc
 
     readme = (bundled_dir().parent.parent / "README.md").read_text(encoding="utf-8")
     section = readme[readme.index("## Scenario files"):readme.index("## report.json")]
@@ -229,7 +229,7 @@ def test_the_corpus_base_is_valid(tmp_path: Path) -> None:
 def test_broken_file_exits_2_naming_the_file(tmp_path: Path, case: str) -> None:
     from click.testing import CliRunner
 
-    from simulator.runner import run
+    from simulator.scenario.runner import run
 
     path = tmp_path / "broken.toml"
     path.write_text(CORPUS[case], encoding="utf-8")

@@ -24,7 +24,7 @@ import aiohttp
 import pytest
 from conftest import ADMIN_TOKEN, Api, make_config, pcm_bytes, receive_json, send_utterance
 
-from simulator.embedded import embedded_backend
+from simulator.fleet.embedded import embedded_backend
 
 MAX_EXAMPLES = 30
 SEED = 20180

@@ -13,8 +13,8 @@ import pytest
 
 from backend.errors import ConfigError
 from backend.settings import serve_settings
-from simulator.client import Client
-from simulator.embedded import server_process
+from simulator.fleet.client import Client
+from simulator.fleet.embedded import server_process
 
 
 def _lifetime(link: dict[str, str]) -> float:

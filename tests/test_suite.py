@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from simulator.scenario import bundled_dir, load_scenario
-from simulator.suite import SuiteError, is_scenario_file, matches, plan, scenario_files
+from simulator.scenario.model import bundled_dir, load_scenario
+from simulator.scenario.suite import SuiteError, is_scenario_file, matches, plan, scenario_files
 
 REPO = Path(__file__).resolve().parent.parent
 

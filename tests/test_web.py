@@ -256,7 +256,7 @@ def test_interactive_refuses_a_remote_backend(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
     from simulator.cli import main
-    from simulator.scenario import bundled_dir
+    from simulator.scenario.model import bundled_dir
 
     out = CliRunner().invoke(main, ["run", str(bundled_dir() / "alexa-2018-by-hand.toml"),
                                     "--interactive", "--backend", "http://127.0.0.1:9",

@@ -21,9 +21,9 @@ from playwright.async_api import Page, expect
 from privacy_support import Env, Household, add_recordings, household, privacy_env, status
 
 from backend.web.pages import SESSIONS
-from simulator.interactive import Handoff
-from simulator.runner import run_scenario
-from simulator.scenario import bundled_dir, load_scenario
+from simulator.scenario.interactive import Handoff
+from simulator.scenario.model import bundled_dir, load_scenario
+from simulator.scenario.runner import run_scenario
 
 pytestmark = pytest.mark.browser
 

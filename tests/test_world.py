@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from simulator.world import (
+from simulator.world.households import (
     DEVICE_MODELS,
     ROOMS,
     HouseholdSpec,

@@ -35,7 +35,7 @@ from backend.config import Config
 from backend.ids import new_token, token_hash
 from backend.storage import Store
 from backend.storage.db import connect
-from simulator.bench import proc_status_kb
+from simulator.bench.ingest import proc_status_kb
 
 ACCOUNT = "acc_bench_export"
 DEVICE = "dev_bench_export"
@@ -155,7 +155,7 @@ def reset_peak_rss() -> bool:
 
 async def time_ours(data: Path, token: str) -> tuple[float, int, int | None, str]:
     """File an access request and wait for ``complete``; (seconds, package bytes, RSS growth)."""
-    from simulator.embedded import embedded_backend
+    from simulator.fleet.embedded import embedded_backend
 
     config = Config(data_dir=data, admin_token="adm_bench_export")
     async with embedded_backend(config) as handle, aiohttp.ClientSession() as session:
@@ -191,7 +191,7 @@ async def time_ours(data: Path, token: str) -> tuple[float, int, int | None, str
 
 def run(recordings: int, seconds: float, data: Path | None = None) -> ExportFigures:
     """Seed, measure the floor, measure ours; all in this process."""
-    from simulator.bench import pcm_pool
+    from simulator.bench.ingest import pcm_pool
 
     pool = pcm_pool(seconds, count=16, seed=7)
     with tempfile.TemporaryDirectory(prefix="overheard-bench-export-") as tmp:

@@ -37,7 +37,7 @@ from itertools import accumulate
 
 from faker import Faker
 
-from simulator.audio import Voice, VoiceEngine, VoiceKind, VoiceProfile, make_voice
+from simulator.world.audio import Voice, VoiceEngine, VoiceKind, VoiceProfile, make_voice
 
 LOCALES = ("de_DE", "fr_FR", "en_US", "en_GB")
 """Locales with phrase tables (Faker names, assistant phrases in that language)."""

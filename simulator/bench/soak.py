@@ -37,14 +37,20 @@ from typing import Any
 import aiohttp
 import click
 
-from simulator.audit import AuditError, audit_package
-from simulator.bench import bench, proc_status_kb, say, start_sink_process
-from simulator.client import Client, ClientError
-from simulator.device import DeviceOptions
-from simulator.embedded import ServerProcess, start_server_process, stop_process
-from simulator.fleet import DeviceAccount, Registered, pair_with_devices, register_household, stream
-from simulator.ledger import Ledger, LedgerEntry
-from simulator.world import HouseholdSpec, Utterance, World
+from simulator.bench.ingest import bench, proc_status_kb, say, start_sink_process
+from simulator.fleet.client import Client, ClientError
+from simulator.fleet.device import DeviceOptions
+from simulator.fleet.embedded import ServerProcess, start_server_process, stop_process
+from simulator.fleet.ledger import Ledger, LedgerEntry
+from simulator.fleet.streaming import (
+    DeviceAccount,
+    Registered,
+    pair_with_devices,
+    register_household,
+    stream,
+)
+from simulator.judge.audit import AuditError, audit_package
+from simulator.world.households import HouseholdSpec, Utterance, World
 
 ADMIN_TOKEN = "adm_soak_0123456789"
 DEVICES_PER_HOUSEHOLD = 2

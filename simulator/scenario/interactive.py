@@ -20,7 +20,7 @@ from aiohttp import web
 
 from backend.web.interactive import await_console
 from backend.web.pages import SESSIONS
-from simulator.client import Client
+from simulator.fleet.client import Client
 
 
 @dataclass(frozen=True)

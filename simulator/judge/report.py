@@ -23,8 +23,8 @@ from typing import Any, Literal
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from simulator.audit import parse_time
-from simulator.identify import in_words
+from simulator.judge.audit import parse_time
+from simulator.judge.identify import in_words
 
 Verdict = Literal["pass", "fail", "unknown"]
 NOTIFY_WITHIN = timedelta(hours=72)
@@ -54,7 +54,7 @@ class Expectation:
 class RunResult:
     """Everything the reports say about one run.
 
-    ``packages`` are :meth:`simulator.audit.PackageAudit.to_dict` entries; ``leaks`` default
+    ``packages`` are :meth:`simulator.judge.audit.PackageAudit.to_dict` entries; ``leaks`` default
     to the leaks of all packages. ``timeline`` entries are ``{"at", "step", "what"}`` in
     simulated time; ``link_redemptions`` are ``{"at", "request_id", "by", "result"}``.
     ``aware_at`` is when the controller became aware of the breach (simulated time: the
@@ -478,7 +478,7 @@ def flow_picture(packages: list[dict[str, Any]], leaks: list[dict[str, Any]]
 
 @functools.cache
 def _environment() -> Environment:
-    env = Environment(loader=PackageLoader("simulator", "templates"),
+    env = Environment(loader=PackageLoader("simulator.judge", "templates"),
                       autoescape=select_autoescape(["html", "xml"], default=True),
                       trim_blocks=True, lstrip_blocks=True)
     env.filters["num"] = lambda n: f"{n:,}" if isinstance(n, int) else n

@@ -26,7 +26,7 @@ from typing import Any
 
 import click
 
-from simulator.scenario import ScenarioError, bundled_scenario, load_scenario
+from simulator.scenario.model import ScenarioError, bundled_scenario, load_scenario
 
 EXIT_PASS, EXIT_FAIL, EXIT_UNKNOWN = 0, 1, 2
 JOBS_HELP = "scenario runs at once, each in its own process"

@@ -34,17 +34,22 @@ from typing import Any
 import click
 
 from backend import Config, logsafe
-from simulator import identify
-from simulator.audio import VoiceEngine
-from simulator.audit import AuditError, PackageAudit, audit_package, file_sha256, wav_pcm_sha256
-from simulator.client import ApiError, Client, ClientError
-from simulator.embedded import BackendHandle, embedded_backend
-from simulator.fleet import DeviceAccount, stream_utterances
-from simulator.interactive import Announce, hand_to_console, print_handoff, steps_taken
-from simulator.ledger import DownloadRecord, LedgerEntry, write_ledger
-from simulator.progress import ProgressMode, progress_option, resolve_mode
-from simulator.report import Expectation, RunResult, summary_text, write_reports
-from simulator.scenario import (
+from simulator.fleet.client import ApiError, Client, ClientError
+from simulator.fleet.embedded import BackendHandle, embedded_backend
+from simulator.fleet.ledger import DownloadRecord, LedgerEntry, write_ledger
+from simulator.fleet.progress import ProgressMode, progress_option, resolve_mode
+from simulator.fleet.streaming import DeviceAccount, stream_utterances
+from simulator.judge import identify
+from simulator.judge.audit import (
+    AuditError,
+    PackageAudit,
+    audit_package,
+    file_sha256,
+    wav_pcm_sha256,
+)
+from simulator.judge.report import Expectation, RunResult, summary_text, write_reports
+from simulator.scenario.interactive import Announce, hand_to_console, print_handoff, steps_taken
+from simulator.scenario.model import (
     AccessRequest,
     AdvanceClock,
     Download,
@@ -63,8 +68,9 @@ from simulator.scenario import (
     load_scenario,
     parse_duration,
 )
-from simulator.suite import JOBS_HELP, run_suite
-from simulator.world import Device, Household, HouseholdSpec, Utterance, World
+from simulator.scenario.suite import JOBS_HELP, run_suite
+from simulator.world.audio import VoiceEngine
+from simulator.world.households import Device, Household, HouseholdSpec, Utterance, World
 
 log = logging.getLogger("overheard.run")
 
@@ -95,7 +101,7 @@ class Home:
 @dataclasses.dataclass
 class Progress:
     """One line per step on stderr, in simulated-time order; ``mode`` also decides how the
-    traffic's utterance counter is shown (:mod:`simulator.progress`)."""
+    traffic's utterance counter is shown (:mod:`simulator.fleet.progress`)."""
 
     mode: ProgressMode = "plain"
 
@@ -924,7 +930,7 @@ async def run_scenario(scenario: Scenario, out: Path, *, backend_url: str | None
                        voice: VoiceEngine = "speech") -> RunResult:
     """Play ``scenario``, write the run folder to ``out`` and return the result.
 
-    ``progress``: a mode of :mod:`simulator.progress`, ``True`` for the default one (by
+    ``progress``: a mode of :mod:`simulator.fleet.progress`, ``True`` for the default one (by
     whether stderr is a terminal) or ``False`` for none. ``voice = "fast"`` speaks with the
     letter splice instead of eSpeak NG: the same transcripts and the same verdicts, for runs
     nobody listens to (a seed sweep in CI)."""
@@ -1209,7 +1215,7 @@ def _find(file: Path) -> Path:
 def scenarios(schema: bool) -> None:
     """List the bundled scenarios with one line each."""
     if schema:
-        from simulator.scenario import json_schema
+        from simulator.scenario.model import json_schema
 
         click.echo(json.dumps(json_schema(), indent=2))
         return

@@ -4,7 +4,7 @@ Each speaker gets a :class:`VoiceProfile` (pitch, formant scale, brightness, bre
 tempo, loudness). Two voices read it:
 
 - :class:`SpeechVoice` (the default, ``--voice speech``): intelligible speech from eSpeak NG
-  (:mod:`simulator.speech`), in the household's language, one distinct voice per speaker
+  (:mod:`simulator.world.speech`), in the household's language, one distinct voice per speaker
   (voice variant, pitch range, speaking rate, formant frequencies, loudness). An utterance
   is assembled from cached renders of its phrases and slot words (names, towns, items), so
   once a speaker's phrases are rendered, synthesis is a dictionary walk, a join and one
@@ -38,7 +38,7 @@ from functools import lru_cache
 from typing import Literal, Protocol
 
 from backend.wav import pcm_to_wav
-from simulator.speech import LANGUAGES, RENDERS, VARIANTS, EspeakVoice
+from simulator.world.speech import LANGUAGES, RENDERS, VARIANTS, EspeakVoice
 
 with warnings.catch_warnings():
     # deprecated in 3.11, provided by audioop-lts from 3.13; the C speed is the point

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from time import perf_counter  # measuring, not simulating: the only clock read here
 
-from simulator.audio import VoiceEngine
-from simulator.speech import RENDERS
-from simulator.world import HouseholdSpec, Utterance, World
+from simulator.world.audio import VoiceEngine
+from simulator.world.households import HouseholdSpec, Utterance, World
+from simulator.world.speech import RENDERS
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ an ack does not come in time) it reconnects with exponential backoff and seeded 
 and resends every unacknowledged utterance with the same ``utterance_id``: the backend's
 idempotency key makes the retry store nothing twice.
 
-What happened to each utterance goes into the :class:`~simulator.ledger.Ledger` the
+What happened to each utterance goes into the :class:`~simulator.fleet.ledger.Ledger` the
 moment it is known:
 
 - first byte sent → an entry with outcome ``info`` (it may or may not be stored);
@@ -33,9 +33,9 @@ from typing import Any
 
 import aiohttp
 
-from simulator.audio import BYTES_PER_SECOND, CHANNELS, RATE, WIDTH
-from simulator.ledger import Ledger, LedgerEntry, Outcome, pcm_sha256
-from simulator.world import Utterance
+from simulator.fleet.ledger import Ledger, LedgerEntry, Outcome, pcm_sha256
+from simulator.world.audio import BYTES_PER_SECOND, CHANNELS, RATE, WIDTH
+from simulator.world.households import Utterance
 
 log = logging.getLogger("overheard.device")
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from simulator.world import PHRASEBOOKS, Household, Phrasebook, World
+from simulator.world.households import PHRASEBOOKS, Household, Phrasebook, World
 
 _TOWN_MIN = 3
 _CONTACT_MIN = 2

@@ -1,4 +1,8 @@
-"""The ``overheard`` command line: one group, one module per command family."""
+"""The ``overheard`` command line: one group, one module per command family.
+
+The only room that imports click. Library code raises its own errors; the commands here
+turn them into messages and exit codes. May import every other simulator room and `backend`.
+"""
 
 from __future__ import annotations
 
@@ -45,18 +49,15 @@ def serve(data: Path, host: str, port: int, admin_token: str | None, log_level: 
 
 def _register() -> None:
     """Attach the command families that live in their own modules."""
-    from simulator.audit import audit
-    from simulator.bench import bench
-    from simulator.catalog import faults
-    from simulator.commands import audit_log
-    from simulator.fleet import simulate
-    from simulator.runner import run, scenarios
+    from simulator.bench.ingest import bench
+    from simulator.cli.audit_log import audit_log
+    from simulator.cli.faults import faults
+    from simulator.fleet.streaming import simulate
+    from simulator.judge.audit import audit
+    from simulator.scenario.runner import run, scenarios
 
     for cmd in (run, scenarios, audit, simulate, bench, faults, audit_log):
         main.add_command(cmd)
 
 
 _register()
-
-if __name__ == "__main__":
-    main()

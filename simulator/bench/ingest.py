@@ -367,10 +367,10 @@ async def _serve_sink(host: str, port: int) -> None:
 
 
 async def start_sink_process() -> tuple[asyncio.subprocess.Process, str]:
-    """``python -m simulator.bench sink --port 0``: ``(process, URL)`` once it listens."""
-    from simulator.embedded import spawn_listening
+    """``python -m simulator.bench.ingest sink --port 0``: ``(process, URL)`` once it listens."""
+    from simulator.fleet.embedded import spawn_listening
 
-    return await spawn_listening("-m", "simulator.bench", "sink", "--port", "0", what="sink")
+    return await spawn_listening("-m", "simulator.bench.ingest", "sink", "--port", "0", what="sink")
 
 
 def storage_floor(path: Path, utterances: int, pool: Sequence[bytes], *, batch: int,
@@ -473,7 +473,7 @@ async def run_ingest(devices: int, utterances: int, seconds: float, *, data: Pat
                      floors: bool, seed: int, rate: float | None = None,
                      ) -> tuple[Measurement, dict[str, Measurement], dict[str, int]]:
     from backend.config import Config
-    from simulator.embedded import start_server_process, stop_process
+    from simulator.fleet.embedded import start_server_process, stop_process
 
     pool = pcm_pool(seconds, seed=seed)
     admin_token = "adm_bench_0123456789"
@@ -585,7 +585,7 @@ def sink(host: str, port: int) -> None:
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
 def export(recordings: int, seconds: float, data: Path | None, as_json: bool) -> None:
     """Build one access package; compare with copying the same audio out of SQLite."""
-    from simulator import bench_export
+    from simulator.bench import export as bench_export
 
     say(f"seeding {recordings} recordings of {seconds:g} s")
     figures = bench_export.run(recordings, seconds, data)
@@ -604,13 +604,13 @@ def export(recordings: int, seconds: float, data: Path | None, as_json: bool) ->
 def synth(utterances: int, households: int, seed: int, locale: str, voice: str,
           as_json: bool) -> None:
     """Text generation plus voice synthesis alone, on one core: cold, from disk, warm."""
-    from simulator import bench_synth
+    from simulator.bench import synth as bench_synth
 
     figures = bench_synth.run(utterances, households, seed, locale,
                               "fast" if voice == "fast" else "speech")
     emit(bench_synth.table(figures), {"bench": "synth", **figures.as_dict()}, as_json)
 
-import simulator.soak  # noqa: E402,F401  registers `bench soak` (it imports this module)
+import simulator.bench.soak  # noqa: E402,F401  registers `bench soak` (it imports this module)
 
 if __name__ == "__main__":
     bench()

@@ -7,7 +7,7 @@ Three steps a scenario runner can also use one by one:
    the same ids every run);
 2. :func:`stream` hands each device its utterances and runs at most ``concurrency``
    devices at once over one connection pool, with a progress bar on stderr;
-3. the :class:`~simulator.ledger.Ledger` the devices filled is written sorted.
+3. the :class:`~simulator.fleet.ledger.Ledger` the devices filled is written sorted.
 
 Ctrl-C stops cleanly: devices in flight are cancelled, what they had sent and not seen
 acknowledged stays ``info`` in the ledger, and the ledger is written before exit (130).
@@ -30,11 +30,11 @@ from typing import Any
 import aiohttp
 import click
 
-from simulator.client import Client, ClientError
-from simulator.device import Device, DeviceGaveUp, DeviceOptions, DeviceStats, DropHook
-from simulator.ledger import Ledger, LedgerEntry, Outcome
-from simulator.progress import Counter, ProgressMode, resolve_mode
-from simulator.world import LOCALES, Household, Utterance, World
+from simulator.fleet.client import Client, ClientError
+from simulator.fleet.device import Device, DeviceGaveUp, DeviceOptions, DeviceStats, DropHook
+from simulator.fleet.ledger import Ledger, LedgerEntry, Outcome
+from simulator.fleet.progress import Counter, ProgressMode, resolve_mode
+from simulator.world.households import LOCALES, Household, Utterance, World
 
 EMBEDDED_MARKER = ".overheard-simulate"
 """Marks a backend data dir this command created (and may therefore replace)."""
@@ -98,7 +98,7 @@ class FleetResult:
 
 
 class _Progress:
-    """Utterances done, their rate, and outcomes other than ``ok`` (see :mod:`simulator.progress`)."""
+    """Utterances done, their rate, and outcomes other than ``ok`` (see :mod:`simulator.fleet.progress`)."""
 
     def __init__(self, total: int, mode: ProgressMode) -> None:
         self.bar = Counter(total, mode, desc="utterances", unit="utt")
@@ -281,7 +281,7 @@ def _prepare_embedded_dir(path: Path) -> None:
 
 async def _run_embedded(world: World, days: float, out: Path, **kwargs: Any) -> SimulateResult:
     from backend import Config
-    from simulator.embedded import embedded_backend
+    from simulator.fleet.embedded import embedded_backend
 
     data = out / "backend-data"
     _prepare_embedded_dir(data)

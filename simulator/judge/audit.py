@@ -52,7 +52,7 @@ from typing import Any
 
 import click
 
-from simulator.ledger import DownloadRecord, LedgerEntry, read_records
+from simulator.fleet.ledger import DownloadRecord, LedgerEntry, read_records
 
 MANIFEST = "manifest.json"
 PROFILE = "account/profile.json"
@@ -159,7 +159,7 @@ def _truths(entries: Iterable[Any]) -> list[Truth]:
 
 
 def load_ledger(path: Path) -> list[Any]:
-    """Ledger entries from a JSON Lines file (``simulator.ledger`` validates each line)."""
+    """Ledger entries from a JSON Lines file (``simulator.fleet.ledger`` validates each line)."""
     return list(load_records(path)[0])
 
 
