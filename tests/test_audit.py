@@ -16,13 +16,13 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from simulator.cli.audit import audit
 from simulator.judge.audit import (
     BadPackage,
     HostilePackage,
     Limits,
     UnknownRecipient,
     ZipBomb,
-    audit,
     audit_package,
 )
 

@@ -8,7 +8,8 @@ import re
 
 from click.testing import CliRunner
 
-from simulator.bench.ingest import Measurement, bench, pcm_pool, percentile, ratio_table
+from simulator.bench.ingest import Measurement, pcm_pool, percentile, ratio_table
+from simulator.cli.bench import bench
 
 
 def test_percentile_interpolates() -> None:

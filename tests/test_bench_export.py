@@ -7,7 +7,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from simulator.bench.export import run
-from simulator.bench.ingest import bench
+from simulator.cli.bench import bench
 
 
 def test_bench_export_measures_one_package(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from backend import Config
+from simulator.cli.simulate import simulate
 from simulator.fleet.client import ApiError, Client
 from simulator.fleet.device import DeviceOptions
 from simulator.fleet.embedded import BackendHandle, embedded_backend
@@ -26,7 +27,6 @@ from simulator.fleet.streaming import (
     Registered,
     pair_with_devices,
     register_world,
-    simulate,
     stream,
     stream_utterances,
 )

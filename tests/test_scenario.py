@@ -229,7 +229,7 @@ def test_the_corpus_base_is_valid(tmp_path: Path) -> None:
 def test_broken_file_exits_2_naming_the_file(tmp_path: Path, case: str) -> None:
     from click.testing import CliRunner
 
-    from simulator.scenario.runner import run
+    from simulator.cli.run import run
 
     path = tmp_path / "broken.toml"
     path.write_text(CORPUS[case], encoding="utf-8")

@@ -23,11 +23,9 @@ Exit 0 when there were no errors and every package was clean and complete, 1 oth
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import random
 import re
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
@@ -35,9 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import click
 
-from simulator.bench.ingest import bench, proc_status_kb, say, start_sink_process
+from simulator.bench.ingest import proc_status_kb, say, start_sink_process
 from simulator.fleet.client import Client, ClientError
 from simulator.fleet.device import DeviceOptions
 from simulator.fleet.embedded import ServerProcess, start_server_process, stop_process
@@ -391,31 +388,3 @@ def report(r: SoakResult) -> str:
                          f"unattributable {p.unattributable}")
     lines.append("verdict       " + ("pass" if r.passed else "FAIL"))
     return "\n".join(lines)
-
-
-@click.command("soak")
-@click.option("--seconds", type=click.FloatRange(2, 3600), default=120.0, show_default=True,
-              help="how long the fleet streams")
-@click.option("--devices", type=click.IntRange(1, 5000), default=500, show_default=True,
-              help="devices streaming at once (two per household)")
-@click.option("--requests", type=click.IntRange(0, 1000), default=10, show_default=True,
-              help="access requests through the full flow, spread over the soak")
-@click.option("--interval", type=click.FloatRange(0.5, 600), default=10.0, show_default=True,
-              help="seconds per reported interval")
-@click.option("--seed", type=int, default=1, show_default=True)
-@click.option("--data", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="keep the backend's data dir and the packages here (default: a temp dir)")
-@click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
-def soak(seconds: float, devices: int, requests: int, interval: float, seed: int,
-         data: Path | None, as_json: bool) -> None:
-    """Soak the backend: continuous streaming plus access requests; audit every package."""
-    with tempfile.TemporaryDirectory(prefix="overheard-soak-") as tmp:
-        root = data or Path(tmp)
-        root.mkdir(parents=True, exist_ok=True)
-        result = asyncio.run(run_soak(seconds=seconds, devices=devices, requests=requests,
-                                      interval=interval, seed=seed, data=root))
-    click.echo(json.dumps(result.as_dict(), indent=2) if as_json else report(result))
-    raise SystemExit(0 if result.passed else 1)
-
-
-bench.add_command(soak)

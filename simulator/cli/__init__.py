@@ -49,12 +49,12 @@ def serve(data: Path, host: str, port: int, admin_token: str | None, log_level: 
 
 def _register() -> None:
     """Attach the command families that live in their own modules."""
-    from simulator.bench.ingest import bench
+    from simulator.cli.audit import audit
     from simulator.cli.audit_log import audit_log
+    from simulator.cli.bench import bench
     from simulator.cli.faults import faults
-    from simulator.fleet.streaming import simulate
-    from simulator.judge.audit import audit
-    from simulator.scenario.runner import run, scenarios
+    from simulator.cli.run import run, scenarios
+    from simulator.cli.simulate import simulate
 
     for cmd in (run, scenarios, audit, simulate, bench, faults, audit_log):
         main.add_command(cmd)

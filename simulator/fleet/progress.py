@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable
 from typing import Literal, TextIO
 
-import click
 from tqdm import tqdm
 
 ProgressMode = Literal["bar", "plain", "none"]
@@ -83,7 +82,7 @@ class Counter:
         if self.mode == "bar":
             self.bar.write(text, file=self.out or sys.stderr)
         elif self.mode == "plain":
-            click.echo(text, file=self.out or sys.stderr)
+            print(text, file=self.out or sys.stderr, flush=True)
 
     def close(self) -> None:
         if self.mode == "plain" and self.total:
@@ -95,13 +94,5 @@ class Counter:
         rate = self.n / elapsed if elapsed > 0 else 0.0
         pct = 100 * self.n / self.total if self.total else 100.0
         extra = "".join(f", {k} {v:,}" for k, v in self.postfix.items() if v)
-        click.echo(f"  {self.desc}: {self.n:,}/{self.total:,} ({pct:.0f}%), "
-                   f"{rate:,.0f} {self.unit}/s{extra}", file=self.out or sys.stderr)
-
-
-def progress_option(func: Callable[..., object]) -> Callable[..., object]:
-    """``--progress bar|plain|none`` for a command (the default depends on stderr)."""
-    return click.option(
-        "--progress", "progress", type=click.Choice(MODES), default=None,
-        help="progress on stderr: bar (terminal), plain (a line every few seconds, "
-             "for CI logs) or none; default: bar on a terminal, plain otherwise")(func)
+        print(f"  {self.desc}: {self.n:,}/{self.total:,} ({pct:.0f}%), "
+              f"{rate:,.0f} {self.unit}/s{extra}", file=self.out or sys.stderr, flush=True)

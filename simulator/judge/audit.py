@@ -39,7 +39,6 @@ import hashlib
 import io
 import json
 import stat
-import sys
 import wave
 import zipfile
 import zlib
@@ -49,8 +48,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
-import click
 
 from simulator.fleet.ledger import DownloadRecord, LedgerEntry, read_records
 
@@ -830,7 +827,7 @@ def recipient_from_ledger(zip_path: Path, downloads: list[DownloadRecord]) -> Do
     return hits[0]
 
 
-def _table(audit: PackageAudit, zip_path: Path) -> str:
+def audit_table(audit: PackageAudit, zip_path: Path) -> str:
     foreign = ", ".join(f"{h}: {n}" for h, n in sorted(audit.foreign.items())) or "none"
     m = audit.manifest
     lines = [
@@ -877,54 +874,18 @@ def _table(audit: PackageAudit, zip_path: Path) -> str:
     return "\n".join(lines)
 
 
-@click.command("audit")
-@click.argument("package", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--ledger", "ledger_path", required=True, type=click.Path(path_type=Path),
-              help="ledger.jsonl the simulator wrote (the ground truth)")
-@click.option("--subject", default=None,
-              help="household or account that received the package (default: the ledger's "
-                   "record of who downloaded a zip with this sha256; never the manifest)")
-@click.option("--as-of", default=None,
-              help="RFC 3339 time the package was made: later recordings are not 'missing'")
-@click.option("--not-redeemed", is_flag=True,
-              help="the package's link was never used (decides Art. 34 in the leaks)")
-@click.option("--json", "as_json", is_flag=True, help="print the packages entry as JSON")
-@click.option("--files", "with_files", is_flag=True, help="with --json: add per-file verdicts")
-def audit(package: Path, ledger_path: Path, subject: str | None, as_of: str | None,
-          not_redeemed: bool, as_json: bool, with_files: bool) -> None:
-    """Judge PACKAGE.zip by its content against the ledger.
-
-    The recipient is the household the ledger records as having downloaded a zip with
-    this file's sha256, or --subject; never the package's manifest.
-
-    \b
-    Exit 0: every file is the recipient's own, intact; nothing missing, duplicated or
-            unattributable.
-    Exit 1: a foreign, missing, duplicated, corrupt or unattributable file.
-    Exit 2: cannot decide: nobody says who received the package, most files match
-            nothing in the ledger (wrong ledger?), --subject names nobody in the ledger,
-            or the package or ledger cannot be read (not a zip, hostile names, a zip
-            bomb); nothing is extracted to disk in any case.
-    """
-    try:
-        entries, downloads = load_records(ledger_path)
-        truths = _truths(entries)
-        made_for = None
-        if subject is not None:
-            household, account = _subject_args(subject, truths, downloads)
-        else:
-            record = recipient_from_ledger(package, downloads)
-            household, account, made_for = record.household, record.account_id, record.made_for
-        result = audit_package(package, entries, household, account,
-                               link_redeemed=not not_redeemed, as_of=as_of, made_for=made_for)
-    except AuditError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-    if as_json:
-        click.echo(json.dumps(result.to_dict(files=with_files), indent=2, ensure_ascii=False))
+def audit_against_ledger(package: Path, ledger_path: Path, subject: str | None,
+                         as_of: str | None, link_redeemed: bool) -> PackageAudit:
+    """``overheard audit``: judge ``package`` against the ledger at ``ledger_path``. The
+    recipient is ``subject``, else whoever the ledger records as having downloaded a zip
+    with this sha256. Raises :class:`AuditError` when that cannot be decided."""
+    entries, downloads = load_records(ledger_path)
+    truths = _truths(entries)
+    made_for = None
+    if subject is not None:
+        household, account = _subject_args(subject, truths, downloads)
     else:
-        click.echo(_table(result, package))
-    if result.undecidable:
-        click.echo(f"error: {result.unattributable} of {result.files} files match nothing in "
-                   f"{ledger_path}: is it this package's ledger?", err=True)
-    sys.exit(result.exit_code)
+        record = recipient_from_ledger(package, downloads)
+        household, account, made_for = record.household, record.account_id, record.made_for
+    return audit_package(package, entries, household, account,
+                         link_redeemed=link_redeemed, as_of=as_of, made_for=made_for)

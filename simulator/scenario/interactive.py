@@ -11,11 +11,11 @@ assigns the wrong account makes the report find the leak.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import click
 from aiohttp import web
 
 from backend.web.interactive import await_console
@@ -43,13 +43,14 @@ Announce = Callable[[Handoff], Awaitable[None]]
 
 async def print_handoff(h: Handoff) -> None:
     """Tell the person at the terminal where the console is and how to sign in."""
-    click.echo("", err=True)
-    click.echo(f"  the review queue waits for you at {h.console_url}", err=True)
-    click.echo(f"  sign in once as {h.operator}: {h.signin_url}", err=True)
-    click.echo(f"  (or paste the operator token {h.operator_token})", err=True)
-    click.echo(f"  a second operator, for held approvals: {h.second_signin_url}", err=True)
-    click.echo("  the run carries on when no request is left for review, or when you press "
-               "Done in the console", err=True)
+    print("", file=sys.stderr, flush=True)
+    print(f"  the review queue waits for you at {h.console_url}", file=sys.stderr, flush=True)
+    print(f"  sign in once as {h.operator}: {h.signin_url}", file=sys.stderr, flush=True)
+    print(f"  (or paste the operator token {h.operator_token})", file=sys.stderr, flush=True)
+    print(f"  a second operator, for held approvals: {h.second_signin_url}",
+          file=sys.stderr, flush=True)
+    print("  the run carries on when no request is left for review, or when you press "
+          "Done in the console", file=sys.stderr, flush=True)
 
 
 async def hand_to_console(app: web.Application, url: str, client: Client, name: str,

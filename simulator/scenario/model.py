@@ -28,6 +28,7 @@ from pydantic import (
 from backend.faults import FAULTS, GUARDS
 from backend.settings import BackendSettings, Duration
 from backend.settings import parse_duration as parse_duration  # where the simulator imports it
+from simulator.scenario.errors import ScenarioError as ScenarioError  # where callers import it
 
 LOCALES = ("de_DE", "fr_FR", "en_US", "en_GB")
 # The backend's own rules for what it stores: checked here so a scenario fails at load,
@@ -38,10 +39,6 @@ SERIAL = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 STATUSES = ("identity_unverified", "pending", "approved", "in_processing", "complete",
             "denied", "canceled", "error")
 DENY_REASONS = ("no_match", "insuf_verification", "suspected_fraud", "too_many_requests")
-
-
-class ScenarioError(Exception):
-    """A scenario file that cannot be run: names the file, the key and the problem."""
 
 
 class Model(BaseModel):

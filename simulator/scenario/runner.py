@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
-import json
 import logging
 import multiprocessing
 import re
@@ -31,13 +30,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import click
-
-from backend import Config, logsafe
+from backend import Config
 from simulator.fleet.client import ApiError, Client, ClientError
 from simulator.fleet.embedded import BackendHandle, embedded_backend
 from simulator.fleet.ledger import DownloadRecord, LedgerEntry, write_ledger
-from simulator.fleet.progress import ProgressMode, progress_option, resolve_mode
+from simulator.fleet.progress import ProgressMode, resolve_mode
 from simulator.fleet.streaming import DeviceAccount, stream_utterances
 from simulator.judge import identify
 from simulator.judge.audit import (
@@ -47,8 +44,9 @@ from simulator.judge.audit import (
     file_sha256,
     wav_pcm_sha256,
 )
-from simulator.judge.report import Expectation, RunResult, summary_text, write_reports
-from simulator.scenario.interactive import Announce, hand_to_console, print_handoff, steps_taken
+from simulator.judge.report import Expectation, RunResult, write_reports
+from simulator.scenario.errors import SeedsError
+from simulator.scenario.interactive import Announce, hand_to_console, steps_taken
 from simulator.scenario.model import (
     AccessRequest,
     AdvanceClock,
@@ -59,16 +57,12 @@ from simulator.scenario.model import (
     RegisterDevice,
     Revoke,
     Scenario,
-    ScenarioError,
     Traffic,
     TransferDevice,
     WaitRequests,
-    bundled_dir,
-    bundled_scenario,
     load_scenario,
     parse_duration,
 )
-from simulator.scenario.suite import JOBS_HELP, run_suite
 from simulator.world.audio import VoiceEngine
 from simulator.world.households import Device, Household, HouseholdSpec, Utterance, World
 
@@ -111,7 +105,7 @@ class Progress:
 
     def step(self, text: str) -> None:
         if self.enabled:
-            click.echo(f"  {text}", err=True)
+            print(f"  {text}", file=sys.stderr, flush=True)
 
 
 class Run:
@@ -995,13 +989,13 @@ def parse_seeds(text: str) -> range:
     """``"1-50"`` -> seeds 1 to 50; ``"7"`` -> seed 7."""
     m = re.fullmatch(r"\s*(\d{1,18})\s*(?:-\s*(\d{1,18})\s*)?", text)
     if not m:
-        raise click.BadParameter(f"{text!r}: a range like 1-50, or one seed")
+        raise SeedsError(f"{text!r}: a range like 1-50, or one seed")
     lo = int(m.group(1))
     hi = int(m.group(2) or lo)
     if hi < lo:
-        raise click.BadParameter(f"{text!r}: the range ends before it starts")
+        raise SeedsError(f"{text!r}: the range ends before it starts")
     if hi - lo >= 100_000:
-        raise click.BadParameter(f"{text!r}: at most 100,000 seeds at once")
+        raise SeedsError(f"{text!r}: at most 100,000 seeds at once")
     return range(lo, hi + 1)
 
 
@@ -1086,145 +1080,3 @@ def sweep_exit(results: list[SeedResult]) -> int:
     if "fail" in verdicts:
         return EXIT_FAIL
     return EXIT_UNKNOWN if verdicts - {"pass"} else EXIT_PASS
-
-
-@click.command("run")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="run folder (default: runs/<scenario name>); with several scenarios the "
-                   "folder that holds one run folder each, junit.xml and summary.json "
-                   "(default: runs)")
-@click.option("--backend", "backend_url", default=None, help="target a running backend instead")
-@click.option("--admin-token", envvar="OVERHEARD_ADMIN_TOKEN", default=None,
-              help="admin token for --backend (default: $OVERHEARD_ADMIN_TOKEN)")
-@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=None,
-              help="override the scenario's seed")
-@click.option("--seeds", "seed_range", default=None, metavar="A-B",
-              help="run one scenario once per seed from A to B: one line per seed, then how "
-                   "many passed and the first failing seed (run folders in OUT/seed-N; a seed "
-                   "that passed keeps only its reports and ledger)")
-@click.option("-j", "--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
-              help=JOBS_HELP + "; with --seeds, seeds at a time")
-@click.option("-k", "pattern", default=None, metavar="PATTERN",
-              help="only scenarios whose name or file name contains PATTERN (or matches it "
-                   "as a glob); alternatives separated by commas")
-@progress_option
-@click.option("-q", "--quiet", is_flag=True, help="no progress lines, only the summary")
-@click.option("--demo", is_flag=True, hidden=True, help="print the demo's closing lines")
-@click.option("--interactive", is_flag=True,
-              help="at the operator step, wait for a person to work the queue in the console")
-def run(paths: tuple[Path, ...], out: Path | None, backend_url: str | None,
-        admin_token: str | None, seed: int | None, seed_range: str | None, jobs: int,
-        pattern: str | None, progress: str | None, quiet: bool, demo: bool,
-        interactive: bool) -> None:
-    """Play scenarios and judge them: exit 0 all passed, 1 one failed, 2 one could not decide.
-
-    PATHS are scenario files, folders of them or names of bundled scenarios
-    (``overheard scenarios``). One file runs here, with its progress; several (or a folder,
-    or -k) run as a suite, --jobs at a time, with one run folder per scenario and one
-    combined junit.xml in --out. With --seeds A-B one file runs once per seed: exit 0 if
-    every seed passed, 1 if one failed, 2 if one could not decide (and none failed).
-    """
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s")
-    logsafe.install()  # the embedded backend logs here too
-    mode = resolve_mode(progress, quiet=quiet)
-    if len(paths) > 1 or pattern is not None or any(p.is_dir() for p in paths):
-        if seed_range is not None:
-            click.echo("error: --seeds plays one scenario file, not several", err=True)
-            sys.exit(EXIT_UNKNOWN)
-        if interactive:
-            click.echo("error: --interactive plays one scenario file, not several", err=True)
-            sys.exit(EXIT_UNKNOWN)
-        extra = ["--backend", backend_url] if backend_url else []
-        if admin_token and backend_url:
-            extra += ["--admin-token", admin_token]
-        sys.exit(run_suite(list(paths), out or Path("runs"), seed=seed, jobs=jobs,
-                           pattern=pattern, extra=extra, quiet=mode == "none"))
-    path = _find(paths[0])
-    try:
-        scenario = load_scenario(path, seed=seed)
-    except ScenarioError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_UNKNOWN)
-    if interactive and backend_url:
-        click.echo("error: --interactive needs the embedded backend (without --backend)", err=True)
-        sys.exit(EXIT_UNKNOWN)
-    out = out or Path("runs") / scenario.name
-    if seed_range is not None:
-        if interactive:
-            click.echo("error: --interactive runs one seed, not --seeds", err=True)
-            sys.exit(EXIT_UNKNOWN)
-        _run_seeds(path, scenario, seed_range, seed, backend_url, out, jobs)
-    if mode != "none":
-        click.echo(f"running {scenario.name} (seed {scenario.seed}) → {out}/", err=True)
-    t0 = time.perf_counter()
-    try:
-        result = asyncio.run(run_scenario(scenario, out, backend_url=backend_url,
-                                          admin_token=admin_token, progress=mode,
-                                          interactive=print_handoff if interactive else None))
-    except (RunAborted, ClientError, OSError) as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_UNKNOWN)
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
-    click.echo(summary_text(result))
-    click.echo(f"wall time {time.perf_counter() - t0:.1f} s")
-    click.echo(f"report: {(out / 'report.html').resolve()}")
-    if demo:
-        click.echo(f"open it in a browser: file://{(out / 'report.html').resolve()}")
-    sys.exit({"pass": EXIT_PASS, "fail": EXIT_FAIL}.get(result.verdict, EXIT_UNKNOWN))
-
-
-def _run_seeds(path: Path, scenario: Scenario, seed_range: str, seed: int | None,
-               backend_url: str | None, out: Path, jobs: int) -> None:
-    """``run --seeds``: one line per seed as it finishes, a summary, the exit code."""
-    try:
-        seeds = parse_seeds(seed_range)
-        if seed is not None:
-            raise click.BadParameter("give --seed or --seeds, not both")
-        if backend_url:
-            raise click.BadParameter("--seeds runs embedded backends (each seed needs a "
-                                     "fresh one); leave out --backend")
-    except click.BadParameter as exc:
-        click.echo(f"error: --seeds: {exc.message}", err=True)
-        sys.exit(EXIT_UNKNOWN)
-    click.echo(f"{scenario.name}: seeds {seeds.start}-{seeds.stop - 1}, {jobs} at a time → "
-               f"{out}/seed-N/", err=True)
-    t0 = time.perf_counter()
-    try:
-        results = sweep(path, seeds, out, jobs, on_result=lambda r: click.echo(r.line()))
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
-    click.echo(sweep_summary(results))
-    click.echo(f"wall time {time.perf_counter() - t0:.1f} s")
-    sys.exit(sweep_exit(results))
-
-
-def _find(file: Path) -> Path:
-    """A path as given, or the name of a bundled scenario."""
-    if file.exists():
-        return file
-    return bundled_scenario(str(file)) or file
-
-
-@click.command("scenarios")
-@click.option("--schema", is_flag=True, help="print the JSON Schema of the scenario format")
-def scenarios(schema: bool) -> None:
-    """List the bundled scenarios with one line each."""
-    if schema:
-        from simulator.scenario.model import json_schema
-
-        click.echo(json.dumps(json_schema(), indent=2))
-        return
-    files = sorted(bundled_dir().glob("*.toml"))
-    width = max((len(f.stem) for f in files), default=10)
-    for f in files:
-        try:
-            s = load_scenario(f)
-            click.echo(f"{s.name:<{width}}  {s.description}")
-        except ScenarioError as exc:
-            click.echo(f"{f.stem:<{width}}  (invalid: {exc})")
-

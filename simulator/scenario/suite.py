@@ -24,8 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import click
-
 from simulator.scenario.model import ScenarioError, bundled_scenario, load_scenario
 
 EXIT_PASS, EXIT_FAIL, EXIT_UNKNOWN = 0, 1, 2
@@ -305,33 +303,3 @@ def write_suite_reports(outcomes: Sequence[Outcome], out: Path) -> Path:
     (out / "junit.xml").write_bytes(combined_junit(outcomes))
     (out / "summary.json").write_text(summary_json(outcomes), encoding="utf-8")
     return out / "junit.xml"
-
-
-def run_suite(paths: Sequence[Path], out: Path, *, seed: int | None = None, jobs: int = 1,
-              pattern: str | None = None, extra: Sequence[str] = (), quiet: bool = False) -> int:
-    """The CLI's many-scenario run: plan, run, print a line per run and the table, write
-    ``out/junit.xml`` and ``out/summary.json``; the exit code."""
-    try:
-        planned = plan(paths, out, seed=seed, pattern=pattern)
-    except SuiteError as exc:
-        click.echo(f"error: {exc}", err=True)
-        return EXIT_UNKNOWN
-    if not quiet:
-        click.echo(f"running {len(planned)} scenarios, {jobs} at a time → {out}/", err=True)
-
-    def report(outcome: Outcome, done: int) -> None:
-        if not quiet:
-            click.echo(outcome_line(outcome, done, len(planned)), err=True)
-
-    try:
-        outcomes = asyncio.run(run_jobs(planned, jobs, extra=extra, on_done=report))
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        return 130
-    junit = write_suite_reports(outcomes, out)
-    click.echo(summary_table(outcomes))
-    for o in outcomes:
-        if o.message:
-            click.echo(f"{o.job.name}: {o.message}")
-    click.echo(f"junit: {junit}")
-    return exit_code(outcomes)
