@@ -258,3 +258,10 @@ def test_a_directory_exits_2_without_a_traceback(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
     assert str(empty) in proc.stderr and "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_every_expectation_kind_has_one_checker() -> None:
+    from simulator.scenario.model import Expect
+    from simulator.scenario.runner import CHECKERS
+
+    assert set(CHECKERS) == set(Expect.model_fields)

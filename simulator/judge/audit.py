@@ -559,159 +559,213 @@ def audit_package(zip_path: str | Path, ledger_entries: Iterable[Any],
         raise UnknownRecipient(f"{zip_path}: cannot tell who received this package: no "
                                "download of it in the ledger and no subject given")
     truths = _truths(ledger_entries)
+    with _open_zip(zip_path) as zf:
+        members = _preflight(zf, zip_path, limits)
+        reader = _Reader(zf, zip_path, limits)
+        by_name = {i.filename: i for i in members}
+        claims, listed, request_id = _read_claims(reader, by_name, zip_path)
+        rows: list[dict[str, str]] = []
+        if TRANSCRIPTS in by_name:
+            rows = _read_transcripts(_read_member(reader, by_name[TRANSCRIPTS], zip_path))
+        subject = _Subject(*_resolve_subject(truths, subject_household, subject_account))
+        judged = _judge_members(members, reader, listed, rows)
+    verdicts = judged.verdicts
+    attributor = _attribute(truths, judged)
+    _mark_owners(verdicts, subject)
+
+    truth_by_id = {t.utterance_id: t for t in truths}
+    own_ids = {v.utterance_id for v in verdicts if v.status == "own" and not v.duplicate_of}
+    foreign_files = [v for v in verdicts if v.status == "foreign" and not v.duplicate_of]
+    text_only = _foreign_text_only(rows, judged.used_rows, attributor, subject)
+    cutoff = parse_time(as_of)
+    judge_missing = made_for is None or made_for == subject.household
+    missing = _count_missing(truths, own_ids, subject, cutoff) if judge_missing else 0
+    _count_claims(claims, listed, {i.filename for i in members}, verdicts)
+    leaks = _leaks(request_id, foreign_files, text_only, truth_by_id,
+                   subject.household, subject.account, link_redeemed)
+    return PackageAudit(
+        request_id=request_id, subject_household=subject.household,
+        subject_account=subject.account, files=len(verdicts), own=len(own_ids),
+        foreign=dict(Counter(v.owner_household or "?" for v in foreign_files)),
+        missing=missing, corrupt=judged.corrupt,
+        duplicated=sum(1 for v in verdicts if v.duplicate_of),
+        unattributable=sum(1 for v in verdicts if v.by is None and not v.duplicate_of),
+        downloaded=link_redeemed,
+        foreign_transcripts=dict(Counter(t.household for t in text_only)), manifest=claims,
+        leaks=leaks, verdicts=verdicts, made_for=made_for)
+
+
+@dataclass(frozen=True)
+class _Subject:
+    """Who received the package: its files are "own", anyone else's are foreign."""
+
+    household: str | None
+    account: str | None
+
+    def owns(self, household: str, account: str | None) -> bool:
+        if self.household is not None:
+            return household == self.household
+        return account is not None and account == self.account
+
+
+@dataclass
+class _Judged:
+    """The audio members read and checked, before attribution."""
+
+    verdicts: list[FileVerdict] = field(default_factory=list)
+    context: dict[str, tuple[dict[str, str] | None, str | None]] = field(default_factory=dict)
+    used_rows: set[int] = field(default_factory=set)
+    corrupt: int = 0
+
+
+def _open_zip(zip_path: Path) -> zipfile.ZipFile:
     try:
-        zf = zipfile.ZipFile(zip_path)
+        return zipfile.ZipFile(zip_path)
     except FileNotFoundError as exc:
         raise BadPackage(f"{zip_path}: package not found") from exc
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
         raise BadPackage(f"{zip_path}: not a readable zip: {exc}") from exc
-    with zf:
-        members = _preflight(zf, zip_path, limits)
-        reader = _Reader(zf, zip_path, limits)
-        by_name = {i.filename: i for i in members}
 
-        claims = ManifestClaims()
-        listed: dict[str, dict[str, Any]] = {}
-        request_id = zip_path.stem
-        if MANIFEST in by_name:
-            manifest = _json_member(reader, by_name[MANIFEST], zip_path)
-            if isinstance(manifest, dict):
-                claims.readable = True
-                claims.format = _str(manifest.get("format"))
-                claims.account_id = _str(manifest.get("account_id"))
-                request_id = _str(manifest.get("request_id")) or request_id
-                for item in manifest.get("files") or []:
-                    if isinstance(item, dict) and isinstance(item.get("path"), str):
-                        listed[_norm_path(item["path"])] = item
 
-        if PROFILE in by_name:
-            profile = _json_member(reader, by_name[PROFILE], zip_path)
-            if isinstance(profile, dict):
-                claims.profile_account = _str(profile.get("account_id"))
+def _read_claims(reader: _Reader, by_name: Mapping[str, zipfile.ZipInfo], zip_path: Path
+                 ) -> tuple[ManifestClaims, dict[str, dict[str, Any]], str]:
+    """What the manifest and profile claim (recorded, never trusted): the claims, the
+    listed files by path and the request id (the zip's name when the manifest has none)."""
+    claims = ManifestClaims()
+    listed: dict[str, dict[str, Any]] = {}
+    request_id = zip_path.stem
+    if MANIFEST in by_name:
+        manifest = _json_member(reader, by_name[MANIFEST], zip_path)
+        if isinstance(manifest, dict):
+            claims.readable = True
+            claims.format = _str(manifest.get("format"))
+            claims.account_id = _str(manifest.get("account_id"))
+            request_id = _str(manifest.get("request_id")) or request_id
+            for item in manifest.get("files") or []:
+                if isinstance(item, dict) and isinstance(item.get("path"), str):
+                    listed[_norm_path(item["path"])] = item
+    if PROFILE in by_name:
+        profile = _json_member(reader, by_name[PROFILE], zip_path)
+        if isinstance(profile, dict):
+            claims.profile_account = _str(profile.get("account_id"))
+    return claims, listed, request_id
 
-        rows: list[dict[str, str]] = []
-        if TRANSCRIPTS in by_name:
-            rows = _read_transcripts(_read_member(reader, by_name[TRANSCRIPTS], zip_path))
-        row_by_file: dict[str, dict[str, str]] = {}
-        row_by_id: dict[str, dict[str, str]] = {}
-        for row in rows:
-            f = _norm_path(row.get("file", ""))
-            if f:
-                row_by_file.setdefault(f, row)
-                row_by_file.setdefault(f"voice/{f}", row)
-            if row.get("recording_id"):
-                row_by_id.setdefault(row["recording_id"], row)
 
-        subject_household, subject_account = _resolve_subject(
-            truths, subject_household, subject_account)
+def _index_rows(rows: list[dict[str, str]]
+                ) -> tuple[dict[str, dict[str, str]], dict[str, dict[str, str]]]:
+    """Transcript rows by file path (with and without ``voice/``) and by recording id."""
+    row_by_file: dict[str, dict[str, str]] = {}
+    row_by_id: dict[str, dict[str, str]] = {}
+    for row in rows:
+        f = _norm_path(row.get("file", ""))
+        if f:
+            row_by_file.setdefault(f, row)
+            row_by_file.setdefault(f"voice/{f}", row)
+        if row.get("recording_id"):
+            row_by_id.setdefault(row["recording_id"], row)
+    return row_by_file, row_by_id
 
-        corrupt = 0
-        verdicts: list[FileVerdict] = []
-        context: dict[str, tuple[dict[str, str] | None, str | None]] = {}
-        used_rows: set[int] = set()
-        for info in members:
-            name = info.filename
-            claim = listed.get(name)
-            try:
-                data = reader.read(info)
-                read_error = None
-            except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
-                data, read_error = b"", f"unreadable member: {exc}"
-            digest = hashlib.sha256(data).hexdigest()
-            why = read_error or _manifest_mismatch(claim, digest, len(data))
-            is_audio = name.lower().endswith(".wav")
-            if not is_audio:
-                corrupt += why is not None
-                continue
-            v = FileVerdict(path=name, bytes=len(data), sha256=digest,
-                            claimed_owner=_claimed_owner(claim))
-            if read_error is None:
-                v.pcm_sha256, wav_error = wav_pcm_sha256(data)
-                why = why or wav_error
-            v.corrupt = why
-            corrupt += why is not None
-            rid = _str(claim.get("recording_id")) if claim else None
-            rid = rid or _stem(name)
-            row = row_by_file.get(name) or row_by_id.get(rid)
-            if row is not None:
-                used_rows.add(id(row))
-            context[name] = (row, rid)
-            verdicts.append(v)
 
-        attributor = _Attributor(truths)
-        # Exact audio first for every file, so that a transcript guess never takes an
-        # utterance that another file proves by its PCM.
-        for v in verdicts:
-            attributor.by_audio(v, *context[v.path])
-        for v in verdicts:
-            if v.by is None:
-                attributor.by_transcript(v, *context[v.path])
+def _judge_members(members: list[zipfile.ZipInfo], reader: _Reader,
+                   listed: dict[str, dict[str, Any]], rows: list[dict[str, str]]) -> _Judged:
+    """Read every member; a verdict per audio file (corrupt or not), corrupt others counted."""
+    row_by_file, row_by_id = _index_rows(rows)
+    judged = _Judged()
+    for info in members:
+        name = info.filename
+        claim = listed.get(name)
+        try:
+            data = reader.read(info)
+            read_error = None
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+            data, read_error = b"", f"unreadable member: {exc}"
+        digest = hashlib.sha256(data).hexdigest()
+        why = read_error or _manifest_mismatch(claim, digest, len(data))
+        if not name.lower().endswith(".wav"):
+            judged.corrupt += why is not None
+            continue
+        v = FileVerdict(path=name, bytes=len(data), sha256=digest,
+                        claimed_owner=_claimed_owner(claim))
+        if read_error is None:
+            v.pcm_sha256, wav_error = wav_pcm_sha256(data)
+            why = why or wav_error
+        v.corrupt = why
+        judged.corrupt += why is not None
+        rid = (_str(claim.get("recording_id")) if claim else None) or _stem(name)
+        row = row_by_file.get(name) or row_by_id.get(rid)
+        if row is not None:
+            judged.used_rows.add(id(row))
+        judged.context[name] = (row, rid)
+        judged.verdicts.append(v)
+    return judged
 
-        def is_own(household: str, account: str | None) -> bool:
-            if subject_household is not None:
-                return household == subject_household
-            return account is not None and account == subject_account
 
-        seen_unattributed: dict[str, str] = {}
-        for v in verdicts:
-            if v.by is None:
-                key = v.pcm_sha256 or v.sha256
-                if key in seen_unattributed:
-                    v.duplicate_of = seen_unattributed[key]
-                else:
-                    seen_unattributed[key] = v.path
-                continue
-            v.status = "own" if is_own(v.owner_household or "", v.owner_account) else "foreign"
+def _attribute(truths: list[Truth], judged: _Judged) -> _Attributor:
+    attributor = _Attributor(truths)
+    # Exact audio first for every file, so that a transcript guess never takes an
+    # utterance that another file proves by its PCM.
+    for v in judged.verdicts:
+        attributor.by_audio(v, *judged.context[v.path])
+    for v in judged.verdicts:
+        if v.by is None:
+            attributor.by_transcript(v, *judged.context[v.path])
+    return attributor
 
-        truth_by_id = {t.utterance_id: t for t in truths}
-        own_ids = {v.utterance_id for v in verdicts if v.status == "own" and not v.duplicate_of}
-        foreign_files = [v for v in verdicts if v.status == "foreign" and not v.duplicate_of]
-        foreign = Counter(v.owner_household or "?" for v in foreign_files)
-        duplicated = sum(1 for v in verdicts if v.duplicate_of)
-        unattributable = sum(1 for v in verdicts if v.by is None and not v.duplicate_of)
 
-        # Transcript rows without their audio in the package still carry personal data.
-        text_only: list[Truth] = []
-        for row in rows:
-            if id(row) in used_rows:
-                continue
-            ranked = attributor.text_candidates(row, row.get("recording_id") or None)
-            if ranked and not is_own(ranked[0].household, ranked[0].account_id):
-                text_only.append(ranked[0])
-        foreign_transcripts = Counter(t.household for t in text_only)
+def _mark_owners(verdicts: list[FileVerdict], subject: _Subject) -> None:
+    """Own or foreign for each attributed file; an unattributed copy of another is a duplicate."""
+    seen_unattributed: dict[str, str] = {}
+    for v in verdicts:
+        if v.by is None:
+            key = v.pcm_sha256 or v.sha256
+            if key in seen_unattributed:
+                v.duplicate_of = seen_unattributed[key]
+            else:
+                seen_unattributed[key] = v.path
+            continue
+        v.status = "own" if subject.owns(v.owner_household or "", v.owner_account) else "foreign"
 
-        cutoff = parse_time(as_of)
-        missing = 0
-        judge_missing = made_for is None or made_for == subject_household
-        for t in truths:
-            if not judge_missing or t.outcome != "ok" or not is_own(t.household, t.account_id):
-                continue
-            when = parse_time(t.recorded_at)
-            if cutoff is not None and when is not None and when > cutoff:
-                continue
-            missing += t.utterance_id not in own_ids
 
-        present = {i.filename for i in members}
-        claims.listed = len(listed)
-        claims.claimed_owners = dict(Counter(o for c in listed.values()
-                                             if (o := _claimed_owner(c)) is not None))
-        claims.listed_not_present = sum(1 for p in listed if p not in present)
-        claims.present_not_listed = sum(
-            1 for v in verdicts if v.path not in listed) if claims.readable else 0
-        claims.contradicted = sum(
-            1 for v in verdicts
-            if v.by is not None and v.claimed_owner is not None
-            and v.owner_account is not None and v.claimed_owner != v.owner_account)
+def _foreign_text_only(rows: list[dict[str, str]], used_rows: set[int],
+                       attributor: _Attributor, subject: _Subject) -> list[Truth]:
+    """Transcript rows without their audio in the package still carry personal data."""
+    text_only: list[Truth] = []
+    for row in rows:
+        if id(row) in used_rows:
+            continue
+        ranked = attributor.text_candidates(row, row.get("recording_id") or None)
+        if ranked and not subject.owns(ranked[0].household, ranked[0].account_id):
+            text_only.append(ranked[0])
+    return text_only
 
-        leaks = _leaks(request_id, foreign_files, text_only, truth_by_id,
-                       subject_household, subject_account, link_redeemed)
-        return PackageAudit(
-            request_id=request_id, subject_household=subject_household,
-            subject_account=subject_account, files=len(verdicts), own=len(own_ids),
-            foreign=dict(foreign), missing=missing, corrupt=corrupt, duplicated=duplicated,
-            unattributable=unattributable, downloaded=link_redeemed,
-            foreign_transcripts=dict(foreign_transcripts), manifest=claims, leaks=leaks,
-            verdicts=verdicts, made_for=made_for)
+
+def _count_missing(truths: list[Truth], own_ids: set[str | None], subject: _Subject,
+                   cutoff: datetime | None) -> int:
+    """The subject's stored recordings (up to ``cutoff``) the package does not hold."""
+    missing = 0
+    for t in truths:
+        if t.outcome != "ok" or not subject.owns(t.household, t.account_id):
+            continue
+        when = parse_time(t.recorded_at)
+        if cutoff is not None and when is not None and when > cutoff:
+            continue
+        missing += t.utterance_id not in own_ids
+    return missing
+
+
+def _count_claims(claims: ManifestClaims, listed: dict[str, dict[str, Any]], present: set[str],
+                  verdicts: list[FileVerdict]) -> None:
+    """How far the manifest's list and claimed owners agree with the package's content."""
+    claims.listed = len(listed)
+    claims.claimed_owners = dict(Counter(o for c in listed.values()
+                                         if (o := _claimed_owner(c)) is not None))
+    claims.listed_not_present = sum(1 for p in listed if p not in present)
+    claims.present_not_listed = sum(
+        1 for v in verdicts if v.path not in listed) if claims.readable else 0
+    claims.contradicted = sum(
+        1 for v in verdicts
+        if v.by is not None and v.claimed_owner is not None
+        and v.owner_account is not None and v.claimed_owner != v.owner_account)
 
 
 def _read_member(reader: _Reader, info: zipfile.ZipInfo, zip_path: Path) -> bytes:

@@ -23,7 +23,7 @@ import sys
 import time
 import zipfile
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -699,91 +699,146 @@ class Run:
         return out
 
     async def _check(self, ex: Expect, leaks: list[dict[str, Any]],
-                     alerts: list[dict[str, Any]]) -> tuple[bool | None, str]:
-        kind, v = ex.kind, getattr(ex, ex.kind)
-        if kind == "leak":
-            found = [lk for lk in leaks if lk["from_household"] == v.from_ and lk["to_household"] == v.to]
-            n = sum(lk["recordings"] for lk in found)
-            subjects = max((lk["data_subjects"] for lk in found), default=0)
-            ok = bool(found)
-            if v.recordings is not None:
-                ok = ok and n == v.recordings
-            if v.min_recordings is not None:
-                ok = ok and n >= v.min_recordings
-            if v.data_subjects is not None:
-                ok = ok and subjects == v.data_subjects
-            return ok, f"found {n} recordings of {subjects} data subjects from {v.from_} to {v.to}"
-        if kind == "no_leak":
-            sel = leaks
-            if isinstance(v, bool):
-                if not v:
-                    return bool(leaks), f"{len(leaks)} leaks"
-            else:
-                sel = [lk for lk in leaks if (v.to is None or lk["to_household"] == v.to)
-                       and (v.from_ is None or lk["from_household"] == v.from_)]
-            desc = "; ".join(f"{lk['recordings']} from {lk['from_household']} to {lk['to_household']}"
-                             for lk in sel)
-            return not sel, desc or "no foreign recording in any downloaded package"
-        if kind == "complete":
-            pkgs = [p for p in self.audits if p["subject_household"] == v.for_
-                    and p.get("made_for") in (None, v.for_)]
-            if not pkgs:
-                return False, f"{v.for_} downloaded no package"
-            p = pkgs[-1]
-            ok = p["missing"] == 0 and not p["foreign"] and p["corrupt"] == 0 and p["unattributable"] == 0
-            return ok, (f"{p['own']} own, {p['missing']} missing, {sum(p['foreign'].values())} foreign, "
-                        f"{p['corrupt']} corrupt")
-        if kind == "link":
-            home = self.homes[v.for_]
-            r = home.requests["access"][-1]
-            st = await self.client.get_privacy_request(r["request_id"], token=r["token"])
-            state = (st.get("link") or {}).get("state") or st.get("link_state")
-            return state == v.state, f"link state {state}"
-        if kind == "link_redeemed":
-            got = [x for x in self.redemptions if x["by"] == v.by and x["result"] == "downloaded"]
-            return bool(got) == v.redeemed, f"{len(got)} successful download(s) by {v.by}"
-        if kind == "alert":
-            hits = [a for a in alerts if a["guard"] == v.guard]
-            ok = bool(hits) if v.count is None else len(hits) == v.count
-            return ok, f"{len(hits)} alert(s) from {v.guard}" + (
-                f": {hits[0]['summary']}" if hits else "")
-        if kind == "no_alert":
-            return (not alerts) == v, f"{len(alerts)} alert(s)"
-        if kind in ("erased", "remains"):
-            if self.handle.data_dir is None:
-                return None, "cannot inspect a remote backend's files"
-            found = find_leftovers(self.handle.data_dir, self.ledger, v)
-            shared = (f"; {found.shared_phrases} phrase(s) other households say too were "
-                      "also found (not counted)" if found.shared_phrases else "")
-            if found.files:
-                return kind == "remains", ("still there: " if kind == "remains"
-                                           else "left behind: ") + found.describe() + shared
-            return kind == "erased", (f"none of {v}'s {found.looked_for} recording ids, audio "
-                                      f"hashes or own transcripts in the backend's files{shared}")
-        if kind == "request":
-            home = self.homes[v.for_]
-            reqs = [r for rs in home.requests.values() for r in rs]
-            if not reqs:
-                return False, f"{v.for_} filed no request"
-            st = await self.client.get_privacy_request(reqs[-1]["request_id"], token=reqs[-1]["token"])
-            ok = st.get("status") == v.status and (v.reason is None or st.get("reason") == v.reason)
-            return ok, f"status {st.get('status')}, reason {st.get('reason')}"
-        if kind == "lost":
-            found = [lk for lk in self.lost if lk["of_household"] == v.of
-                     and (v.by is None or lk["by_household"] == v.by)]
-            n = sum(lk["recordings"] for lk in found)
-            ok = n > 0 if v.recordings is None and v.min_recordings is None else True
-            if v.recordings is not None:
-                ok = n == v.recordings
-            if v.min_recordings is not None:
-                ok = ok and n >= v.min_recordings
-            by = f" by {v.by}'s erasure" if v.by else ""
-            return ok, f"{n} recordings of {v.of} destroyed{by}"
-        if kind == "art34":
-            owed = any(lk.get("link_redeemed") for lk in leaks)
-            return owed == v, f"Art. 34 notice {'owed' if owed else 'not owed'}"
-        return None, f"unknown expectation {kind}"
+                     alerts: list[dict[str, Any]]) -> Verdict:
+        checker = CHECKERS.get(ex.kind)
+        if checker is None:
+            return None, f"unknown expectation {ex.kind}"
+        return await checker(self, getattr(ex, ex.kind), Evidence(leaks, alerts))
 
+
+Verdict = tuple[bool | None, str]
+"""An expectation's outcome (``None``: cannot be decided here) and what was found."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Evidence:
+    """What the checkers read besides the run: the leaks and the guards' alerts."""
+
+    leaks: list[dict[str, Any]]
+    alerts: list[dict[str, Any]]
+
+
+Checker = Callable[["Run", Any, Evidence], Awaitable[Verdict]]
+
+
+def _counted(n: int, exact: int | None, at_least: int | None, ok: bool) -> bool:
+    """``ok`` narrowed by an exact count and a lower bound, each when given."""
+    if exact is not None:
+        ok = ok and n == exact
+    if at_least is not None:
+        ok = ok and n >= at_least
+    return ok
+
+
+async def check_leak(run: Run, v: Any, ev: Evidence) -> Verdict:
+    found = [lk for lk in ev.leaks if lk["from_household"] == v.from_ and lk["to_household"] == v.to]
+    n = sum(lk["recordings"] for lk in found)
+    subjects = max((lk["data_subjects"] for lk in found), default=0)
+    ok = _counted(n, v.recordings, v.min_recordings, bool(found))
+    if v.data_subjects is not None:
+        ok = ok and subjects == v.data_subjects
+    return ok, f"found {n} recordings of {subjects} data subjects from {v.from_} to {v.to}"
+
+
+async def check_no_leak(run: Run, v: Any, ev: Evidence) -> Verdict:
+    sel = ev.leaks
+    if isinstance(v, bool):
+        if not v:
+            return bool(ev.leaks), f"{len(ev.leaks)} leaks"
+    else:
+        sel = [lk for lk in ev.leaks if (v.to is None or lk["to_household"] == v.to)
+               and (v.from_ is None or lk["from_household"] == v.from_)]
+    desc = "; ".join(f"{lk['recordings']} from {lk['from_household']} to {lk['to_household']}"
+                     for lk in sel)
+    return not sel, desc or "no foreign recording in any downloaded package"
+
+
+async def check_complete(run: Run, v: Any, ev: Evidence) -> Verdict:
+    pkgs = [p for p in run.audits if p["subject_household"] == v.for_
+            and p.get("made_for") in (None, v.for_)]
+    if not pkgs:
+        return False, f"{v.for_} downloaded no package"
+    p = pkgs[-1]
+    ok = p["missing"] == 0 and not p["foreign"] and p["corrupt"] == 0 and p["unattributable"] == 0
+    return ok, (f"{p['own']} own, {p['missing']} missing, {sum(p['foreign'].values())} foreign, "
+                f"{p['corrupt']} corrupt")
+
+
+async def check_link(run: Run, v: Any, ev: Evidence) -> Verdict:
+    r = run.homes[v.for_].requests["access"][-1]
+    st = await run.client.get_privacy_request(r["request_id"], token=r["token"])
+    state = (st.get("link") or {}).get("state") or st.get("link_state")
+    return state == v.state, f"link state {state}"
+
+
+async def check_link_redeemed(run: Run, v: Any, ev: Evidence) -> Verdict:
+    got = [x for x in run.redemptions if x["by"] == v.by and x["result"] == "downloaded"]
+    return bool(got) == v.redeemed, f"{len(got)} successful download(s) by {v.by}"
+
+
+async def check_alert(run: Run, v: Any, ev: Evidence) -> Verdict:
+    hits = [a for a in ev.alerts if a["guard"] == v.guard]
+    ok = bool(hits) if v.count is None else len(hits) == v.count
+    return ok, f"{len(hits)} alert(s) from {v.guard}" + (
+        f": {hits[0]['summary']}" if hits else "")
+
+
+async def check_no_alert(run: Run, v: Any, ev: Evidence) -> Verdict:
+    return (not ev.alerts) == v, f"{len(ev.alerts)} alert(s)"
+
+
+def _leftovers(run: Run, v: Any, *, expect_left: bool) -> Verdict:
+    if run.handle.data_dir is None:
+        return None, "cannot inspect a remote backend's files"
+    found = find_leftovers(run.handle.data_dir, run.ledger, v)
+    shared = (f"; {found.shared_phrases} phrase(s) other households say too were "
+              "also found (not counted)" if found.shared_phrases else "")
+    if found.files:
+        return expect_left, ("still there: " if expect_left
+                             else "left behind: ") + found.describe() + shared
+    return not expect_left, (f"none of {v}'s {found.looked_for} recording ids, audio "
+                             f"hashes or own transcripts in the backend's files{shared}")
+
+
+async def check_erased(run: Run, v: Any, ev: Evidence) -> Verdict:
+    return _leftovers(run, v, expect_left=False)
+
+
+async def check_remains(run: Run, v: Any, ev: Evidence) -> Verdict:
+    return _leftovers(run, v, expect_left=True)
+
+
+async def check_request(run: Run, v: Any, ev: Evidence) -> Verdict:
+    reqs = [r for rs in run.homes[v.for_].requests.values() for r in rs]
+    if not reqs:
+        return False, f"{v.for_} filed no request"
+    st = await run.client.get_privacy_request(reqs[-1]["request_id"], token=reqs[-1]["token"])
+    ok = st.get("status") == v.status and (v.reason is None or st.get("reason") == v.reason)
+    return ok, f"status {st.get('status')}, reason {st.get('reason')}"
+
+
+async def check_lost(run: Run, v: Any, ev: Evidence) -> Verdict:
+    found = [lk for lk in run.lost if lk["of_household"] == v.of
+             and (v.by is None or lk["by_household"] == v.by)]
+    n = sum(lk["recordings"] for lk in found)
+    ok = _counted(n, v.recordings, v.min_recordings, n > 0 or v.recordings is not None
+                  or v.min_recordings is not None)
+    by = f" by {v.by}'s erasure" if v.by else ""
+    return ok, f"{n} recordings of {v.of} destroyed{by}"
+
+
+async def check_art34(run: Run, v: Any, ev: Evidence) -> Verdict:
+    owed = any(lk.get("link_redeemed") for lk in ev.leaks)
+    return owed == v, f"Art. 34 notice {'owed' if owed else 'not owed'}"
+
+
+CHECKERS: dict[str, Checker] = {
+    "leak": check_leak, "no_leak": check_no_leak, "complete": check_complete,
+    "link": check_link, "link_redeemed": check_link_redeemed, "alert": check_alert,
+    "no_alert": check_no_alert, "erased": check_erased, "remains": check_remains,
+    "request": check_request, "lost": check_lost, "art34": check_art34,
+}
+"""One checker per expectation kind: what it passes on and what it reports finding."""
 
 
 @dataclasses.dataclass
