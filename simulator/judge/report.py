@@ -386,6 +386,15 @@ def _label(household: Any, account: Any) -> str:
     return str(household or account or "?")
 
 
+Flow = dict[str, Any]
+"""One arrow of the flow picture: ``n`` recordings, ``people`` data subjects, ``kind``."""
+
+# The flow picture's layout, in SVG units.
+_LEFT_W, _RIGHT_W, _GAP, _TOP, _MID, _LINE, _LEFT_H = 230, 300, 24, 44, 240, 20, 46
+_X_LEFT = 20
+_X_RIGHT = _X_LEFT + _LEFT_W + _MID
+
+
 def flow_picture(packages: list[dict[str, Any]], leaks: list[dict[str, Any]]
                  ) -> dict[str, Any]:
     """Layout of the flow SVG: whose recordings (left) went into whose package (right).
@@ -394,7 +403,30 @@ def flow_picture(packages: list[dict[str, Any]], leaks: list[dict[str, Any]]
     line, so no label sits on a curve. Grey: a package's own recordings; red: another
     household's. Stroke width grows with the log of the count.
     """
-    flows: dict[tuple[str, str], dict[str, Any]] = {}
+    flows, recipients = _flows(packages, leaks)
+    # Recipients first: their lines fix where every arrow ends.
+    right_nodes, ends, right_bottom = _recipient_nodes(flows, recipients)
+    left_nodes, starts, y = _source_nodes(flows, ends, right_bottom)
+    x1, x2 = _X_LEFT + _LEFT_W, _X_RIGHT - 2
+    edges = []
+    for (src, dst), f in sorted(flows.items(), key=lambda kv: (kv[1]["kind"] == "foreign",
+                                                                kv[0])):
+        y1, y2 = starts[(src, dst)], ends[(src, dst)]
+        cx = (x1 + x2) / 2
+        edges.append({
+            "d": f"M {x1} {y1:.1f} C {cx:.1f} {y1:.1f}, {cx:.1f} {y2:.1f}, {x2} {y2:.1f}",
+            "kind": f["kind"], "width": round(1.5 + 2.5 * math.log10(f["n"] + 1), 1)})
+    height = max(right_bottom, y - _GAP) + 20
+    return {"width": _X_RIGHT + _RIGHT_W + 20, "height": height,
+            "nodes": left_nodes + right_nodes, "edges": edges,
+            "left_title_x": _X_LEFT, "right_title_x": _X_RIGHT, "mid_x": x1 + _MID / 2,
+            "mid_y": _TOP + 20}
+
+
+def _flows(packages: list[dict[str, Any]], leaks: list[dict[str, Any]]
+           ) -> tuple[dict[tuple[str, str], Flow], list[str]]:
+    """The arrows by (source, recipient), and the recipients in order of appearance."""
+    flows: dict[tuple[str, str], Flow] = {}
     recipients: list[str] = []
 
     def add(src: str, dst: str, n: int, kind: str, people: int = 0) -> None:
@@ -414,66 +446,59 @@ def flow_picture(packages: list[dict[str, Any]], leaks: list[dict[str, Any]]
             recipients.append(dst)
         n = int(lk.get("recordings") or 0) + int(lk.get("transcript_only") or 0)
         add(str(lk["from_household"]), dst, n, "foreign", int(lk.get("data_subjects") or 0))
+    return flows, recipients
 
-    left_w, right_w, gap, top, mid, line = 230, 300, 24, 44, 240, 20
-    x_left, x_right = 20, 20 + left_w + mid
 
-    # Recipients first: their lines fix where every arrow ends.
-    incoming: dict[str, list[tuple[str, dict[str, Any]]]] = {h: [] for h in recipients}
+def _recipient_nodes(flows: dict[tuple[str, str], Flow], recipients: list[str]
+                     ) -> tuple[list[dict[str, Any]], dict[tuple[str, str], float], float]:
+    """The right-hand boxes, where each arrow ends, and the boxes' bottom."""
+    incoming: dict[str, list[tuple[str, Flow]]] = {h: [] for h in recipients}
     for (src, dst), f in flows.items():
         incoming[dst].append((src, f))
     for h in recipients:
         incoming[h].sort(key=lambda sf: (sf[1]["kind"] != "own", -sf[1]["n"], sf[0]))
-    right_nodes, ends = [], {}
-    y = top
+    right_nodes: list[dict[str, Any]] = []
+    ends: dict[tuple[str, str], float] = {}
+    y = _TOP
     for h in recipients:
         rows = []
         for i, (src, f) in enumerate(incoming[h]):
-            base = y + 44 + i * line
+            base = y + 44 + i * _LINE
             text = (f"own recordings: {f['n']:,}" if f["kind"] == "own" else
                     f"from {src}: {f['n']:,}" + (f" · {f['people']} people" if f["people"] else ""))
             rows.append({"text": text, "kind": f["kind"], "y": base})
             ends[(src, h)] = base - 4
         if not rows:
             rows.append({"text": "no recordings", "kind": "none", "y": y + 44})
-        height = 30 + line * len(rows) + 8
-        right_nodes.append({"x": x_right, "y": y, "w": right_w, "h": height, "label": h,
+        height = 30 + _LINE * len(rows) + 8
+        right_nodes.append({"x": _X_RIGHT, "y": y, "w": _RIGHT_W, "h": height, "label": h,
                             "rows": rows})
-        y += height + gap
-    right_bottom = y - gap
+        y += height + _GAP
+    return right_nodes, ends, y - _GAP
 
+
+def _source_nodes(flows: dict[tuple[str, str], Flow], ends: dict[tuple[str, str], float],
+                  right_bottom: float
+                  ) -> tuple[list[dict[str, Any]], dict[tuple[str, str], float], float]:
+    """The left-hand boxes, where each arrow starts, and the y below the last box."""
     # Sources in the order of where their arrows land, to keep crossings few.
     sent: dict[str, int] = {}
     for (src, _), f in flows.items():
         sent[src] = sent.get(src, 0) + f["n"]
     sources = sorted(sent, key=lambda s: (min(e for (a, _), e in ends.items() if a == s), s))
-    left_h = 46
-    block = len(sources) * left_h + max(len(sources) - 1, 0) * gap
-    y = top + max((right_bottom - top - block) / 2, 0)
-    left_nodes, starts = [], {}
+    block = len(sources) * _LEFT_H + max(len(sources) - 1, 0) * _GAP
+    y = _TOP + max((right_bottom - _TOP - block) / 2, 0)
+    left_nodes: list[dict[str, Any]] = []
+    starts: dict[tuple[str, str], float] = {}
     for src in sources:
         outs = sorted((e, dst) for (a, dst), e in ends.items() if a == src)
         for j, (_, dst) in enumerate(outs):
-            starts[(src, dst)] = y + left_h / 2 + (j - (len(outs) - 1) / 2) * 8
-        left_nodes.append({"x": x_left, "y": y, "w": left_w, "h": left_h, "label": src,
+            starts[(src, dst)] = y + _LEFT_H / 2 + (j - (len(outs) - 1) / 2) * 8
+        left_nodes.append({"x": _X_LEFT, "y": y, "w": _LEFT_W, "h": _LEFT_H, "label": src,
                            "rows": [{"text": f"{sent[src]:,} recording(s) in packages",
                                      "kind": "none", "y": y + 37}]})
-        y += left_h + gap
-
-    x1, x2 = x_left + left_w, x_right - 2
-    edges = []
-    for (src, dst), f in sorted(flows.items(), key=lambda kv: (kv[1]["kind"] == "foreign",
-                                                                kv[0])):
-        y1, y2 = starts[(src, dst)], ends[(src, dst)]
-        cx = (x1 + x2) / 2
-        edges.append({
-            "d": f"M {x1} {y1:.1f} C {cx:.1f} {y1:.1f}, {cx:.1f} {y2:.1f}, {x2} {y2:.1f}",
-            "kind": f["kind"], "width": round(1.5 + 2.5 * math.log10(f["n"] + 1), 1)})
-    height = max(right_bottom, y - gap) + 20
-    return {"width": x_right + right_w + 20, "height": height,
-            "nodes": left_nodes + right_nodes, "edges": edges,
-            "left_title_x": x_left, "right_title_x": x_right, "mid_x": x1 + mid / 2,
-            "mid_y": top + 20}
+        y += _LEFT_H + _GAP
+    return left_nodes, starts, y
 
 
 @functools.cache

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.resources
 import re
 import tomllib
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -287,12 +288,19 @@ class Scenario(Model):
         dupes = {k for k in keys if keys.count(k) > 1}
         if dupes:
             raise ValueError(f"household keys must be unique; repeated: {sorted(dupes)}")
-        known = set(keys)
+        self._check_faults_and_guards(set(keys))
+        check = _reference_check(keys)
+        for h in self.household:
+            check(f"household[{h.key}].lookalike_of", h.lookalike_of)
+        self._check_step_references(check)
+        self._check_devices()
+        self._check_expect_references(check)
+        if not self.expect:
+            raise ValueError("no [[expect]]: a scenario must say what has to hold, or it "
+                             "would pass whatever happened")
+        return self
 
-        def check(where: str, key: str | None) -> None:
-            if key is not None and key not in known:
-                raise ValueError(f"{where}: unknown household {key!r} (known: {', '.join(keys) or 'none'})")
-
+    def _check_faults_and_guards(self, known: set[str]) -> None:
         for name in self.faults:
             if name not in FAULTS:
                 raise ValueError(f"faults: unknown fault {name!r} (known: {', '.join(FAULTS)})")
@@ -307,8 +315,8 @@ class Scenario(Model):
             unknown = set(self.guards[name]) - set(GUARDS[name].params)
             if unknown:
                 raise ValueError(f"guards.{name}: unknown parameter(s) {sorted(unknown)}")
-        for h in self.household:
-            check(f"household[{h.key}].lookalike_of", h.lookalike_of)
+
+    def _check_step_references(self, check: Callable[[str, str | None], None]) -> None:
         for i, st in enumerate(self.step):
             where = f"step[{i}] ({st.do})"
             for field_name in ("household", "to", "email_of", "link_of"):
@@ -320,7 +328,8 @@ class Scenario(Model):
             if isinstance(st, Traffic):
                 for k in st.households or []:
                     check(f"{where}.households", k)
-        self._check_devices()
+
+    def _check_expect_references(self, check: Callable[[str, str | None], None]) -> None:
         for i, ex in enumerate(self.expect):
             where = f"expect[{i}].{ex.kind}"
             v = getattr(ex, ex.kind)
@@ -330,10 +339,6 @@ class Scenario(Model):
                 check(where, v)
             if ex.kind == "alert" and v.guard not in GUARDS:
                 raise ValueError(f"{where}.guard: unknown guard {v.guard!r}")
-        if not self.expect:
-            raise ValueError("no [[expect]]: a scenario must say what has to hold, or it "
-                             "would pass whatever happened")
-        return self
 
     def _check_devices(self) -> None:
         """Device indexes and serials the steps name exist when the step runs."""
@@ -357,33 +362,59 @@ class Scenario(Model):
         return next(h for h in self.household if h.key == key)
 
 
+def _reference_check(keys: list[str]) -> Callable[[str, str | None], None]:
+    """A check that ``key`` (where given) names one of the scenario's households."""
+    known = set(keys)
+
+    def check(where: str, key: str | None) -> None:
+        if key is not None and key not in known:
+            raise ValueError(f"{where}: unknown household {key!r} (known: {', '.join(keys) or 'none'})")
+
+    return check
+
+
 def _check_param(where: str, fault: str, param: str, value: Any, known: set[str]) -> None:
     """Fault parameters: a household reference must name a household of the scenario."""
-    def household(v: Any) -> None:
-        if not isinstance(v, str) or v not in known:
-            raise ValueError(f"{where}: {v!r} is not a household of this scenario "
-                             f"(known: {', '.join(sorted(known)) or 'none'})")
-
-    if param == "between":
-        if not isinstance(value, list) or len(value) != 2:
-            raise ValueError(f"{where}: a list of two household keys, got {value!r}")
-        for v in value:
-            household(v)
-    elif param in ("into", "from"):
-        household(value)
-    elif param == "to":
-        if isinstance(value, str) and value.startswith("email:"):
-            household(value[6:])
-        elif not (isinstance(value, str) and re.fullmatch(EMAIL, value)):
-            raise ValueError(f"{where}: an email address or \"email:KEY\", got {value!r}")
-    elif param == "jobs":
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 16:
-            raise ValueError(f"{where}: a whole number from 1 to 16, got {value!r}")
-    elif param == "wait_seconds":
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 3600:
-            raise ValueError(f"{where}: seconds from 0 to 3600, got {value!r}")
-    else:
+    checker = _PARAM_CHECKS.get(param)
+    if checker is None:
         raise ValueError(f"{where}: {fault} takes no parameter {param!r} in a scenario")
+    checker(where, value, known)
+
+
+def _household_param(where: str, value: Any, known: set[str]) -> None:
+    if not isinstance(value, str) or value not in known:
+        raise ValueError(f"{where}: {value!r} is not a household of this scenario "
+                         f"(known: {', '.join(sorted(known)) or 'none'})")
+
+
+def _between_param(where: str, value: Any, known: set[str]) -> None:
+    if not isinstance(value, list) or len(value) != 2:
+        raise ValueError(f"{where}: a list of two household keys, got {value!r}")
+    for v in value:
+        _household_param(where, v, known)
+
+
+def _to_param(where: str, value: Any, known: set[str]) -> None:
+    if isinstance(value, str) and value.startswith("email:"):
+        _household_param(where, value[6:], known)
+    elif not (isinstance(value, str) and re.fullmatch(EMAIL, value)):
+        raise ValueError(f"{where}: an email address or \"email:KEY\", got {value!r}")
+
+
+def _jobs_param(where: str, value: Any, known: set[str]) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 16:
+        raise ValueError(f"{where}: a whole number from 1 to 16, got {value!r}")
+
+
+def _wait_seconds_param(where: str, value: Any, known: set[str]) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 3600:
+        raise ValueError(f"{where}: seconds from 0 to 3600, got {value!r}")
+
+
+_PARAM_CHECKS: dict[str, Callable[[str, Any, set[str]], None]] = {
+    "between": _between_param, "into": _household_param, "from": _household_param,
+    "to": _to_param, "jobs": _jobs_param, "wait_seconds": _wait_seconds_param,
+}
 
 
 def _loc(loc: tuple[Any, ...]) -> str:

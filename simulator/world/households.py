@@ -29,7 +29,7 @@ import random
 import string
 import unicodedata
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
@@ -533,49 +533,61 @@ class _Speech:
                          tuple(parts))
 
     def slot(self, name: str, slots: _Slots) -> str:
-        rng = self.rng
-        book = self.book
-        h = self.h
-        if name == "town":
-            # mostly home; sometimes where the family or the holiday is
-            return h.town if rng.random() < 0.85 else rng.choice(book.towns)
-        if name == "town2":
-            return rng.choice([t for t in book.towns if t != h.town])
-        if name == "contact":
-            return rng.choice(h.contacts)
-        if name == "doctor":
-            return h.doctor
-        if name == "street":
-            return h.street
-        if name == "item":
-            return rng.choice(book.items)
-        if name == "artist":
-            return rng.choice(h.artists) if rng.random() < 0.8 else rng.choice(book.artists)
-        if name == "genre":
-            return rng.choice(book.genres)
-        if name == "message":
-            return rng.choice(book.messages)
-        if name == "food":
-            return rng.choice(book.foods)
-        if name == "minutes":
-            return str(rng.choice((1, 2, 3, 4, 5, 7, 8, 10, 12, 15, 20, 25, 30, 45)))
-        if name == "temp":
-            return str(rng.randint(*book.temps))
-        if name == "pct":
-            return str(rng.choice((10, 20, 25, 30, 40, 50, 60, 70, 75, 80)))
-        if name == "weekday":
-            return rng.choice(book.weekdays)
-        if name == "clock":
-            return book.clock(rng.choice((6, 7, 8, 9, 12, 14, 16, 17, 18, 19, 20)),
-                              rng.choice((0, 0, 15, 30, 45)))
-        if name in ("when", "task"):
-            sub = rng.choice(book.whens if name == "when" else book.tasks)
-            slots.nested[name] = sub
-            return sub.format_map(slots)
-        if name == "in_room":
-            room = slots.device.room if rng.random() < 0.6 else rng.choice(self.rooms)
-            return book.in_room[room]
-        raise KeyError(name)
+        filler = _SLOT_FILLERS.get(name)
+        if filler is None:
+            raise KeyError(name)
+        return filler(self, slots)
+
+
+def _town(s: _Speech, slots: _Slots) -> str:
+    # mostly home; sometimes where the family or the holiday is
+    return s.h.town if s.rng.random() < 0.85 else s.rng.choice(s.book.towns)
+
+
+def _artist(s: _Speech, slots: _Slots) -> str:
+    return s.rng.choice(s.h.artists) if s.rng.random() < 0.8 else s.rng.choice(s.book.artists)
+
+
+def _clock(s: _Speech, slots: _Slots) -> str:
+    return s.book.clock(s.rng.choice((6, 7, 8, 9, 12, 14, 16, 17, 18, 19, 20)),
+                        s.rng.choice((0, 0, 15, 30, 45)))
+
+
+def _nested(name: str) -> Callable[[_Speech, _Slots], str]:
+    """A slot filled with a template of its own (``when``, ``task``), itself filled."""
+    def fill(s: _Speech, slots: _Slots) -> str:
+        sub = s.rng.choice(s.book.whens if name == "when" else s.book.tasks)
+        slots.nested[name] = sub
+        return sub.format_map(slots)
+    return fill
+
+
+def _in_room(s: _Speech, slots: _Slots) -> str:
+    room = slots.device.room if s.rng.random() < 0.6 else s.rng.choice(s.rooms)
+    return s.book.in_room[room]
+
+
+_SLOT_FILLERS: dict[str, Callable[[_Speech, _Slots], str]] = {
+    "town": _town,
+    "town2": lambda s, _: s.rng.choice([t for t in s.book.towns if t != s.h.town]),
+    "contact": lambda s, _: s.rng.choice(s.h.contacts),
+    "doctor": lambda s, _: s.h.doctor,
+    "street": lambda s, _: s.h.street,
+    "item": lambda s, _: s.rng.choice(s.book.items),
+    "artist": _artist,
+    "genre": lambda s, _: s.rng.choice(s.book.genres),
+    "message": lambda s, _: s.rng.choice(s.book.messages),
+    "food": lambda s, _: s.rng.choice(s.book.foods),
+    "minutes": lambda s, _: str(s.rng.choice((1, 2, 3, 4, 5, 7, 8, 10, 12, 15, 20, 25, 30, 45))),
+    "temp": lambda s, _: str(s.rng.randint(*s.book.temps)),
+    "pct": lambda s, _: str(s.rng.choice((10, 20, 25, 30, 40, 50, 60, 70, 75, 80))),
+    "weekday": lambda s, _: s.rng.choice(s.book.weekdays),
+    "clock": _clock,
+    "when": _nested("when"),
+    "task": _nested("task"),
+    "in_room": _in_room,
+}
+"""What fills each slot of a template: the household's own details, or a seeded pick."""
 
 
 _FORMATTER = string.Formatter()
