@@ -233,27 +233,66 @@ async def drive_devices(
       due to its answer, so time the sender spent held back (by TCP flow control, or by
       its own lateness) counts too, instead of hiding the wait.
     """
-    ws_url = url.replace("http", "ws", 1) + "/v1/device/stream"
+    drive = _Drive(url.replace("http", "ws", 1) + "/v1/device/stream", len(tokens), pool,
+                   label, on_ack, rate)
     ids = utterance_ids(utterances, seed)
     per_conn = [ids[i::len(tokens)] for i in range(len(tokens))]
-    latencies: list[float] = []
-    audio = [0]
-    errors = [0]
-    go = asyncio.Event()
-    clock_start = [0.0]
-    lag = [0.0]
-    """Open loop: how far behind its schedule the client sent, at worst (seconds)."""
-    ready = [0]
-    all_ready = asyncio.Event()
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        tasks = [asyncio.create_task(drive.device(session, t, per_conn[n], n))
+                 for n, t in enumerate(tokens)]
+        await _all_connected(drive.all_ready, tasks)
+        cpu_before = process_cpu_seconds(server_pid) if server_pid else None
+        started = drive.clock_start = time.perf_counter()
+        drive.go.set()
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - started
+        cpu_after = process_cpu_seconds(server_pid) if server_pid else None
+    cpu = cpu_after - cpu_before if cpu_before is not None and cpu_after is not None else None
+    return Measurement(label, utterances - drive.errors, elapsed, drive.audio, drive.latencies,
+                       drive.errors, cpu, send_lag_ms=drive.lag * 1000 if rate else None)
 
-    async def device(session: aiohttp.ClientSession, token: str, mine: list[str], n: int) -> None:
-        ws = await session.ws_connect(ws_url, headers={"Authorization": f"Bearer {token}"},
-                                      compress=0, max_msg_size=0, autoping=True)
+
+async def _all_connected(all_ready: asyncio.Event, tasks: list[asyncio.Task[None]]) -> None:
+    """Wait until every connection is open; a connection that failed first raises."""
+    waiter = asyncio.create_task(all_ready.wait())
+    done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    if waiter not in done:  # a connection failed before the start
+        waiter.cancel()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for t in done:
+            t.result()
+
+
+Script = list[tuple[str, list[bytes], str, int]]
+"""One connection's utterances as frames: (start, PCM chunks, end, PCM bytes)."""
+
+
+class _Drive:
+    """The shared state of one :func:`drive_devices` run: the start signal and the figures."""
+
+    def __init__(self, ws_url: str, connections: int, pool: Sequence[bytes], label: str,
+                 on_ack: Callable[[], None] | None, rate: float | None) -> None:
+        self.ws_url, self.connections, self.pool, self.label = ws_url, connections, pool, label
+        self.on_ack, self.rate = on_ack, rate
+        self.latencies: list[float] = []
+        self.audio = 0
+        self.errors = 0
+        self.go = asyncio.Event()
+        self.clock_start = 0.0
+        self.lag = 0.0
+        """Open loop: how far behind its schedule the client sent, at worst (seconds)."""
+        self.ready = 0
+        self.all_ready = asyncio.Event()
+
+    def script(self, mine: list[str], n: int) -> Script:
         # Frames are rendered before the clock starts: the client shares the machine with the
         # server, and its own work should not be what is measured.
         script = []
         for k, uid in enumerate(mine):
-            pcm = pool[(n + k) % len(pool)]
+            pcm = self.pool[(n + k) % len(self.pool)]
             start = json.dumps({
                 "type": "utterance.start", "utterance_id": uid,
                 "recorded_at": f"2024-05-01T08:{k // 60 % 60:02d}:{k % 60:02d}.000Z",
@@ -262,48 +301,32 @@ async def drive_devices(
             end = json.dumps({"type": "utterance.end", "utterance_id": uid,
                               "transcript": "wie wird das Wetter morgen", "locale": "de-DE"})
             script.append((start, chunks, end, len(pcm)))
-        ready[0] += 1
-        if ready[0] == len(tokens):
-            all_ready.set()
-        await go.wait()
+        return script
+
+    async def device(self, session: aiohttp.ClientSession, token: str, mine: list[str],
+                     n: int) -> None:
+        ws = await session.ws_connect(self.ws_url, headers={"Authorization": f"Bearer {token}"},
+                                      compress=0, max_msg_size=0, autoping=True)
+        script = self.script(mine, n)
+        self.ready += 1
+        if self.ready == self.connections:
+            self.all_ready.set()
+        await self.go.wait()
         # (when each answer's clock started, bytes) in send order; answers come in that order
         waiting: collections.deque[tuple[float, int]] = collections.deque()
-
-        async def answer() -> None:
-            msg = await ws.receive()
-            now = time.perf_counter()
-            since, size = waiting.popleft()
-            latencies.append((now - since) * 1000)
-            if msg.type is not aiohttp.WSMsgType.TEXT:
-                raise RuntimeError(f"{label}: stream closed: {msg.type} {msg.data!r}")
-            if '"utterance.stored"' not in msg.data:
-                errors[0] += 1
-            else:
-                audio[0] += size
-            if on_ack is not None:
-                on_ack()
-
-        async def answers(count: int) -> None:
-            for _ in range(count):
-                await answer()
-
-        reader = asyncio.create_task(answers(len(script))) if rate else None
+        reader = (asyncio.create_task(self.answers(ws, waiting, len(script)))
+                  if self.rate else None)
         try:
             for k, (start, chunks, end, size) in enumerate(script):
-                if rate:
-                    due = clock_start[0] + (n + k * len(tokens)) / rate
-                    ahead = due - time.perf_counter()
-                    if ahead > 0:
-                        await asyncio.sleep(ahead)  # pacing the load, not waiting for a result
-                    lag[0] = max(lag[0], time.perf_counter() - due)
-                    waiting.append((due, size))
+                if self.rate:
+                    await self.pace(n + k * self.connections, waiting, size)
                 await ws.send_str(start)
                 for chunk in chunks:
                     await ws.send_bytes(chunk)
                 await ws.send_str(end)
                 if reader is None:
                     waiting.append((time.perf_counter(), size))
-                    await answer()
+                    await self.answer(ws, waiting)
             if reader is not None:
                 await reader
         finally:
@@ -312,28 +335,36 @@ async def drive_devices(
                 await asyncio.gather(reader, return_exceptions=True)
             await ws.close()
 
-    connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        tasks = [asyncio.create_task(device(session, t, per_conn[n], n))
-                 for n, t in enumerate(tokens)]
-        waiter = asyncio.create_task(all_ready.wait())
-        done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
-        if waiter not in done:  # a connection failed before the start
-            waiter.cancel()
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            for t in done:
-                t.result()
-        cpu_before = process_cpu_seconds(server_pid) if server_pid else None
-        started = clock_start[0] = time.perf_counter()
-        go.set()
-        await asyncio.gather(*tasks)
-        elapsed = time.perf_counter() - started
-        cpu_after = process_cpu_seconds(server_pid) if server_pid else None
-    cpu = cpu_after - cpu_before if cpu_before is not None and cpu_after is not None else None
-    return Measurement(label, utterances - errors[0], elapsed, audio[0], latencies, errors[0],
-                       cpu, send_lag_ms=lag[0] * 1000 if rate else None)
+    async def pace(self, index: int, waiting: collections.deque[tuple[float, int]],
+                   size: int) -> None:
+        """Open loop: wait for utterance ``index``'s due time; its clock starts then."""
+        assert self.rate is not None
+        due = self.clock_start + index / self.rate
+        ahead = due - time.perf_counter()
+        if ahead > 0:
+            await asyncio.sleep(ahead)  # pacing the load, not waiting for a result
+        self.lag = max(self.lag, time.perf_counter() - due)
+        waiting.append((due, size))
+
+    async def answer(self, ws: aiohttp.ClientWebSocketResponse,
+                     waiting: collections.deque[tuple[float, int]]) -> None:
+        msg = await ws.receive()
+        now = time.perf_counter()
+        since, size = waiting.popleft()
+        self.latencies.append((now - since) * 1000)
+        if msg.type is not aiohttp.WSMsgType.TEXT:
+            raise RuntimeError(f"{self.label}: stream closed: {msg.type} {msg.data!r}")
+        if '"utterance.stored"' not in msg.data:
+            self.errors += 1
+        else:
+            self.audio += size
+        if self.on_ack is not None:
+            self.on_ack()
+
+    async def answers(self, ws: aiohttp.ClientWebSocketResponse,
+                      waiting: collections.deque[tuple[float, int]], count: int) -> None:
+        for _ in range(count):
+            await self.answer(ws, waiting)
 
 
 # -- the floors --------------------------------------------------------------------------

@@ -86,17 +86,8 @@ def run(paths: tuple[Path, ...], out: Path | None, backend_url: str | None,
     logsafe.install()  # the embedded backend logs here too
     mode = resolve_mode(progress, quiet=quiet)
     if len(paths) > 1 or pattern is not None or any(p.is_dir() for p in paths):
-        if seed_range is not None:
-            click.echo("error: --seeds plays one scenario file, not several", err=True)
-            sys.exit(EXIT_UNKNOWN)
-        if interactive:
-            click.echo("error: --interactive plays one scenario file, not several", err=True)
-            sys.exit(EXIT_UNKNOWN)
-        extra = ["--backend", backend_url] if backend_url else []
-        if admin_token and backend_url:
-            extra += ["--admin-token", admin_token]
-        sys.exit(run_suite(list(paths), out or Path("runs"), seed=seed, jobs=jobs,
-                           pattern=pattern, extra=extra, quiet=mode == "none"))
+        _run_several(paths, out, backend_url, admin_token, seed, seed_range, jobs, pattern,
+                     quiet=mode == "none", interactive=interactive)
     path = _find(paths[0])
     try:
         scenario = load_scenario(path, seed=seed)
@@ -131,6 +122,23 @@ def run(paths: tuple[Path, ...], out: Path | None, backend_url: str | None,
     if demo:
         click.echo(f"open it in a browser: file://{(out / 'report.html').resolve()}")
     sys.exit({"pass": EXIT_PASS, "fail": EXIT_FAIL}.get(result.verdict, EXIT_UNKNOWN))
+
+
+def _run_several(paths: tuple[Path, ...], out: Path | None, backend_url: str | None,
+                 admin_token: str | None, seed: int | None, seed_range: str | None, jobs: int,
+                 pattern: str | None, *, quiet: bool, interactive: bool) -> None:
+    """``run`` with several files, a folder or -k: a suite; exits with its code."""
+    if seed_range is not None:
+        click.echo("error: --seeds plays one scenario file, not several", err=True)
+        sys.exit(EXIT_UNKNOWN)
+    if interactive:
+        click.echo("error: --interactive plays one scenario file, not several", err=True)
+        sys.exit(EXIT_UNKNOWN)
+    extra = ["--backend", backend_url] if backend_url else []
+    if admin_token and backend_url:
+        extra += ["--admin-token", admin_token]
+    sys.exit(run_suite(list(paths), out or Path("runs"), seed=seed, jobs=jobs,
+                       pattern=pattern, extra=extra, quiet=quiet))
 
 
 def _run_seeds(path: Path, scenario: Scenario, seed_range: str, seed: int | None,
