@@ -33,8 +33,10 @@ def test_write_sorts_by_time_then_id_and_keeps_key_order(tmp_path: Path) -> None
 
 def test_outcome_updates_and_counts(tmp_path: Path) -> None:
     led = Ledger([_entry("a", "2018-01-01T00:00:00.000Z"), _entry("b", "2018-01-01T00:00:01.000Z")])
-    led.set_outcome("a", "ok", "rec_1")
-    led.set_outcome("b", "fail")
+    # the last word on an utterance wins
+    led.record(_entry("a", "2018-01-01T00:00:00.000Z").model_copy(
+        update={"outcome": "ok", "recording_id": "rec_1"}))
+    led.record(_entry("b", "2018-01-01T00:00:01.000Z").model_copy(update={"outcome": "fail"}))
     assert led.counts() == {"ok": 1, "fail": 1, "info": 0}
     back = read_ledger(led.write(tmp_path / "l.jsonl"))
     assert [(e.utterance_id, e.outcome, e.recording_id) for e in back] == \

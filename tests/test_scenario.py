@@ -109,7 +109,7 @@ def test_readme_documents_every_scenario_key() -> None:
 
     readme = (bundled_dir().parent.parent / "README.md").read_text(encoding="utf-8")
     section = readme[readme.index("## Scenario files"):readme.index("## report.json")]
-    models = [sc.Scenario, sc.World, sc.Household, sc.BackendSettings, sc.Expect,
+    models = [sc.Scenario, sc.WorldSection, sc.HouseholdSection, sc.BackendSettings, sc.Expect,
               sc.Traffic, sc.RegisterDevice, sc.TransferDevice, sc.AccessRequest,
               sc.ErasureRequest, sc.Operator, sc.Download, sc.AdvanceClock, sc.Revoke]
     keys = set().union(*(_keys(m) for m in models)) - {"do"}

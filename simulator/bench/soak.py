@@ -41,9 +41,8 @@ from simulator.fleet.embedded import ServerProcess, start_server_process, stop_p
 from simulator.fleet.ledger import Ledger, LedgerEntry
 from simulator.fleet.streaming import (
     DeviceAccount,
-    Registered,
     pair_with_devices,
-    register_household,
+    register_world,
     stream,
 )
 from simulator.judge.audit import AuditError, audit_package
@@ -205,16 +204,6 @@ async def measure_floor(world: World, devices: int, seconds: float, seed: int) -
         await stop_process(sink)
 
 
-async def _register(client: Client, world: World) -> dict[str, Registered]:
-    limit = asyncio.Semaphore(16)
-
-    async def one(h: Any) -> tuple[str, Registered]:
-        async with limit:
-            return h.key, await register_household(client, h)
-
-    return dict(await asyncio.gather(*(one(h) for h in world.households)))
-
-
 @dataclass
 class _Request:
     household: str
@@ -268,7 +257,7 @@ async def run_soak(*, seconds: float, devices: int, requests: int, interval: flo
     try:
         async with Client(url, ADMIN_TOKEN, limit=50) as client, aiohttp.ClientSession() as http:
             say(f"registering {devices} devices at {url}")
-            regs = await _register(client, world)
+            regs = await register_world(client, world.households, at_once=16)
             # Enough traffic for the whole soak at the floor's rate, with room to spare.
             utts = _traffic(world, 1.0, int(max(floor, 100.0) * seconds * 1.5), devices)
             pairs = pair_with_devices(utts, regs)

@@ -105,7 +105,7 @@ class _Pending:
     sha: str
 
 
-class Device:
+class StreamingDevice:
     """A device with a token, a queue of utterances and a share of the ledger."""
 
     def __init__(self, base_url: str, token: str, serial: str, utterances: Sequence[Utterance],

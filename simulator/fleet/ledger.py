@@ -113,14 +113,6 @@ class Ledger:
     def record(self, entry: LedgerEntry) -> None:
         self._by_id[entry.utterance_id] = entry
 
-    def set_outcome(self, utterance_id: str, outcome: Outcome,
-                    recording_id: str | None = None) -> LedgerEntry:
-        """Change one entry's outcome (and recording id); returns the new entry."""
-        entry = self._by_id[utterance_id].model_copy(
-            update={"outcome": outcome, "recording_id": recording_id})
-        self._by_id[utterance_id] = entry
-        return entry
-
     def get(self, utterance_id: str) -> LedgerEntry | None:
         return self._by_id.get(utterance_id)
 

@@ -29,11 +29,17 @@ from typing import Any
 import aiohttp
 
 from simulator.fleet.client import Client
-from simulator.fleet.device import Device, DeviceGaveUp, DeviceOptions, DeviceStats, DropHook
+from simulator.fleet.device import (
+    DeviceGaveUp,
+    DeviceOptions,
+    DeviceStats,
+    DropHook,
+    StreamingDevice,
+)
 from simulator.fleet.errors import FleetError
 from simulator.fleet.ledger import Ledger, LedgerEntry, Outcome
 from simulator.fleet.progress import Counter, ProgressMode, resolve_mode
-from simulator.world.households import Household, Utterance, World
+from simulator.world.households import Device, Household, Utterance, World
 
 EMBEDDED_MARKER = ".overheard-simulate"
 """Marks a backend data dir this command created (and may therefore replace)."""
@@ -67,15 +73,34 @@ async def register_household(client: Client, household: Household) -> Registered
                                       address=household.holder.address)
     reg = Registered(acc["account_id"], acc["user_token"])
     for d in household.devices:
-        dev = await client.register_device(reg.account_id, d.serial, d.model, d.room)
-        reg.devices[d.serial] = DeviceAccount(household.key, reg.account_id, d.serial,
-                                              dev["device_id"], dev["device_token"])
+        reg.devices[d.serial] = await register_device(client, household.key, reg.account_id, d)
     return reg
 
 
-async def register_world(client: Client, households: Iterable[Household]) -> dict[str, Registered]:
-    """Register every household, one after another (ids then follow world order)."""
-    return {h.key: await register_household(client, h) for h in households}
+async def register_device(client: Client, household: str, account_id: str, device: Device,
+                          *, transfer: bool = False) -> DeviceAccount:
+    """Register one of ``household``'s devices to ``account_id`` (``transfer``: take it over
+    from the account that holds it)."""
+    extra: dict[str, Any] = {"transfer": True} if transfer else {}
+    reg = await client.register_device(account_id, device.serial, device.model, device.room,
+                                       **extra)
+    return DeviceAccount(household, account_id, device.serial, reg["device_id"],
+                         reg["device_token"])
+
+
+async def register_world(client: Client, households: Iterable[Household], *,
+                         at_once: int = 1) -> dict[str, Registered]:
+    """Register every household. One at a time by default, so that ids follow world order;
+    ``at_once`` > 1 overlaps that many (ids then depend on timing)."""
+    if at_once <= 1:
+        return {h.key: await register_household(client, h) for h in households}
+    limit = asyncio.Semaphore(at_once)
+
+    async def one(h: Household) -> tuple[str, Registered]:
+        async with limit:
+            return h.key, await register_household(client, h)
+
+    return dict(await asyncio.gather(*(one(h) for h in households)))
 
 
 @dataclass
@@ -172,7 +197,7 @@ async def stream(base_url: str, pairs: Iterable[tuple[Utterance, DeviceAccount]]
             acct, utts = queue.popleft()
             st = DeviceStats()
             stats.append(st)
-            dev = Device(base_url, acct.token, acct.serial, utts, ledger=ledger,
+            dev = StreamingDevice(base_url, acct.token, acct.serial, utts, ledger=ledger,
                          account_id=acct.account_id, seed=seed, options=opts, stats=st,
                          session=session, on_outcome=bar, drop=drop)
             try:

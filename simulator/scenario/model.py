@@ -47,7 +47,7 @@ class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
-class World(Model):
+class WorldSection(Model):
     """The population beyond the named households."""
 
     locale: Literal["de_DE", "fr_FR", "en_US", "en_GB"] = "de_DE"
@@ -70,7 +70,7 @@ class World(Model):
         return v.astimezone(UTC)
 
 
-class Household(Model):
+class HouseholdSection(Model):
     """A household the steps and expectations refer to by ``key``."""
 
     key: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,39}$")
@@ -274,8 +274,8 @@ class Scenario(Model):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,79}$")
     description: str = ""
     seed: int = Field(0, ge=0, le=2**63 - 1)
-    world: World = World()
-    household: list[Household] = Field(default_factory=list)
+    world: WorldSection = WorldSection()
+    household: list[HouseholdSection] = Field(default_factory=list)
     backend: BackendSettings = BackendSettings()
     faults: dict[str, dict[str, Any]] = Field(default_factory=dict)
     guards: dict[str, dict[str, Any]] = Field(default_factory=dict)
@@ -358,7 +358,7 @@ class Scenario(Model):
                 devices[st.household] -= 1
                 devices[st.to] += 1
 
-    def household_by_key(self, key: str) -> Household:
+    def household_by_key(self, key: str) -> HouseholdSection:
         return next(h for h in self.household if h.key == key)
 
 

@@ -35,7 +35,7 @@ from simulator.fleet.client import ApiError, Client, ClientError
 from simulator.fleet.embedded import BackendHandle, embedded_backend
 from simulator.fleet.ledger import DownloadRecord, LedgerEntry, write_ledger
 from simulator.fleet.progress import ProgressMode, resolve_mode
-from simulator.fleet.streaming import DeviceAccount, stream_utterances
+from simulator.fleet.streaming import DeviceAccount, register_device, stream_utterances
 from simulator.judge import identify
 from simulator.judge.audit import (
     AuditError,
@@ -167,9 +167,6 @@ class Run:
         self.timeline.append({"at": _iso(self.now), "step": step, "what": what})
         self.progress.step(f"[{_iso(self.now)}] {step}: {what}")
 
-    def home(self, key: str) -> Home:
-        return self.homes[key]
-
     async def advance(self, seconds: float, why: str, *, noted: bool = True) -> None:
         if seconds <= 0:
             return
@@ -202,11 +199,8 @@ class Run:
         await self._switch_faults()
 
     async def _register(self, home: Home, dev: Device, transfer: bool = False) -> DeviceAccount:
-        extra: dict[str, Any] = {"transfer": True} if transfer else {}
-        reg = await self.client.register_device(home.account_id, dev.serial, dev.model, dev.room,
-                                                **extra)
-        acct = DeviceAccount(household=home.key, account_id=home.account_id, serial=dev.serial,
-                             device_id=reg["device_id"], token=reg["device_token"])
+        acct = await register_device(self.client, home.key, home.account_id, dev,
+                                     transfer=transfer)
         home.devices.append(acct)
         return acct
 
