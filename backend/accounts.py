@@ -34,9 +34,9 @@ from backend.ingest.bindings import (
     register,
     stale_bindings_on,
 )
-from backend.ingest.protocol import LOCALE_PATTERN
 from backend.keys import CLOCK, FAULTS, IDS, STORE
 from backend.openapi import document
+from contract.stream import LOCALE_PATTERN
 
 routes = Routes()
 

@@ -20,7 +20,7 @@ from backend.errors import BadRequest, NotFound
 from backend.http import Routes, query_int
 from backend.keys import CLOCK, STORE
 from backend.openapi import document
-from backend.wav import pcm_to_wav
+from contract.audio import pcm_to_wav
 
 routes = Routes()
 

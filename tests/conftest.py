@@ -16,6 +16,8 @@ import pytest
 
 from backend import Config
 from backend.files import loose_files
+from contract.audio import BYTES_PER_SECOND
+from contract.stream import FORMAT
 from simulator.fleet.embedded import BackendHandle, embedded_backend
 from simulator.world.speech import CACHE_ENV
 
@@ -110,12 +112,12 @@ def pcm_bytes(seed: int, samples: int = 3200) -> bytes:
 
 async def send_utterance(ws: aiohttp.ClientWebSocketResponse, pcm: bytes, *,
                          utterance_id: str | None = None, transcript: str = "wie wird das Wetter",
-                         recorded_at: str = "2024-05-01T08:30:00Z", chunk: int = 32000,
+                         recorded_at: str = "2024-05-01T08:30:00Z", chunk: int = BYTES_PER_SECOND,
                          locale: str = "de-DE") -> str:
     """Send start, PCM chunks and end (without waiting for the answer); the utterance id."""
     uid = utterance_id or str(uuid.uuid4())
     await ws.send_json({"type": "utterance.start", "utterance_id": uid, "recorded_at": recorded_at,
-                        "audio": {"rate": 16000, "width": 2, "channels": 1}})
+                        "audio": FORMAT.model_dump()})
     for i in range(0, len(pcm), chunk):
         await ws.send_bytes(pcm[i:i + chunk])
     await ws.send_json({"type": "utterance.end", "utterance_id": uid, "transcript": transcript,

@@ -23,6 +23,7 @@ import sqlite_utils
 from conftest import ADMIN_TOKEN, Api, make_config
 
 from backend.keys import IDS, STORE
+from contract.audio import CHANNELS, RATE, WIDTH, duration_ms
 from simulator.fleet.embedded import BackendHandle, embedded_backend
 
 CLOCK_START = datetime(2024, 6, 1, 9, 0, tzinfo=UTC)
@@ -91,8 +92,8 @@ async def add_recordings(env: Env, h: Household, n: int, *, seed: int,
         rows.append({
             "recording_id": rid, "utterance_id": uid, "account_id": h.account_id,
             "device_id": h.device_id, "serial": h.serial, "recorded_at": at, "stored_at": at,
-            "duration_ms": samples * 1000 // 16000, "transcript": text, "locale": "de-DE",
-            "rate": 16000, "width": 2, "channels": 1, "pcm_bytes": len(pcm),
+            "duration_ms": duration_ms(len(pcm)), "transcript": text, "locale": "de-DE",
+            "rate": RATE, "width": WIDTH, "channels": CHANNELS, "pcm_bytes": len(pcm),
             "pcm_sha256": hashlib.sha256(pcm).hexdigest(),
         })
         audio.append({"recording_id": rid, "pcm": pcm})

@@ -8,7 +8,6 @@ import importlib.util
 import io
 import json
 import random
-import wave
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from contract.audio import pcm_to_wav
 from simulator.cli.audit import audit
 from simulator.judge.audit import (
     BadPackage,
@@ -34,13 +34,7 @@ def make_pcm(seed: int, nbytes: int = 3200) -> bytes:
 
 
 def make_wav(pcm: bytes) -> bytes:
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes(pcm)
-    return buf.getvalue()
+    return pcm_to_wav(pcm)
 
 
 def entry(household: str, n: int, speaker: str, pcm: bytes | None, transcript: str,
@@ -56,7 +50,7 @@ def entry(household: str, n: int, speaker: str, pcm: bytes | None, transcript: s
 
 
 class Package:
-    """Builds an access package the way DESIGN.md lays it out (or lies about it)."""
+    """Builds an access package in the layout of :mod:`contract.package` (or lies about it)."""
 
     def __init__(self, account_id: str | None = "acc_alpha",
                  request_id: str = "req_1") -> None:

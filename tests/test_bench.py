@@ -8,6 +8,7 @@ import re
 
 from click.testing import CliRunner
 
+from contract.audio import BYTES_PER_SECOND
 from simulator.bench.ingest import Measurement, pcm_pool, percentile, ratio_table
 from simulator.cli.bench import bench
 
@@ -33,7 +34,7 @@ def test_ratio_table_lists_every_run_and_ratio() -> None:
 
 def test_pcm_pool_is_deterministic() -> None:
     a, b = pcm_pool(0.5, count=3, seed=7), pcm_pool(0.5, count=3, seed=7)
-    assert a == b and len(a[0]) == 16000 and len(set(a)) == 3
+    assert a == b and len(a[0]) == BYTES_PER_SECOND // 2 and len(set(a)) == 3
     assert pcm_pool(0.5, count=3, seed=8) != a
 
 
@@ -43,7 +44,7 @@ def test_bench_ingest_runs_against_the_backend_and_both_floors() -> None:
     assert result.exit_code == 0, (result.output, result.exception)
     report = json.loads(result.stdout)
     ours = report["results"]["overheard"]
-    assert (ours["utterances"], ours["errors"], ours["audio_bytes"]) == (40, 0, 40 * 16000)
+    assert (ours["utterances"], ours["errors"], ours["audio_bytes"]) == (40, 0, 40 * BYTES_PER_SECOND // 2)
     assert ours["ack_p50_ms"] > 0 and ours["ack_p99_ms"] >= ours["ack_p50_ms"]
     assert report["results"]["ws floor"]["utterances"] == 40
     assert report["results"]["storage floor"]["utterances"] == 40

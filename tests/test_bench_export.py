@@ -6,6 +6,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from contract.audio import BYTES_PER_SECOND
 from simulator.bench.export import run
 from simulator.cli.bench import bench
 
@@ -13,7 +14,7 @@ from simulator.cli.bench import bench
 def test_bench_export_measures_one_package(tmp_path: Path) -> None:
     figures = run(40, 0.5, tmp_path)
     assert figures.recordings == 40
-    assert figures.audio_bytes == 40 * 16000  # 0.5 s of 16 kHz s16le each
+    assert figures.audio_bytes == 40 * BYTES_PER_SECOND // 2  # 0.5 s each
     # The package holds every byte of audio plus WAV headers and the text files.
     assert figures.package_bytes > figures.audio_bytes + 40 * 44
     assert figures.floor_seconds > 0 and figures.ours_seconds > 0

@@ -18,6 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from backend import Config
+from contract.audio import CHANNELS, RATE, WIDTH
 from simulator.cli.simulate import simulate
 from simulator.fleet.client import ApiError, Client
 from simulator.fleet.device import DeviceOptions
@@ -79,7 +80,7 @@ async def test_every_ok_entry_is_in_its_owners_voice_history(backend: BackendHan
                 assert rec["device_id"] == reg.devices[e.device_serial].device_id
                 wav = await client.recording_audio(reg.user_token, str(e.recording_id))
                 pcm, rate, width, channels = wav_to_pcm(wav)
-                assert (rate, width, channels) == (16000, 2, 1)
+                assert (rate, width, channels) == (RATE, WIDTH, CHANNELS)
                 assert hashlib.sha256(pcm).hexdigest() == e.pcm_sha256
         # two speakers in the stranger's household, as the auditor will count them
         assert len({e.speaker for e in ledger.entries() if e.household == "stranger"}) == 2

@@ -37,6 +37,8 @@ from privacy_support import (
 
 from backend.privacy.delivery import DOWNLOAD_PATH
 from backend.voice import encode_cursor
+from contract.audio import RATE
+from contract.stream import FORMAT
 from simulator.fleet.embedded import start_server_process, stop_process
 
 
@@ -125,7 +127,7 @@ async def test_huge_integer_in_a_device_frame_gets_an_error_frame(tmp_path: Path
         uid = "123e4567-e89b-12d3-a456-426614174000"
         await ws.send_json({"type": "utterance.start", "utterance_id": uid,
                             "recorded_at": "2024-05-01T08:30:00Z",
-                            "audio": {"rate": 16000, "width": 2, "channels": 1}})
+                            "audio": FORMAT.model_dump()})
         await ws.send_bytes(pcm_bytes(3, 800))
         await ws.send_str('{"type": "utterance.end", "n": ' + "7" * 5000 + "}")
         msg = json.loads((await ws.receive(timeout=10)).data)
@@ -264,7 +266,7 @@ async def test_a_transfer_broken_off_does_not_burn_the_link(tmp_path: Path) -> N
     # A package of some megabytes, so the transfer cannot sit whole in the socket buffers.
     async with privacy_env(tmp_path, link_single_use=True) as env:
         alice = await household(env, "Alice Wagner", "alice@example.org", recordings=60,
-                                seed=1, samples=160000)
+                                seed=1, samples=10 * RATE)
         st = await access_signed_in(env, alice)
         host, port = env.handle.url.removeprefix("http://").rsplit(":", 1)
         reader, writer = await asyncio.open_connection(host, int(port))

@@ -39,7 +39,9 @@ from conftest import ADMIN_TOKEN, Api, make_config, pcm_bytes, receive_json, sen
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from backend.ingest.protocol import ProtocolError, UtteranceEnd, UtteranceStart, parse_frame
+from backend.ingest.protocol import ProtocolError, parse_frame
+from contract.audio import CHANNELS, RATE, WIDTH
+from contract.stream import FORMAT, UtteranceEnd, UtteranceStart
 from simulator.bench.ingest import proc_status_kb
 from simulator.fleet.embedded import ServerProcess, embedded_backend, start_server_process
 
@@ -54,11 +56,11 @@ def wav_header(rate: int, data_len: int, *, channels: int = 1, width: int = 2) -
 
 # (name, the one binary frame sent as "audio")
 PCM_CORPUS: list[tuple[str, bytes]] = [
-    ("wav header, truthful", wav_header(16000, 3200) + pcm_bytes(1, 1600)),
+    ("wav header, truthful", wav_header(RATE, 3200) + pcm_bytes(1, 1600)),
     ("wav header lying about 48 kHz stereo", wav_header(48000, 10**9, channels=2) + pcm_bytes(2, 800)),
-    ("wav header claiming 4 GiB", wav_header(16000, 0xFFFFFFFF)),
-    ("wav header truncated to 20 bytes", wav_header(16000, 3200)[:20]),
-    ("wav header truncated to 43 bytes", wav_header(16000, 3200)[:43]),
+    ("wav header claiming 4 GiB", wav_header(RATE, 0xFFFFFFFF)),
+    ("wav header truncated to 20 bytes", wav_header(RATE, 3200)[:20]),
+    ("wav header truncated to 43 bytes", wav_header(RATE, 3200)[:43]),
     ("RIFF magic only", b"RIFF"),
     ("a single byte", b"\x00"),
     ("empty frame", b""),
@@ -74,7 +76,7 @@ async def _stored_pcm(api: Api, user_token: str, recording_id: str) -> bytes:
     _, wav = await api.call("GET", f"/v1/me/recordings/{recording_id}/audio", token=user_token,
                             expect=200)
     with wave.open(io.BytesIO(wav), "rb") as w:
-        assert (w.getframerate(), w.getsampwidth(), w.getnchannels()) == (16000, 2, 1)
+        assert (w.getframerate(), w.getsampwidth(), w.getnchannels()) == (RATE, WIDTH, CHANNELS)
         return w.readframes(w.getnframes())
 
 
@@ -97,7 +99,7 @@ async def test_headers_as_pcm_are_bytes_stored_as_sent_or_refused(
     uid = str(uuid.uuid4())
     await ws.send_json({"type": "utterance.start", "utterance_id": uid,
                         "recorded_at": "2024-05-01T08:30:00Z",
-                        "audio": {"rate": 16000, "width": 2, "channels": 1}})
+                        "audio": FORMAT.model_dump()})
     await ws.send_bytes(frame)  # one frame, whatever it holds (also an empty one)
     await ws.send_json({"type": "utterance.end", "utterance_id": uid, "transcript": name,
                         "locale": "de-DE"})
@@ -117,15 +119,15 @@ async def test_headers_as_pcm_are_bytes_stored_as_sent_or_refused(
 
 @pytest.mark.parametrize("audio", [
     {"rate": 0, "width": 2, "channels": 1},
-    {"rate": -16000, "width": 2, "channels": 1},
+    {"rate": -RATE, "width": 2, "channels": 1},
     {"rate": 1, "width": 2, "channels": 1},
     {"rate": 44100, "width": 2, "channels": 1},
     {"rate": 2**63, "width": 2, "channels": 1},
     {"rate": 10**40, "width": 2, "channels": 1},
-    {"rate": 16000, "width": 0, "channels": 1},
-    {"rate": 16000, "width": 4, "channels": 1},
-    {"rate": 16000, "width": 2, "channels": 0},
-    {"rate": 16000, "width": 2, "channels": 2**31},
+    {"rate": RATE, "width": 0, "channels": 1},
+    {"rate": RATE, "width": 4, "channels": 1},
+    {"rate": RATE, "width": 2, "channels": 0},
+    {"rate": RATE, "width": 2, "channels": 2**31},
 ], ids=lambda a: f"{a['rate']}-{a['width']}-{a['channels']}")
 async def test_zero_and_absurd_formats_are_unsupported(api: Api, audio: dict[str, int]) -> None:
     acc, dev = await _device(api, "G0HOSTILE02")
@@ -170,7 +172,7 @@ async def test_unicode_transcripts_are_stored_as_their_nfc(api: Api) -> None:
         uid = str(uuid.uuid4())
         await ws.send_str(json.dumps({"type": "utterance.start", "utterance_id": uid,
                                       "recorded_at": "2024-05-01T08:30:00Z",
-                                      "audio": {"rate": 16000, "width": 2, "channels": 1}}))
+                                      "audio": FORMAT.model_dump()}))
         await ws.send_bytes(pcm_bytes(5, 800))
         await ws.send_str(f'{{"type":"utterance.end","utterance_id":"{uid}",'
                           f'"transcript":{raw},"locale":"de-DE"}}')
@@ -269,7 +271,7 @@ async def test_oversize_frames_and_bodies_are_refused_with_bounded_memory(
             uid = str(uuid.uuid4())
             await ws.send_json({"type": "utterance.start", "utterance_id": uid,
                                 "recorded_at": "2024-05-01T08:30:00Z",
-                                "audio": {"rate": 16000, "width": 2, "channels": 1}})
+                                "audio": FORMAT.model_dump()})
             await ws.send_bytes(b"\x00" * (64 * 1024 + 2))
             await ws.send_json({"type": "utterance.end", "utterance_id": uid,
                                 "transcript": "zu groß", "locale": "de-DE"})
@@ -279,7 +281,7 @@ async def test_oversize_frames_and_bodies_are_refused_with_bounded_memory(
         uid = str(uuid.uuid4())
         await ws.send_json({"type": "utterance.start", "utterance_id": uid,
                             "recorded_at": "2024-05-01T08:30:00Z",
-                            "audio": {"rate": 16000, "width": 2, "channels": 1}})
+                            "audio": FORMAT.model_dump()})
         for _ in range(40):  # 40 × 64 KiB ≈ 82 s of audio
             await ws.send_bytes(b"\x01\x00" * (32 * 1024))
         await ws.send_json({"type": "utterance.end", "utterance_id": uid, "transcript": "lang",
@@ -463,7 +465,7 @@ KEYS = ["type", "utterance_id", "recorded_at", "audio", "transcript", "locale", 
 def _frame_like() -> st.SearchStrategy[Any]:
     good_start = {"type": "utterance.start", "utterance_id": UID,
                   "recorded_at": "2024-05-01T08:30:00Z",
-                  "audio": {"rate": 16000, "width": 2, "channels": 1}}
+                  "audio": FORMAT.model_dump()}
     good_end = {"type": "utterance.end", "utterance_id": UID, "transcript": "hallo",
                 "locale": "de-DE"}
     mutated = st.tuples(st.sampled_from([good_start, good_end]),

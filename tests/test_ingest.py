@@ -19,10 +19,12 @@ from backend.ids import token_hash
 from backend.ingest.bindings import lookup_device
 from backend.ingest.stream import RecordingRow, budget_of, digest, store_recordings
 from backend.keys import CLOCK, STORE
+from contract.audio import BYTES_PER_SECOND, RATE, WIDTH
+from contract.stream import FORMAT, ErrorCode
 from simulator.fleet.embedded import BackendHandle, embedded_backend
 
 START = {"type": "utterance.start", "recorded_at": "2024-05-01T08:30:00Z",
-         "audio": {"rate": 16000, "width": 2, "channels": 1}}
+         "audio": FORMAT.model_dump()}
 END = {"type": "utterance.end", "transcript": "wie wird das Wetter", "locale": "de-DE"}
 
 
@@ -60,7 +62,7 @@ async def metric(api: Api, line_start: str) -> float:
 async def test_stream_is_stored_and_acknowledged(api: Api) -> None:
     acc, dev = await device(api)
     ws = await api.device_ws(dev["device_token"])
-    pcm = pcm_bytes(7, 16000)  # 1 s
+    pcm = pcm_bytes(7, RATE)  # 1 s
     uid = await send_utterance(ws, pcm, transcript="Cafe\u0301 öffnet um 8",
                                recorded_at="2024-05-01T10:30:00.5+02:00")
     ack = await receive_json(ws)
@@ -141,7 +143,7 @@ def frames_for(case: str, uid: str) -> list[Any]:
         "unsupported_format": [{**start, "audio": {"rate": 8000, "width": 2, "channels": 1}},
                                pcm, end],
         "odd_byte_count": [start, b"\x01\x02\x03", pcm, end],
-        "utterance_too_long": [start, b"\x00" * 32000, b"\x00\x00", end],
+        "utterance_too_long": [start, b"\x00" * BYTES_PER_SECOND, b"\x00\x00", end],
         "frame_too_large": [start, b"\x00" * (64 * 1024 + 2), end],
         "transcript_too_long": [start, pcm, {**end, "transcript": "ä" * 2049}],
         "invalid_text": [start, pcm, {**end, "transcript": "a\x00b"}],
@@ -206,8 +208,8 @@ async def test_lone_surrogate_in_transcript_is_invalid_text(api: Api) -> None:
     {"recorded_at": "2024-05-01"},
     {"recorded_at": "2024-05-01T08:30:00"},
     {"recorded_at": "yesterday"},
-    {"audio": {"rate": "16000", "width": 2, "channels": 1}},
-    {"audio": {"rate": 16000, "width": 2}},
+    {"audio": {"rate": str(RATE), "width": 2, "channels": 1}},
+    {"audio": {"rate": RATE, "width": WIDTH}},
     {"extra": 1},
 ])
 async def test_bad_start_fields_are_invalid_field(api: Api, start: dict[str, Any]) -> None:
@@ -555,19 +557,19 @@ async def test_a_failed_disk_sync_is_refused_not_acknowledged(
 
 
 def test_readme_documents_every_device_error_code() -> None:
-    """Every code the stream can send (found in the ingest sources) is in the README table."""
+    """Every code the stream can send (the contract's enum, and the upgrade's HTTP codes
+    found in the ingest sources) is in the README table."""
     import re
 
     root = Path(__file__).resolve().parent.parent
     source = "\n".join(p.read_text(encoding="utf-8")
                        for p in sorted((root / "backend" / "ingest").glob("*.py")))
-    sent = set(re.findall(r'(?:_error|_discard|StoreRefused|ProtocolError)\(\s*"([a-z_]+)"',
-                          source))
-    sent |= set(re.findall(r'\bcode="([a-z_]+)"', source))
-    sent |= set(re.findall(r'"(unknown_type|invalid_uuid|unsupported_format|'
-                           r'transcript_too_long|invalid_text)"', source))
+    used = set(re.findall(r"ErrorCode\.([A-Z_]+)", source))
+    assert used <= set(ErrorCode.__members__), used - set(ErrorCode.__members__)
+    assert len(used) >= 12, sorted(used)  # the stream really refers to the enum
+    sent = {code.value for code in ErrorCode} | set(re.findall(r'\bcode="([a-z_]+)"', source))
     readme = (root / "README.md").read_text(encoding="utf-8")
     section = readme[readme.index("### Device stream errors"):readme.index("## Faults and guards")]
-    assert len(sent) >= 18, sorted(sent)
+    assert len(sent) >= 20, sorted(sent)
     missing = sorted(code for code in sent if f"`{code}`" not in section)
     assert not missing, f"README does not document: {missing}"

@@ -24,8 +24,9 @@ from privacy_support import (
 )
 
 from backend.privacy.export import StagingBarrier
-from backend.privacy.package import FORMAT
 from backend.storage.db import connect
+from contract.audio import CHANNELS, RATE, WIDTH
+from contract.package import FORMAT
 
 
 async def test_full_access_flow_by_email(tmp_path: Path) -> None:
@@ -75,7 +76,7 @@ async def test_full_access_flow_by_email(tmp_path: Path) -> None:
             assert path == f"voice/recordings/{rec_id}.wav"
             assert zf.getinfo(path).compress_type == 0  # stored
             with wave.open(io.BytesIO(zf.read(path))) as w:
-                assert (w.getframerate(), w.getsampwidth(), w.getnchannels()) == (16000, 2, 1)
+                assert (w.getframerate(), w.getsampwidth(), w.getnchannels()) == (RATE, WIDTH, CHANNELS)
                 pcm = w.readframes(w.getnframes())
             assert hashlib.sha256(pcm).hexdigest() == alice.recordings[rec_id]["pcm_sha256"]
         rows = list(csv.DictReader(io.StringIO(zf.read("voice/transcripts.csv").decode())))

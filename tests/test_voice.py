@@ -10,6 +10,7 @@ from typing import Any
 from conftest import Api, pcm_bytes, receive_json, send_utterance
 
 from backend.keys import STORE
+from contract.audio import CHANNELS, RATE, WIDTH
 
 
 async def record(api: Api, device_token: str, seeds: list[int], *,
@@ -84,7 +85,7 @@ async def test_audio_is_a_valid_wav_of_the_stored_pcm(api: Api) -> None:
         assert rid in resp.headers["Content-Disposition"]
         body = await resp.read()
     with wave.open(io.BytesIO(body), "rb") as wav:
-        assert (wav.getnchannels(), wav.getsampwidth(), wav.getframerate()) == (1, 2, 16000)
+        assert (wav.getnchannels(), wav.getsampwidth(), wav.getframerate()) == (CHANNELS, WIDTH, RATE)
         assert wav.getnframes() == len(pcm_bytes(42)) // 2
         frames = wav.readframes(wav.getnframes())
     assert hashlib.sha256(frames).hexdigest() == hashlib.sha256(pcm_bytes(42)).hexdigest()

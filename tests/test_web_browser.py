@@ -21,6 +21,7 @@ from playwright.async_api import Page, expect
 from privacy_support import Env, Household, add_recordings, household, privacy_env, status
 
 from backend.web.pages import SESSIONS
+from contract.audio import RATE
 from simulator.scenario.interactive import Handoff
 from simulator.scenario.model import bundled_dir, load_scenario
 from simulator.scenario.runner import run_scenario
@@ -213,7 +214,7 @@ async def test_privacy_center_email_code_status_download_and_voice_history(
         tmp_path: Path) -> None:
     async with privacy_env(tmp_path) as env:
         erika = await household(env, "Erika Mustermann", "erika@example.de", recordings=12,
-                                seed=9, samples=16000)
+                                seed=9, samples=RATE)
         base = env.handle.url
         async with browser(tmp_path) as b:
             page = b.page

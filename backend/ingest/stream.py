@@ -62,18 +62,12 @@ from backend.clock import Clock
 from backend.crashpoints import reach
 from backend.errors import BadRequest, Unauthorized
 from backend.ingest.bindings import Binding, lookup_device, lookup_devices, resolve
-from backend.ingest.protocol import (
-    BYTES_PER_SECOND,
-    ErrorMessage,
-    ProtocolError,
-    UtteranceEnd,
-    UtteranceStart,
-    parse_frame,
-    stored_json,
-)
+from backend.ingest.protocol import ProtocolError, parse_frame
 from backend.keys import CLOCK, CONFIG, IDS, METRICS, STATE, STORE
 from backend.storage import StoreClosed, StoreFailed
 from backend.storage.db import Outcome, insert_rows, select_in
+from contract.audio import BYTES_PER_SECOND, CHANNELS, RATE, WIDTH, duration_ms
+from contract.stream import ErrorCode, UtteranceEnd, UtteranceStart, error_json, stored_json
 
 log = logging.getLogger("overheard.ingest")
 
@@ -236,7 +230,7 @@ def budget_of(app: web.Application) -> AudioBudget:
 class StoreRefused(Exception):
     """Raised inside the write when the recording must not be stored; nothing was written."""
 
-    def __init__(self, code: str, message: str, *, fatal: bool = False) -> None:
+    def __init__(self, code: ErrorCode, message: str, *, fatal: bool = False) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
@@ -285,7 +279,8 @@ class RecordingRow:
 _INSERT_RECORDING = (
     "INSERT INTO recordings (recording_id, utterance_id, account_id, device_id, serial,"
     " recorded_at, stored_at, duration_ms, transcript, locale, rate, width, channels,"
-    " pcm_bytes, pcm_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 16000, 2, 1, ?, ?)"
+    " pcm_bytes, pcm_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+    f" {RATE}, {WIDTH}, {CHANNELS}, ?, ?)"
 )
 _INSERT_AUDIO = "INSERT INTO audio (recording_id, pcm) VALUES (?, ?)"
 
@@ -308,11 +303,11 @@ def _decide(rec: RecordingRow, hit: tuple[str, str] | None,
             if hit is not None and hit[1] == account_id:
                 # a retry of something stored before the revocation
                 return hit[0], account_id, device_id, True
-            raise StoreRefused("device_revoked", "this device's token was revoked", fatal=True)
+            raise StoreRefused(ErrorCode.DEVICE_REVOKED, "this device's token was revoked", fatal=True)
         account_id, device_id = current.account_id, current.device_id
     if hit is not None:
         if hit[1] != account_id:
-            raise StoreRefused("utterance_conflict",
+            raise StoreRefused(ErrorCode.UTTERANCE_CONFLICT,
                                "utterance_id is already used by another account's recording")
         return hit[0], account_id, device_id, True
     return rec.recording_id, account_id, device_id, False
@@ -321,7 +316,7 @@ def _decide(rec: RecordingRow, hit: tuple[str, str] | None,
 def _row(rec: RecordingRow, account_id: str, device_id: str, stored_at: str) -> tuple[Any, ...]:
     size = len(rec.pcm)
     return (rec.recording_id, rec.utterance_id, account_id, device_id, rec.binding.serial,
-            rec.recorded_at, stored_at, size * 1000 // BYTES_PER_SECOND, rec.transcript,
+            rec.recorded_at, stored_at, duration_ms(size), rec.transcript,
             rec.locale, size, rec.pcm_sha256.result())
 
 
@@ -437,12 +432,11 @@ class Session:
             if remaining > 0:
                 await asyncio.sleep(remaining)
                 continue
-            self.metrics.inc("overheard_ingest_rejects_total", code="idle_timeout")
+            self.metrics.inc("overheard_ingest_rejects_total", code=ErrorCode.IDLE_TIMEOUT)
             log.info("device %s: idle for %g s; closing", self.binding.device_id,
                      self.idle_timeout)
-            await self._send(ErrorMessage(
-                code="idle_timeout", message=f"no frame for {self.idle_timeout:g} s; closing",
-            ).to_json())
+            await self._send(error_json(
+                ErrorCode.IDLE_TIMEOUT, f"no frame for {self.idle_timeout:g} s; closing"))
             await self.ws.close(code=WSCloseCode.GOING_AWAY, message=b"idle timeout")
             return
 
@@ -478,22 +472,21 @@ class Session:
             log.info("device %s: %s (%s)", self.binding.device_id, exc.code, exc.message)
             if exc.fatal:
                 self.binding.revoked = True
-            return ErrorMessage(code=exc.code, message=exc.message,
-                                utterance_id=pending.utterance_id).to_json(), exc.fatal
+            return error_json(exc.code, exc.message, pending.utterance_id), exc.fatal
         except StoreFailed as exc:
             # Committed, perhaps, but not known to be on the disk: not acknowledged. A resend
             # with the same utterance_id is safe once the server is back.
-            self.metrics.inc("overheard_ingest_rejects_total", code="storage_failed")
+            self.metrics.inc("overheard_ingest_rejects_total", code=ErrorCode.STORAGE_FAILED)
             self.storage_failed = True
-            return ErrorMessage(code="storage_failed", message=f"{exc}; try again later",
-                                utterance_id=pending.utterance_id).to_json(), False
+            return error_json(ErrorCode.STORAGE_FAILED, f"{exc}; try again later",
+                              pending.utterance_id), False
         except StoreClosed:
             return None, False
         except Exception:
             log.exception("storing utterance %s failed", pending.utterance_id)
-            self.metrics.inc("overheard_ingest_rejects_total", code="internal")
-            return ErrorMessage(code="internal", message="storing failed; nothing was stored",
-                                utterance_id=pending.utterance_id).to_json(), False
+            self.metrics.inc("overheard_ingest_rejects_total", code=ErrorCode.INTERNAL)
+            return error_json(ErrorCode.INTERNAL, "storing failed; nothing was stored",
+                              pending.utterance_id), False
         finally:
             self.in_flight.release()
         reach(self.config, "ingest.after_commit")
@@ -505,13 +498,13 @@ class Session:
         return stored_json(pending.utterance_id, recording_id, duplicate), False
 
     # -- frames -------------------------------------------------------------------------
-    def _error(self, code: str, message: str, utterance_id: str | None) -> None:
+    def _error(self, code: ErrorCode, message: str, utterance_id: str | None) -> None:
         self.metrics.inc("overheard_ingest_rejects_total", code=code)
         log.info("device %s: %s (%s)", self.binding.device_id, code, message)
         self.responses.put_nowait(
-            ErrorMessage(code=code, message=message, utterance_id=utterance_id).to_json())
+            error_json(code, message, utterance_id))
 
-    def _discard(self, code: str, message: str, *, skip_rest: bool = True) -> None:
+    def _discard(self, code: ErrorCode, message: str, *, skip_rest: bool = True) -> None:
         """Refuse the open utterance; with ``skip_rest`` its remaining frames are dropped."""
         assert self.open is not None
         uid = self.open.start.utterance_id
@@ -524,18 +517,18 @@ class Session:
         if current is None:
             if not self.skipping:
                 self.skipping, self.skip_id = True, None
-                self._error("binary_before_start",
+                self._error(ErrorCode.BINARY_BEFORE_START,
                             "binary audio arrived before utterance.start", None)
             return
         n = len(data)
         if n > self.max_frame:
-            self._discard("frame_too_large",
+            self._discard(ErrorCode.FRAME_TOO_LARGE,
                           f"binary frame of {n} bytes; at most {self.max_frame} allowed")
         elif n % 2:
-            self._discard("odd_byte_count",
+            self._discard(ErrorCode.ODD_BYTE_COUNT,
                           f"binary frame of {n} bytes; s16le audio needs an even count")
         elif current.size + n > self.max_bytes:
-            self._discard("utterance_too_long",
+            self._discard(ErrorCode.UTTERANCE_TOO_LONG,
                           f"utterance exceeds {self.max_bytes / BYTES_PER_SECOND:g} s of audio")
         else:
             current.chunks.append(data)
@@ -553,13 +546,13 @@ class Session:
                 # Re-registered or deregistered while connected: refuse, then hang up once
                 # this utterance's remaining frames have been read.
                 if self.open is not None:
-                    self._discard("device_revoked", "this device's token was revoked")
-                self._error("device_revoked", "this device's token was revoked",
+                    self._discard(ErrorCode.DEVICE_REVOKED, "this device's token was revoked")
+                self._error(ErrorCode.DEVICE_REVOKED, "this device's token was revoked",
                             msg.utterance_id)
                 self.skipping, self.skip_id = True, msg.utterance_id
                 return
             if self.open is not None:
-                self._discard("start_before_end",
+                self._discard(ErrorCode.START_BEFORE_END,
                               f"utterance.start for {msg.utterance_id} before utterance.end of "
                               f"{self.open.start.utterance_id}; the open utterance is discarded")
             self.skipping, self.skip_id = False, None
@@ -570,7 +563,7 @@ class Session:
     def _on_bad_frame(self, exc: ProtocolError) -> None:
         if exc.kind == "utterance.start":
             if self.open is not None:
-                self._discard("start_before_end", "utterance.start before utterance.end; the "
+                self._discard(ErrorCode.START_BEFORE_END, "utterance.start before utterance.end; the "
                               "open utterance is discarded")
             self._error(exc.code, exc.message, exc.utterance_id)
             # Its chunks and end follow; drop them without another answer.
@@ -598,12 +591,12 @@ class Session:
                 self.skipping, self.skip_id = False, None  # the end of a refused utterance
                 return
             self.skipping, self.skip_id = False, None
-            self._error("end_without_start", f"utterance.end for {uid} without utterance.start",
+            self._error(ErrorCode.END_WITHOUT_START, f"utterance.end for {uid} without utterance.start",
                         uid)
             return
         self.open = None
         if current.start.utterance_id != uid:
-            self._error("end_without_start",
+            self._error(ErrorCode.END_WITHOUT_START,
                         f"utterance.end for {uid} while {current.start.utterance_id} is open; "
                         "the open utterance is discarded", uid)
             return
@@ -630,7 +623,7 @@ class Session:
             if not isinstance(exc, StoreFailed):
                 raise
             # The disk failed a sync earlier: nothing is taken any more; the stream closes.
-            self._error("storage_failed", f"{exc}; try again later", uid)
+            self._error(ErrorCode.STORAGE_FAILED, f"{exc}; try again later", uid)
             self.storage_failed = True
             return
         # Room is freed at the commit itself, not when this stream's sender gets to the ack.

@@ -5,7 +5,7 @@
     intake.py     POST /v1/privacy/requests, .../verify, GET .../{id} (requester)
     ops.py        the operator console: queue, account search, assign/approve/deny/revoke
     export.py     the job queue and bounded worker pool; resumable after a crash
-    package.py    the streaming zip builder (layout in DESIGN.md)
+    package.py    the streaming zip builder (layout: contract.package)
     delivery.py   signed, expiring links and GET /v1/privacy/downloads/{token}
     erasure.py    delete a subject's voice data and prove it is gone
     outbox.py     the simulated mail, GET /v1/outbox (admin)

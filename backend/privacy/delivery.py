@@ -50,7 +50,6 @@ from aiohttp.abc import AbstractStreamWriter
 from backend import auditlog
 from backend.alerts import raise_alert
 from backend.auth import authenticate, bearer
-from backend.clock import parse_rfc3339, rfc3339
 from backend.config import Config
 from backend.errors import ApiError, json_error
 from backend.faults import FaultBoard
@@ -59,6 +58,7 @@ from backend.ids import IdGen, token_hash
 from backend.keys import CLOCK, CONFIG, FAULTS, IDS, METRICS, STATE, STORE
 from backend.logsafe import SECRET_PATH_PREFIXES
 from backend.openapi import document
+from contract.rfc3339 import parse_rfc3339, rfc3339
 
 log = logging.getLogger("overheard.privacy.delivery")
 routes = Routes()

@@ -39,7 +39,6 @@ import os
 import shutil
 import threading
 import time
-import wave
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -62,7 +61,6 @@ from backend.metrics import Metrics
 from backend.privacy import delivery, outbox
 from backend.privacy.erasure import erase
 from backend.privacy.package import (
-    SAFE_ID,
     PackageAborted,
     PackageResult,
     Recording,
@@ -80,7 +78,8 @@ from backend.privacy.state import (
 )
 from backend.storage import Store
 from backend.storage.db import connect
-from backend.wav import pcm_to_wav
+from contract.audio import pcm_to_wav, read_wav
+from contract.package import SAFE_ID
 
 log = logging.getLogger("overheard.privacy.export")
 
@@ -283,12 +282,10 @@ def iter_staged(staging: Path) -> Iterator[Recording]:
             rows.append((json.loads(side.read_text(encoding="utf-8")), side.with_suffix(".wav")))
     rows.sort(key=lambda r: (r[0]["recorded_at"], r[0]["recording_id"]))
     for meta, wav_path in rows:
-        with wave.open(str(wav_path), "rb") as w:
-            pcm = w.readframes(w.getnframes())
-            rate, width, channels = w.getframerate(), w.getsampwidth(), w.getnchannels()
+        wav = read_wav(str(wav_path))
         yield Recording(meta["recording_id"], meta["account_id"], meta["device_id"],
                         meta["recorded_at"], meta["duration_ms"], meta["transcript"],
-                        rate, width, channels, pcm)
+                        wav.rate, wav.width, wav.channels, wav.pcm)
 
 
 def iter_recordings(db: sqlite_utils.Database, where: str, account_id: str) -> Iterator[Recording]:

@@ -42,7 +42,6 @@ from backend import auditlog
 from backend.accounts import TEXT_PATTERN
 from backend.alerts import raise_alert
 from backend.auth import Principal, authenticate, bearer
-from backend.clock import rfc3339
 from backend.config import Config
 from backend.emails import Email
 from backend.errors import (
@@ -70,6 +69,7 @@ from backend.privacy.state import (
     result_of,
     update_request,
 )
+from contract.rfc3339 import rfc3339
 
 routes = Routes()
 

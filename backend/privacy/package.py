@@ -1,15 +1,6 @@
 """The access package: a zip streamed to disk entry by entry, never held in memory.
 
-Layout (the contract in DESIGN.md)::
-
-    manifest.json            format, request, subject, counts, and per file: path, sha256,
-                             bytes, recording_id, owner account_id as stored
-    README.txt
-    index.html               players and transcripts (escaped by jinja2)
-    account/profile.json
-    devices/devices.csv
-    voice/transcripts.csv
-    voice/recordings/<recording_id>.wav
+The layout, its entry names and the manifest's fields are :mod:`contract.package`.
 
 WAVs are ZIP_STORED (PCM does not compress and deflate would cost most of the build
 time); text is deflated. Entry names are made here from server-assigned ids, never from
@@ -26,7 +17,6 @@ import io
 import json
 import os
 import queue
-import re
 import threading
 import zipfile
 from collections import Counter
@@ -39,11 +29,22 @@ from typing import IO, Any
 import jinja2
 
 from backend.files import open_private
-from backend.wav import wav_header
-
-FORMAT = "overheard-access-package/1"
-SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,80}")
-"""Server-assigned ids look like this; anything else never becomes part of an entry name."""
+from contract.audio import wav_header
+from contract.package import (
+    DEVICE_COLUMNS,
+    DEVICES,
+    INDEX,
+    MANIFEST,
+    PROFILE,
+    README,
+    TRANSCRIPT_COLUMNS,
+    TRANSCRIPTS,
+    Manifest,
+    ManifestCounts,
+    ManifestFile,
+    ManifestSubject,
+    recording_entry_name,
+)
 
 _templates = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
@@ -83,9 +84,9 @@ class Entry:
     """The owner as stored in the backend's tables."""
     recording_id: str | None = None
 
-    def manifest(self) -> dict[str, Any]:
-        return {"path": self.path, "sha256": self.sha256, "bytes": self.bytes,
-                "recording_id": self.recording_id, "account_id": self.account_id}
+    def manifest(self) -> ManifestFile:
+        return ManifestFile(path=self.path, sha256=self.sha256, bytes=self.bytes,
+                            recording_id=self.recording_id, account_id=self.account_id)
 
 
 @dataclass
@@ -103,12 +104,6 @@ class PackageResult:
 
 class PackageAborted(Exception):
     """The build was told to stop (shutdown); the partial file is discarded."""
-
-
-def recording_entry_name(recording_id: str, index: int) -> str:
-    if SAFE_ID.fullmatch(recording_id):
-        return f"voice/recordings/{recording_id}.wav"
-    return f"voice/recordings/recording-{index:06d}.wav"
 
 
 class PackageWriter:
@@ -313,37 +308,32 @@ def write_access_package(
                 })
                 on_item(index + 1)
 
-            writer.add_bytes("README.txt", _templates.get_template("README.txt.j2").render(
+            writer.add_bytes(README, _templates.get_template("README.txt.j2").render(
                 request_id=request_id, subject=subject.profile, generated_at=generated_at,
                 recordings_count=len(rows)).encode(), owner=sub)
-            writer.add_chunks("index.html", _templates.get_template("index.html.j2").generate(
+            writer.add_chunks(INDEX, _templates.get_template("index.html.j2").generate(
                 lang=str(subject.profile.get("locale", "en"))[:2] or "en",
                 subject=subject.profile, request_id=request_id, generated_at=generated_at,
                 devices=subject.devices, recordings=rows, recordings_count=len(rows),
             ), owner=sub)
-            writer.add_bytes("account/profile.json", json.dumps(
+            writer.add_bytes(PROFILE, json.dumps(
                 subject.profile, ensure_ascii=False, indent=2, sort_keys=True).encode(), owner=sub)
-            writer.add_bytes("devices/devices.csv", _csv(
-                ["device_id", "serial", "model", "room", "registered_at", "deregistered_at"],
-                subject.devices).encode(), owner=sub)
-            writer.add_bytes("voice/transcripts.csv", _csv(
-                ["recording_id", "device", "recorded_at", "duration_ms", "transcript", "file"],
-                ({**r, "device": r["device_id"]} for r in rows)).encode(), owner=sub)
+            writer.add_bytes(DEVICES, _csv(DEVICE_COLUMNS, subject.devices).encode(), owner=sub)
+            writer.add_bytes(TRANSCRIPTS, _csv(
+                TRANSCRIPT_COLUMNS, ({**r, "device": r["device_id"]} for r in rows)).encode(), owner=sub)
 
-            manifest = {
-                "format": FORMAT,
-                "request_id": request_id,
-                "account_id": sub,
-                "subject": {"account_id": sub, "name": subject.profile.get("name"),
-                            "email": subject.profile.get("email")},
-                "generated_at": generated_at,
-                "counts": {"recordings": len(rows), "devices": len(subject.devices),
-                           "files": len(writer.entries),
-                           "bytes": sum(e.bytes for e in writer.entries)},
-                "files": [e.manifest() for e in writer.entries],
-            }
+            manifest = Manifest(
+                request_id=request_id, account_id=sub,
+                subject=ManifestSubject(account_id=sub, name=subject.profile.get("name"),
+                                        email=subject.profile.get("email")),
+                generated_at=generated_at,
+                counts=ManifestCounts(recordings=len(rows), devices=len(subject.devices),
+                                      files=len(writer.entries),
+                                      bytes=sum(e.bytes for e in writer.entries)),
+                files=[e.manifest() for e in writer.entries],
+            ).model_dump(mode="json")
             manifest_bytes = json.dumps(manifest, ensure_ascii=False, indent=1).encode()
-            writer.add_bytes("manifest.json", manifest_bytes, owner=sub)
+            writer.add_bytes(MANIFEST, manifest_bytes, owner=sub)
             writer.close()
         finally:
             prefetch.close()
@@ -353,7 +343,7 @@ def write_access_package(
                          hashlib.sha256(manifest_bytes).hexdigest(), len(rows), owners)
 
 
-def _csv(columns: list[str], rows: Iterable[dict[str, Any]]) -> str:
+def _csv(columns: tuple[str, ...], rows: Iterable[dict[str, Any]]) -> str:
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\r\n")
     w.writeheader()

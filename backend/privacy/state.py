@@ -23,7 +23,7 @@ from typing import Any, Literal
 import sqlite_utils
 from aiohttp import web
 
-from backend.clock import parse_rfc3339, rfc3339
+from contract.rfc3339 import parse_rfc3339, rfc3339
 
 Status = Literal["identity_unverified", "pending", "approved", "in_processing", "complete",
                  "denied", "canceled", "error"]

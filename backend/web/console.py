@@ -18,7 +18,6 @@ from aiohttp import web
 
 from backend.alerts import read_alerts
 from backend.auth import resolve_token
-from backend.clock import parse_rfc3339
 from backend.errors import BadRequest, NotFound
 from backend.keys import CLOCK, FAULTS, STORE
 from backend.privacy import ops
@@ -34,6 +33,7 @@ from backend.web.pages import (
     sign_out,
 )
 from backend.web.sessions import Session
+from contract.rfc3339 import parse_rfc3339
 
 routes = web.RouteTableDef()
 

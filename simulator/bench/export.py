@@ -35,13 +35,12 @@ from backend.config import Config
 from backend.ids import new_token, token_hash
 from backend.storage import Store
 from backend.storage.db import connect
+from contract.audio import CHANNELS, RATE, WIDTH, duration_ms
 from simulator.bench.ingest import proc_status_kb
 
 ACCOUNT = "acc_bench_export"
 DEVICE = "dev_bench_export"
 SERIAL = "BENCH-EXPORT-1"
-RATE = 16000
-WIDTH = 2
 
 
 @dataclass
@@ -104,9 +103,9 @@ def seed(data: Path, recordings: int, pool: list[bytes]) -> tuple[str, int]:
                 rows.append({
                     "recording_id": rid, "utterance_id": f"utt-bench-{k}", "account_id": ACCOUNT,
                     "device_id": DEVICE, "serial": SERIAL, "recorded_at": recorded,
-                    "stored_at": recorded, "duration_ms": len(pcm) * 1000 // (RATE * WIDTH),
+                    "stored_at": recorded, "duration_ms": duration_ms(len(pcm)),
                     "transcript": f"Alexa, wie wird das Wetter morgen in Köln? ({k})",
-                    "locale": "de-DE", "rate": RATE, "width": WIDTH, "channels": 1,
+                    "locale": "de-DE", "rate": RATE, "width": WIDTH, "channels": CHANNELS,
                     "pcm_bytes": len(pcm), "pcm_sha256": hashlib.sha256(pcm).hexdigest(),
                 })
                 blobs.append({"recording_id": rid, "pcm": pcm})

@@ -46,8 +46,9 @@ import aiohttp
 from aiohttp import web
 from tqdm import tqdm
 
-RATE = 16000
-WIDTH = 2
+from contract.audio import CHANNELS, RATE, WIDTH, duration_ms
+from contract.stream import end_json, start_json, stored_json
+
 FRAME_LIMIT = 64 * 1024
 """Largest binary frame the device protocol allows."""
 
@@ -293,13 +294,9 @@ class _Drive:
         script = []
         for k, uid in enumerate(mine):
             pcm = self.pool[(n + k) % len(self.pool)]
-            start = json.dumps({
-                "type": "utterance.start", "utterance_id": uid,
-                "recorded_at": f"2024-05-01T08:{k // 60 % 60:02d}:{k % 60:02d}.000Z",
-                "audio": {"rate": RATE, "width": WIDTH, "channels": 1}})
+            start = start_json(uid, f"2024-05-01T08:{k // 60 % 60:02d}:{k % 60:02d}.000Z")
             chunks = [pcm[i:i + FRAME_LIMIT] for i in range(0, len(pcm), FRAME_LIMIT)]
-            end = json.dumps({"type": "utterance.end", "utterance_id": uid,
-                              "transcript": "wie wird das Wetter morgen", "locale": "de-DE"})
+            end = end_json(uid, "wie wird das Wetter morgen", "de-DE")
             script.append((start, chunks, end, len(pcm)))
         return script
 
@@ -377,9 +374,7 @@ async def _sink(request: web.Request) -> web.WebSocketResponse:
             frame = json.loads(msg.data)
             if frame.get("type") == "utterance.end":
                 uid = frame["utterance_id"]
-                await ws.send_str(json.dumps({"type": "utterance.stored", "utterance_id": uid,
-                                              "recording_id": "rec_" + uid[:8],
-                                              "duplicate": False}))
+                await ws.send_str(stored_json(uid, "rec_" + uid[:8], False))
     return ws
 
 
@@ -427,8 +422,8 @@ def storage_floor(path: Path, utterances: int, pool: Sequence[bytes], *, batch: 
             rid = f"rec_{k:020d}"
             rows.append((rid, ids[k], "acc_floor", "dev_floor", "SN-FLOOR",
                          "2024-05-01T08:00:00.000Z", "2024-05-01T08:00:00.000Z",
-                         len(pcm) * 1000 // (RATE * WIDTH), "wie wird das Wetter morgen", "de-DE",
-                         RATE, WIDTH, 1, len(pcm), "0" * 64))
+                         duration_ms(len(pcm)), "wie wird das Wetter morgen", "de-DE",
+                         RATE, WIDTH, CHANNELS, len(pcm), "0" * 64))
             blobs.append((rid, pcm))
             audio += len(pcm)
         conn.execute("BEGIN IMMEDIATE")

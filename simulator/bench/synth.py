@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from time import perf_counter  # measuring, not simulating: the only clock read here
 
+from contract.audio import BYTES_PER_SECOND
 from simulator.world.audio import VoiceEngine
 from simulator.world.households import HouseholdSpec, Utterance, World
 from simulator.world.speech import RENDERS
@@ -96,7 +97,7 @@ def run(utterances: int = 20_000, households: int = 50, seed: int = 1, locale: s
         warm, _ = _synthesise(utts)
         floor = _floor(utts)
     speakers = sum(len(h.members) for h in world.households)
-    return SynthFigures(voice, len(utts), speakers, total / 32000, text, cold, disk, warm, floor,
+    return SynthFigures(voice, len(utts), speakers, total / BYTES_PER_SECOND, text, cold, disk, warm, floor,
                         rendered)
 
 

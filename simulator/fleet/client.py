@@ -1,4 +1,4 @@
-"""An async HTTP client for the backend's API (DESIGN.md's table), one thin method per route.
+"""An async HTTP client for the backend's API (as ``/openapi.json`` lists it): one method per route.
 
 ::
 

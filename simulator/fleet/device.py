@@ -33,17 +33,14 @@ from typing import Any
 
 import aiohttp
 
+from contract.audio import BYTES_PER_SECOND
+from contract.stream import PATH, RETRYABLE, end_json, start_json
 from simulator.fleet.ledger import Ledger, LedgerEntry, Outcome, pcm_sha256
-from simulator.world.audio import BYTES_PER_SECOND, CHANNELS, RATE, WIDTH
 from simulator.world.households import Utterance
 
 log = logging.getLogger("overheard.device")
 
-STREAM_PATH = "/v1/device/stream"
-
-
-RETRYABLE = frozenset({"storage_failed"})
-"""Error codes after which an utterance may or may not be stored: resent, never ``fail``."""
+STREAM_PATH = PATH
 
 
 @dataclass(frozen=True)
@@ -54,7 +51,7 @@ class DeviceOptions:
     """Utterances sent and not yet acknowledged, at most (the backend allows 32)."""
     chunk_min: int = 3200
     """Smallest PCM chunk in bytes (100 ms); sizes are multiples of 320 bytes (10 ms)."""
-    chunk_max: int = 16000
+    chunk_max: int = BYTES_PER_SECOND // 2
     """Largest PCM chunk in bytes (500 ms); at most 64 KiB per frame on the wire."""
     realtime: bool = False
     """Pace the audio as a microphone would: a chunk of 300 ms takes 300 ms to send."""
@@ -257,11 +254,7 @@ class StreamingDevice:
 
     async def _send(self, ws: aiohttp.ClientWebSocketResponse, p: _Pending, attempt: int) -> None:
         u = p.utt
-        await ws.send_str(json.dumps({
-            "type": "utterance.start", "utterance_id": u.utterance_id,
-            "recorded_at": u.recorded_at_iso,
-            "audio": {"rate": RATE, "width": WIDTH, "channels": CHANNELS},
-        }))
+        await ws.send_str(start_json(u.utterance_id, u.recorded_at_iso))
         chunks = self._chunks(p.pcm)
         for i, chunk in enumerate(chunks):
             if self.drop is not None and self.drop(u, i, len(chunks), attempt):
@@ -270,10 +263,7 @@ class StreamingDevice:
             await ws.send_bytes(chunk)
             if self.options.realtime:
                 await asyncio.sleep(len(chunk) / BYTES_PER_SECOND)
-        await ws.send_str(json.dumps({
-            "type": "utterance.end", "utterance_id": u.utterance_id,
-            "transcript": u.transcript, "locale": u.locale,
-        }, ensure_ascii=False))
+        await ws.send_str(end_json(u.utterance_id, u.transcript, u.locale))
         if self.drop is not None and self.drop(u, len(chunks), len(chunks), attempt):
             await ws.close()
             raise _Dropped("test hook dropped the connection before the ack")

@@ -39,7 +39,6 @@ import hashlib
 import io
 import json
 import stat
-import wave
 import zipfile
 import zlib
 from collections import Counter, defaultdict
@@ -49,11 +48,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from contract.audio import read_wav
+from contract.package import MANIFEST, PROFILE, TRANSCRIPTS
 from simulator.fleet.ledger import DownloadRecord, LedgerEntry, read_records
 
-MANIFEST = "manifest.json"
-PROFILE = "account/profile.json"
-TRANSCRIPTS = "voice/transcripts.csv"
 SAMPLES_PER_LEAK = 5
 _METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
 
@@ -313,7 +311,7 @@ class PackageAudit:
         return 1 if findings else 0
 
     def to_dict(self, files: bool = False) -> dict[str, Any]:
-        """The ``packages`` entry of report.json (DESIGN.md), plus this package's leaks."""
+        """The ``packages`` entry of report.json, plus this package's leaks."""
         out: dict[str, Any] = {
             "request_id": self.request_id,
             "subject_household": self.subject_household,
@@ -412,14 +410,12 @@ class _Reader:
 def wav_pcm_sha256(data: bytes) -> tuple[str | None, str | None]:
     """(sha256 of the PCM frames, why not readable)."""
     try:
-        with wave.open(io.BytesIO(data), "rb") as w:
-            expected = w.getnframes() * w.getsampwidth() * w.getnchannels()
-            frames = w.readframes(w.getnframes())
-    except (wave.Error, EOFError, ValueError) as exc:
+        wav = read_wav(data)
+    except ValueError as exc:  # WavError, or a header wave cannot take
         return None, f"not a readable WAV: {exc}"
-    pcm = hashlib.sha256(frames).hexdigest()
-    if len(frames) < expected:
-        return pcm, f"truncated WAV: {len(frames)} of {expected} PCM bytes"
+    pcm = hashlib.sha256(wav.pcm).hexdigest()
+    if len(wav.pcm) < wav.declared_bytes:
+        return pcm, f"truncated WAV: {len(wav.pcm)} of {wav.declared_bytes} PCM bytes"
     return pcm, None
 
 

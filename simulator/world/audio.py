@@ -25,19 +25,18 @@ bytes. Nothing here reads the global ``random`` module or the clock.
 from __future__ import annotations
 
 import hashlib
-import io
 import math
 import random
 import unicodedata
 import warnings
-import wave
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal, Protocol
 
-from backend.wav import pcm_to_wav
+from contract.audio import BYTES_PER_SECOND, CHANNELS, RATE, WIDTH, pcm_to_wav, read_wav
+from contract.audio import duration_ms as _duration_ms
 from simulator.world.speech import LANGUAGES, RENDERS, VARIANTS, EspeakVoice
 
 with warnings.catch_warnings():
@@ -50,12 +49,7 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="Couldn't find ffmpeg or avconv", category=RuntimeWarning)
     from pydub import AudioSegment
 
-RATE = 16000
-"""Samples per second."""
-WIDTH = 2
-"""Bytes per sample (signed 16-bit little endian)."""
-CHANNELS = 1
-BYTES_PER_SECOND = RATE * WIDTH * CHANNELS
+__all__ = ["BYTES_PER_SECOND", "CHANNELS", "RATE", "WIDTH"]  # the format, for this room's users
 
 VoiceKind = Literal["male", "female", "child"]
 
@@ -472,8 +466,8 @@ def make_voice(profile: VoiceProfile, locale: str, kind: VoiceKind,
 
 
 def duration_ms(pcm: bytes) -> int:
-    """Length of 16 kHz mono s16le ``pcm`` in milliseconds."""
-    return len(pcm) * 1000 // BYTES_PER_SECOND
+    """Length of ``pcm`` in milliseconds."""
+    return _duration_ms(len(pcm))
 
 
 def pcm_to_wav_bytes(pcm: bytes, rate: int = RATE, width: int = WIDTH,
@@ -484,5 +478,5 @@ def pcm_to_wav_bytes(pcm: bytes, rate: int = RATE, width: int = WIDTH,
 
 def wav_to_pcm(data: bytes) -> tuple[bytes, int, int, int]:
     """The PCM frames of a WAV file and its (rate, width, channels)."""
-    with wave.open(io.BytesIO(data), "rb") as w:
-        return w.readframes(w.getnframes()), w.getframerate(), w.getsampwidth(), w.getnchannels()
+    wav = read_wav(data)
+    return wav.pcm, wav.rate, wav.width, wav.channels

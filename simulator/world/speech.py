@@ -53,6 +53,8 @@ with warnings.catch_warnings():
 import espeakng_loader
 import platformdirs
 
+from contract.audio import RATE
+
 
 class SpeechError(RuntimeError):
     """eSpeak NG could not be loaded or could not render (missing data, refused voice)."""
@@ -64,7 +66,7 @@ CACHE_ENV = "OVERHEARD_CACHE_DIR"
 RENDER_VERSION = 2
 """Part of every cache key: bump it when a render of the same voice and text changes."""
 
-OUT_RATE = 16000
+OUT_RATE = RATE
 ESPEAK_RATE = 22050
 _VOLUME = 60
 """eSpeak NG's volume (0-200): low enough that its gain control never engages."""
