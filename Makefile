@@ -47,12 +47,15 @@ chromium:
 wheel-check: | $(BIN)/python
 	sh .ci/wheel-check "$(PYTHON)"
 
+# mypy reads its scope (contract/ and backend/, strict) from pyproject.toml.
 test: $(TESTDEPS) chromium
-	$(BIN)/ruff check backend simulator tests
+	$(BIN)/ruff check backend contract simulator tests
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 lint: $(TESTDEPS)
-	$(BIN)/ruff check backend simulator tests
+	$(BIN)/ruff check backend contract simulator tests
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -37,16 +37,20 @@ def _switches_model(kind: str, table: dict[str, Spec]) -> type[BaseModel]:
     variants: list[type[BaseModel]] = []
     for name, spec in table.items():
         title = "".join(w.capitalize() for w in re.split(r"[._]", name))
-        params = create_model(f"{title}Params", __base__=Strict,
-                              **{p: (Any, Field(default=None, description=d))
-                                 for p, d in spec.params.items()})
-        variants.append(create_model(
-            f"{title}Switch", __base__=Strict, __doc__=spec.summary,
-            name=(Literal[name], ...), enabled=(bool, True),
-            params=(params, Field(default_factory=params))))  # type: ignore[call-overload]
-    item = Annotated[Union[tuple(variants)], Field(discriminator="name")]  # type: ignore[valid-type]  # noqa: UP007
-    return create_model(f"{kind.capitalize()}SwitchesIn", __base__=Strict,
-                        switches=(list[item], ...))  # type: ignore[valid-type]
+        # Built at run time from the catalogue, so the field types are values here: the
+        # dicts are typed ``Any`` for that reason, and pydantic checks them as it builds.
+        param_fields: dict[str, Any] = {p: (Any, Field(default=None, description=d))
+                                        for p, d in spec.params.items()}
+        params = create_model(f"{title}Params", __base__=Strict, **param_fields)
+        switch_fields: dict[str, Any] = {
+            "name": (Literal.__getitem__(name), ...), "enabled": (bool, True),
+            "params": (params, Field(default_factory=params))}
+        variants.append(create_model(f"{title}Switch", __base__=Strict, __doc__=spec.summary,
+                                     **switch_fields))
+    one_of: Any = Union.__getitem__(tuple(variants))
+    item: Any = Annotated[one_of, Field(discriminator="name")]
+    model_fields: dict[str, Any] = {"switches": (list[item], ...)}
+    return create_model(f"{kind.capitalize()}SwitchesIn", __base__=Strict, **model_fields)
 
 
 SWITCHES_IN = {"fault": _switches_model("fault", FAULT_SPECS),
@@ -172,7 +176,7 @@ async def apply_switches(app: web.Application, kind: str, body: Any) -> list[dic
     now = app[CLOCK].iso()
     await app[STORE].write(lambda db: auditlog.append(
         db, at=now, actor="admin", action=f"{kind}s.changed", detail={"switches": changed}))
-    return board.snapshot(kind)  # type: ignore[no-any-return]
+    return board.snapshot(kind)
 
 
 def _switch_routes(kind: str) -> None:

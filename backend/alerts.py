@@ -22,7 +22,7 @@ def raise_alert(
     account_id: str | None = None,
 ) -> None:
     """Record an alert and its audit entry; call inside a write transaction."""
-    db["alerts"].insert({
+    db.table("alerts").insert({
         "alert_id": alert_id, "at": at, "guard": guard, "request_id": request_id,
         "account_id": account_id, "summary": summary,
         "detail": json.dumps(detail, ensure_ascii=False, sort_keys=True),

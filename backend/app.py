@@ -24,7 +24,7 @@ from backend.files import private_dir, tighten, write_private
 from backend.http import MAX_BODY
 from backend.ids import IdGen
 from backend.ingest import setup as setup_ingest
-from backend.keys import CLOCK, CONFIG, FAULTS, IDS, LIVE, METRICS, STATE, STORE
+from backend.keys import CLOCK, CONFIG, FAULTS, IDS, LIVE, METRICS, STORE
 from backend.metrics import Metrics
 from backend.privacy import setup as setup_privacy
 from backend.storage import Store
@@ -44,19 +44,16 @@ def resolve_config(config: Config) -> Config:
     tightened = tighten(data)
     if tightened:
         log.warning("data dir %s: %d file modes tightened to owner-only", data, tightened)
-    changes: dict[str, object] = {}
-    token = config.admin_token
-    if not token:
-        token = changes["admin_token"] = _secret_file(
-            data / "admin-token", lambda: "adm_" + secrets.token_urlsafe(32))
+    token = config.admin_token or _secret_file(
+        data / "admin-token", lambda: "adm_" + secrets.token_urlsafe(32))
     if len(token) < MIN_ADMIN_TOKEN:
         raise ConfigError(f"the admin token has {len(token)} characters; at least "
                           f"{MIN_ADMIN_TOKEN} are required")
-    if not config.link_secret:
-        changes["link_secret"] = _secret_file(data / "link-secret", lambda: secrets.token_hex(32)).encode()
-    if not changes:
+    link_secret = config.link_secret or _secret_file(
+        data / "link-secret", lambda: secrets.token_hex(32)).encode()
+    if (token, link_secret) == (config.admin_token, config.link_secret):
         return config
-    return replace(config, **changes)  # type: ignore[arg-type]
+    return replace(config, admin_token=token, link_secret=link_secret)
 
 
 def _secret_file(path: Path, make: Callable[[], str]) -> str:
@@ -77,7 +74,6 @@ def create_app(config: Config) -> web.Application:
     app[IDS] = IdGen(config.id_seed)
     app[FAULTS] = FaultBoard(config.faults, config.guards)
     app[METRICS] = Metrics()
-    app[STATE] = {}
     app.cleanup_ctx.append(_store_ctx)
     meta.setup(app)
     admin.setup(app)

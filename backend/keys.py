@@ -1,8 +1,12 @@
-"""Typed application keys: every long-lived object the app holds, in one place."""
+"""Typed application keys for the objects every part of the app shares.
+
+A subsystem's own objects (caches, budgets, task sets) have their keys in its module and
+are made in its ``setup``.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -12,7 +16,6 @@ from backend.ids import IdGen
 from backend.storage import Store
 
 if TYPE_CHECKING:
-    from backend.auditlog import AuditLog
     from backend.faults import FaultBoard
     from backend.metrics import Metrics
 
@@ -24,6 +27,3 @@ CLOCK = web.AppKey("clock", Clock)
 IDS = web.AppKey("ids", IdGen)
 FAULTS: web.AppKey[FaultBoard] = web.AppKey("faults")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
-AUDIT: web.AppKey[AuditLog] = web.AppKey("audit")
-STATE = web.AppKey("state", dict[str, Any])
-"""Per-subsystem mutable state (caches, task sets), keyed by subsystem name."""

@@ -33,7 +33,7 @@ async def serve(config: Config, host: str, port: int, *, ready_line: bool = True
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
     await site.start()
-    bound = site._server.sockets[0].getsockname()  # type: ignore[union-attr]
+    bound = runner.addresses[0]
     url = f"http://{_host_for_url(host)}:{bound[1]}"
     if ready_line:
         print(f"listening on {url}", flush=True)

@@ -43,6 +43,7 @@ import random
 import sqlite3
 import zipfile
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,10 +88,8 @@ class StoreState:
     info_absent: int = 0
 
 
-def read_store(db_path: Path, history: dict[str, LedgerEntry]) -> StoreState:
-    """Check the store on its own and against ``history`` (utterance_id → last entry)."""
-    state = StoreState()
-    bad = state.anomalies.append
+def _load_store(db_path: Path, bad: Callable[[str], None]) -> list[tuple[Any, ...]]:
+    """The store's recordings with their audio, after its own consistency checks."""
     conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     try:
         integrity = conn.execute("PRAGMA integrity_check").fetchone()[0]
@@ -104,11 +103,17 @@ def read_store(db_path: Path, history: dict[str, LedgerEntry]) -> StoreState:
             " WHERE r.recording_id IS NULL").fetchone()[0]
         if orphans or blobs:
             bad(f"half-stored: {orphans} recordings without audio, {blobs} audio without row")
-        rows = conn.execute(
+        return conn.execute(
             "SELECT r.utterance_id, r.recording_id, r.account_id, r.pcm_sha256, r.pcm_bytes,"
             " a.pcm FROM recordings r JOIN audio a USING (recording_id)").fetchall()
     finally:
         conn.close()
+
+
+def _check_rows(rows: list[tuple[Any, ...]], history: dict[str, LedgerEntry],
+                state: StoreState) -> None:
+    """Each stored row: once per utterance, its audio intact, sent by a device as stored."""
+    bad = state.anomalies.append
     per_utterance = Counter(r[0] for r in rows)
     for uid, n in per_utterance.items():
         if n > 1:
@@ -123,6 +128,11 @@ def read_store(db_path: Path, history: dict[str, LedgerEntry]) -> StoreState:
         elif (account, digest) != (entry.account_id, entry.pcm_sha256):
             bad(f"{rid}: stored as ({account}, {digest[:12]}), sent as "
                 f"({entry.account_id}, {entry.pcm_sha256[:12]})")
+
+
+def _check_history(history: dict[str, LedgerEntry], state: StoreState) -> None:
+    """Each sent utterance: acknowledged ones stored, refused ones not, the rest counted."""
+    bad = state.anomalies.append
     for uid, entry in history.items():
         hit = state.stored.get(uid)
         if entry.outcome == "ok":
@@ -137,6 +147,14 @@ def read_store(db_path: Path, history: dict[str, LedgerEntry]) -> StoreState:
                 state.info_absent += 1
             else:
                 state.info_stored += 1
+
+
+def read_store(db_path: Path, history: dict[str, LedgerEntry]) -> StoreState:
+    """Check the store on its own and against ``history`` (utterance_id → last entry)."""
+    state = StoreState()
+    rows = _load_store(db_path, state.anomalies.append)
+    _check_rows(rows, history, state)
+    _check_history(history, state)
     return state
 
 
@@ -231,6 +249,114 @@ def crash_n(point: str, rng: random.Random, utts: list[Utterance], devices: int,
     return 1  # export.before_release: the first package built
 
 
+async def _run_until_crash(server: ServerProcess, point: str, world: World,
+                           first: list[Utterance], later: list[Utterance], seed: int,
+                           history: History, requested_at: dict[str, int]
+                           ) -> tuple[dict[str, Any], dict[str, tuple[str, str]]]:
+    """Run 1: ``first`` streamed and acknowledged, then ``later`` streamed (and, at an
+    export point, every household of ``first`` asks for its data) until the crash point is
+    reached; the server is killed there. The registrations and the access requests."""
+    exporting = point.startswith("export.")
+    async with Client(server.handle.url, ADMIN) as client:
+        regs = await register_world(client, world.households)
+        if first:
+            # Acknowledged before the crash run (and, for exports, before any request).
+            ledger = Ledger()
+            await stream(server.handle.url, pair_with_devices(first, regs), ledger,
+                         seed=seed, options=RETRY)
+            assert ledger.counts()["ok"] == len(first), ledger.counts()
+            history.merge(ledger)
+        ledger = Ledger()
+        fleet = asyncio.create_task(stream(server.handle.url, pair_with_devices(later, regs),
+                                           ledger, seed=seed, options=NO_RETRY))
+        requests: dict[str, tuple[str, str]] = {}
+        if exporting:
+            for key in sorted({u.household for u in first}):
+                token = regs[key].user_token
+                req = await client.privacy_request("access", user_token=token)
+                requests[req["request_id"]] = (key, token)
+                requested_at[req["request_id"]] = history.tick
+        reached = asyncio.create_task(wait_reached(server, point))
+        done, _ = await asyncio.wait({reached, fleet}, timeout=REACH_TIMEOUT,
+                                     return_when=asyncio.FIRST_COMPLETED)
+        assert reached in done, f"{point} was never reached"
+        reached.result()
+        # Paused mid-build: that request has no link, and nothing served is partial.
+        for rid, (_key, token) in requests.items():
+            st = await client.get_privacy_request(rid, token=token)
+            if st["status"] != "complete":
+                assert "download_url" not in st, st
+        await kill(server)
+        await fleet
+        history.merge(ledger)
+    return regs, requests
+
+
+async def _resend(server: ServerProcess, utts: list[Utterance], regs: dict[str, Any],
+                  history: History, seed: int, state: StoreState) -> list[str]:
+    """The devices resend what was not acknowledged: all of it is acknowledged now, and
+    exactly the unacknowledged recordings that were stored come back as duplicates."""
+    again = [u for u in utts if history.entries.get(u.utterance_id) is None
+             or history.entries[u.utterance_id].outcome != "ok"]
+    ledger = Ledger()
+    result = await stream(server.handle.url, pair_with_devices(again, regs), ledger,
+                          seed=seed + 1, options=RETRY)
+    assert ledger.counts() == {"ok": len(again), "fail": 0, "info": 0}, ledger.counts()
+    history.merge(ledger)
+    if result.stats.duplicates != state.info_stored:
+        return [f"{result.stats.duplicates} duplicate acks on resend, but "
+                f"{state.info_stored} unacknowledged recordings were stored"]
+    return []
+
+
+async def _check_served(client: Client, regs: dict[str, Any],
+                        requests: dict[str, tuple[str, str]], history: History,
+                        summary: dict[str, Any]) -> list[str]:
+    """After the restart: every request finishes (the interrupted export requeued), and
+    every household lists exactly its own recordings."""
+    anomalies: list[str] = []
+    for rid, (_key, token) in requests.items():
+        st = await client.get_privacy_request(rid, token=token, wait=30)
+        if st["status"] == "error":
+            assert st.get("error"), st  # failed visibly, with a reason
+        elif st["status"] != "complete":
+            anomalies.append(f"request {rid} stuck in {st['status']} after restart")
+    if requests:
+        audit = await client.audit(limit=5000)
+        summary["requeued"] = sum(e["action"] == "export.requeued" for e in audit["entries"])
+        assert summary["requeued"] >= 1, summary
+    for key, reg in regs.items():
+        listed = {r["recording_id"] for r in await client.all_my_recordings(reg.user_token)}
+        own = {e.recording_id for e in history.entries.values() if e.household == key}
+        if listed != own:
+            anomalies.append(f"{key} lists {len(listed)} recordings, owns {len(own)}")
+    return anomalies
+
+
+async def _check_after_restart(server: ServerProcess, data: Path, point: str,
+                               utts: list[Utterance], regs: dict[str, Any],
+                               requests: dict[str, tuple[str, str]], history: History,
+                               seed: int, summary: dict[str, Any]) -> list[str]:
+    """Run 2 on the same data dir: the store against the history, the resend, what is
+    served, and the store once more."""
+    state = read_store(data / "overheard.db", history.entries)
+    anomalies = list(state.anomalies)
+    summary.update(info_stored=state.info_stored, info_absent=state.info_absent)
+    if point == "ingest.after_commit":
+        # The crash was between a commit and its ack: that recording is info and stored.
+        assert state.info_stored >= 1, summary
+    if point == "ingest.mid_utterance":
+        assert state.info_absent >= 1, summary  # the utterance cut in half is not there
+    anomalies += await _resend(server, utts, regs, history, seed, state)
+    async with Client(server.handle.url, ADMIN) as client:
+        anomalies += await _check_served(client, regs, requests, history, summary)
+    final = read_store(data / "overheard.db", history.entries)
+    anomalies += final.anomalies
+    if len(final.stored) != len(utts):
+        anomalies.append(f"{len(final.stored)} stored after resend, {len(utts)} sent")
+    return anomalies
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("name", list(POINTS))
@@ -243,14 +369,12 @@ async def test_sigkill_at_a_named_point_loses_nothing_acknowledged(
     data = tmp_path / "data"
     history = History()
     requested_at: dict[str, int] = {}
-    anomalies: list[str] = []
     summary: dict[str, Any] = {"point": name, "seed": seed, "utterances": len(utts)}
 
     # -- run 1: the workload, with the crash point armed -------------------------------
-    exporting = point.startswith("export.")
     # Exports need recordings first; a crash after an upgrade is more telling when acked
     # recordings already exist: those points stream half the traffic before the crash run.
-    split = exporting or point == "ingest.upgraded"
+    split = point.startswith("export.") or point == "ingest.upgraded"
     first, later = (utts[: len(utts) // 2], utts[len(utts) // 2:]) if split else ([], utts)
     by_household = Counter(u.household for u in first)
     n = crash_n(point, rng, later, len({u.device_serial for u in later}),
@@ -261,89 +385,17 @@ async def test_sigkill_at_a_named_point_loses_nothing_acknowledged(
     server = await start_server_process(data, admin_token=ADMIN,
                                         env={"OVERHEARD_CRASH_AT": f"{point}:{n}"})
     try:
-        async with Client(server.handle.url, ADMIN) as client:
-            regs = await register_world(client, world.households)
-            if first:
-                # Acknowledged before the crash run (and, for exports, before any request).
-                ledger = Ledger()
-                await stream(server.handle.url, pair_with_devices(first, regs), ledger,
-                             seed=seed, options=RETRY)
-                assert ledger.counts()["ok"] == len(first), ledger.counts()
-                history.merge(ledger)
-            ledger = Ledger()
-            fleet = asyncio.create_task(stream(server.handle.url, pair_with_devices(later, regs),
-                                               ledger, seed=seed, options=NO_RETRY))
-            requests: dict[str, tuple[str, str]] = {}
-            if exporting:
-                for key in sorted(by_household):
-                    token = regs[key].user_token
-                    req = await client.privacy_request("access", user_token=token)
-                    requests[req["request_id"]] = (key, token)
-                    requested_at[req["request_id"]] = history.tick
-            reached = asyncio.create_task(wait_reached(server, point))
-            done, _ = await asyncio.wait({reached, fleet}, timeout=REACH_TIMEOUT,
-                                         return_when=asyncio.FIRST_COMPLETED)
-            assert reached in done, f"{point}:{n} was never reached"
-            reached.result()
-            if exporting:
-                # Paused mid-build: that request has no link, and nothing served is partial.
-                for rid, (_key, token) in requests.items():
-                    st = await client.get_privacy_request(rid, token=token)
-                    if st["status"] != "complete":
-                        assert "download_url" not in st, st
-            await kill(server)
-            await fleet
-            history.merge(ledger)
+        regs, requests = await _run_until_crash(server, point, world, first, later, seed,
+                                                history, requested_at)
     finally:
         await kill(server)
-    counts = Counter(e.outcome for e in history.entries.values())
-    summary["after_crash"] = dict(counts)
+    summary["after_crash"] = dict(Counter(e.outcome for e in history.entries.values()))
 
     # -- restart on the same data dir; check the store against the history --------------
     server = await start_server_process(data, admin_token=ADMIN)
     try:
-        state = read_store(data / "overheard.db", history.entries)
-        anomalies += state.anomalies
-        summary.update(info_stored=state.info_stored, info_absent=state.info_absent)
-        if point == "ingest.after_commit":
-            # The crash was between a commit and its ack: that recording is info and stored.
-            assert state.info_stored >= 1, summary
-        if point == "ingest.mid_utterance":
-            assert state.info_absent >= 1, summary  # the utterance cut in half is not there
-
-        # -- the devices resend what was not acknowledged -------------------------------
-        again = [u for u in utts if history.entries.get(u.utterance_id) is None
-                 or history.entries[u.utterance_id].outcome != "ok"]
-        ledger = Ledger()
-        result = await stream(server.handle.url, pair_with_devices(again, regs), ledger,
-                              seed=seed + 1, options=RETRY)
-        assert ledger.counts() == {"ok": len(again), "fail": 0, "info": 0}, ledger.counts()
-        if result.stats.duplicates != state.info_stored:
-            anomalies.append(f"{result.stats.duplicates} duplicate acks on resend, but "
-                             f"{state.info_stored} unacknowledged recordings were stored")
-        history.merge(ledger)
-
-        async with Client(server.handle.url, ADMIN) as client:
-            for rid, (_key, token) in requests.items():
-                st = await client.get_privacy_request(rid, token=token, wait=30)
-                if st["status"] == "error":
-                    assert st.get("error"), st  # failed visibly, with a reason
-                elif st["status"] != "complete":
-                    anomalies.append(f"request {rid} stuck in {st['status']} after restart")
-            if requests:
-                audit = await client.audit(limit=5000)
-                summary["requeued"] = sum(e["action"] == "export.requeued"
-                                          for e in audit["entries"])
-                assert summary["requeued"] >= 1, summary
-            for key, reg in regs.items():
-                listed = {r["recording_id"] for r in await client.all_my_recordings(reg.user_token)}
-                own = {e.recording_id for e in history.entries.values() if e.household == key}
-                if listed != own:
-                    anomalies.append(f"{key} lists {len(listed)} recordings, owns {len(own)}")
-        final = read_store(data / "overheard.db", history.entries)
-        anomalies += final.anomalies
-        if len(final.stored) != len(utts):
-            anomalies.append(f"{len(final.stored)} stored after resend, {len(utts)} sent")
+        anomalies = await _check_after_restart(server, data, point, utts, regs, requests,
+                                               history, seed, summary)
     finally:
         await kill(server)
     anomalies += check_packages(data, history, requested_at)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from backend.ingest.stream import close_streams, device_stream
+from backend.ingest.bindings import setup_bindings
+from backend.ingest.stream import close_streams, device_stream, setup_streams
 from backend.keys import METRICS
 from backend.openapi import document
 
@@ -24,6 +25,8 @@ document(
 
 
 def setup(app: web.Application) -> None:
+    setup_bindings(app)
+    setup_streams(app)
     m = app[METRICS]
     m.describe("overheard_utterances_stored_total", "utterances committed to storage")
     m.describe("overheard_audio_bytes_stored_total", "PCM bytes committed to storage")

@@ -40,7 +40,7 @@ from aiohttp import web
 
 from backend.auth import store_token
 from backend.ids import token_hash
-from backend.keys import FAULTS, STATE, STORE
+from backend.keys import FAULTS, STORE
 from backend.storage.db import select_in
 
 STALE_BINDING = "ingest.stale_binding"
@@ -265,16 +265,16 @@ def _retire_device(db: sqlite_utils.Database, device_id: str, now: str) -> int:
 
 # -- the cache on the app, and resolving a token -------------------------------------------
 
-_STATE_KEY = "ingest.bindings"
+BINDINGS = web.AppKey("ingest.bindings", BindingCache)
 
 
 def cache_of(app: web.Application) -> BindingCache:
-    """The app's binding cache (created on first use)."""
-    state = app[STATE]
-    cache = state.get(_STATE_KEY)
-    if not isinstance(cache, BindingCache):
-        cache = state[_STATE_KEY] = BindingCache()
-    return cache
+    """The app's binding cache (made by :func:`setup_bindings`)."""
+    return app[BINDINGS]
+
+
+def setup_bindings(app: web.Application) -> None:
+    app[BINDINGS] = BindingCache()
 
 
 def stale_bindings_on(app: web.Application) -> bool:

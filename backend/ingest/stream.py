@@ -63,7 +63,7 @@ from backend.crashpoints import reach
 from backend.errors import BadRequest, Unauthorized
 from backend.ingest.bindings import Binding, lookup_device, lookup_devices, resolve
 from backend.ingest.protocol import ProtocolError, parse_frame
-from backend.keys import CLOCK, CONFIG, IDS, METRICS, STATE, STORE
+from backend.keys import CLOCK, CONFIG, IDS, METRICS, STORE
 from backend.storage import StoreClosed, StoreFailed
 from backend.storage.db import Outcome, insert_rows, select_in
 from contract.audio import BYTES_PER_SECOND, CHANNELS, RATE, WIDTH, duration_ms
@@ -74,7 +74,8 @@ log = logging.getLogger("overheard.ingest")
 MAX_IN_FLIGHT = 32
 """Most unacknowledged writes per connection before the server stops reading from it."""
 
-_SESSIONS_KEY = "ingest.sessions"
+SESSIONS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("ingest.sessions")
+"""The open device streams, closed at shutdown."""
 
 class PcmDigest:
     """The hex sha256 of one utterance's PCM, computed by :class:`_Hasher`; ``result()``
@@ -149,7 +150,6 @@ def digest(pcm: bytes) -> PcmDigest:
     return _HASHER.submit(pcm)
 
 
-_BUDGET_KEY = "ingest.audio_budget"
 
 
 class AudioBudget:
@@ -218,13 +218,13 @@ class AudioBudget:
             fut.set_result(None)
 
 
+BUDGET = web.AppKey("ingest.audio_budget", AudioBudget)
+"""The audio held by all streams together, bounded."""
+
+
 def budget_of(app: web.Application) -> AudioBudget:
-    """The app's one audio budget (created on first use, sized by the config)."""
-    state = app[STATE]
-    budget = state.get(_BUDGET_KEY)
-    if not isinstance(budget, AudioBudget):
-        budget = state[_BUDGET_KEY] = AudioBudget(app[CONFIG].max_audio_in_flight_bytes)
-    return budget
+    """The app's one audio budget (made by :func:`setup_streams`)."""
+    return app[BUDGET]
 
 
 class StoreRefused(Exception):
@@ -632,11 +632,13 @@ class Session:
 
 
 def sessions_of(app: web.Application) -> set[web.WebSocketResponse]:
-    state = app[STATE]
-    live = state.get(_SESSIONS_KEY)
-    if not isinstance(live, set):
-        live = state[_SESSIONS_KEY] = set()
-    return live
+    return app[SESSIONS]
+
+
+def setup_streams(app: web.Application) -> None:
+    """The audio budget (sized by the config) and the set of open streams."""
+    app[BUDGET] = AudioBudget(app[CONFIG].max_audio_in_flight_bytes)
+    app[SESSIONS] = set()
 
 
 async def device_stream(request: web.Request) -> web.StreamResponse:

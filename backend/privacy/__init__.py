@@ -21,9 +21,11 @@ from aiohttp import web
 from backend.keys import METRICS
 from backend.privacy import delivery, intake, ops, outbox
 from backend.privacy.export import export_ctx
+from backend.privacy.state import setup_state
 
 
 def setup(app: web.Application) -> None:
+    setup_state(app)
     app[METRICS].describe("overheard_privacy_jobs_total", "privacy jobs finished, by outcome")
     intake.setup(app)
     ops.setup(app)

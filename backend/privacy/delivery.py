@@ -55,7 +55,7 @@ from backend.errors import ApiError, json_error
 from backend.faults import FaultBoard
 from backend.http import PRIVATE_HEADERS, Routes
 from backend.ids import IdGen, token_hash
-from backend.keys import CLOCK, CONFIG, FAULTS, IDS, METRICS, STATE, STORE
+from backend.keys import CLOCK, CONFIG, FAULTS, IDS, METRICS, STORE
 from backend.logsafe import SECRET_PATH_PREFIXES
 from backend.openapi import document
 from contract.rfc3339 import parse_rfc3339, rfc3339
@@ -182,7 +182,7 @@ def mint_link(db: sqlite_utils.Database, *, config: Config, ids: IdGen, faults: 
         expires = rfc3339(now + timedelta(seconds=config.link_ttl_seconds))
         bound = requester_identity(row) if (config.link_bound or guard) else None
         single = int(config.link_single_use or guard)
-    db["links"].insert({
+    db.table("links").insert({
         "link_id": link_id, "seq": seq, "nonce": nonce, "request_id": row["request_id"],
         "package_id": package_id, "state": "active", "signed": signed, "bound_to": bound,
         "single_use": single, "created_at": rfc3339(now), "expires_at": expires,
@@ -255,7 +255,7 @@ def redeem(db: sqlite_utils.Database, lookup: Lookup, *, now: datetime, callers:
     if outcome != "ok":
         # An attempt that is served is recorded when its transfer ends (:func:`record_transfer`):
         # only then is it known whether the package went out.
-        db["redemptions"].insert({"link_id": link["link_id"], "at": at, "outcome": outcome,
+        db.table("redemptions").insert({"link_id": link["link_id"], "at": at, "outcome": outcome,
                                   "client_ip": client_ip, "user_agent": user_agent})
         auditlog.append(db, at=at, actor="link", action="package.download_refused",
                         object_id=link["request_id"],
@@ -272,7 +272,7 @@ def record_transfer(db: sqlite_utils.Database, served: Redemption, *, now: datet
     package has now gone out to this link (in one answer or in Range pieces), which is when
     a single-use link counts as used; a refused, unmodified or broken transfer never burns it."""
     at = rfc3339(now)
-    db["redemptions"].insert({"link_id": served.link_id, "at": at, "outcome": outcome,
+    db.table("redemptions").insert({"link_id": served.link_id, "at": at, "outcome": outcome,
                               "client_ip": client_ip, "user_agent": user_agent})
     if delivered:
         db.execute("UPDATE links SET state = 'used', used_at = ? WHERE link_id = ?"
@@ -510,14 +510,11 @@ def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return out
 
 
-TRANSFERS_KEY = "delivery.transfers"
+TRANSFERS = web.AppKey("delivery.transfers", Transfers)
 
 
 def transfers(app: web.Application) -> Transfers:
-    state = app[STATE].get(TRANSFERS_KEY)
-    if state is None:
-        state = app[STATE][TRANSFERS_KEY] = Transfers()
-    return state  # type: ignore[no-any-return]
+    return app[TRANSFERS]
 
 
 _PROBES = {
@@ -557,5 +554,6 @@ async def _alert_probe(request: web.Request, why: str, detail: dict[str, Any]) -
 
 
 def setup(app: web.Application) -> None:
+    app[TRANSFERS] = Transfers()
     app[METRICS].describe("overheard_downloads_total", "download attempts by outcome")
     app.router.add_routes(routes)

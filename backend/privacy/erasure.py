@@ -111,7 +111,7 @@ def checkpoint(config: Config) -> bool:
     try:
         db.execute(f"PRAGMA busy_timeout = {CHECKPOINT_BUSY_MS}")
         busy, _log_frames, _done = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-        return busy == 0
+        return bool(busy == 0)
     finally:
         db.conn.close()
 

@@ -205,7 +205,7 @@ def staging_dir_for(config: Config, faults: FaultBoard, row: dict[str, Any], tod
     one directory per day, shared by every job of that day)."""
     if faults.on("export.shared_staging"):
         return Path(config.staging_dir) / today
-    return Path(config.staging_dir) / row["request_id"]
+    return Path(config.staging_dir) / str(row["request_id"])
 
 
 class StagingBarrier:
@@ -514,7 +514,7 @@ def _release(ctx: JobContext, row: dict[str, Any], pkg: CachedPackage, *, reused
         if erased_since(db, row.get("started_seq", 0), set(pkg.owners) | {subject_id}):
             raise JobFailed("the data was erased while the package was built; "
                             "file a new request")
-        db["packages"].insert({
+        db.table("packages").insert({
             "package_id": package_id, "request_id": request_id, "account_id": subject_id,
             "file_name": pkg.file_name, "bytes": pkg.bytes, "files": pkg.files,
             "recordings": pkg.recordings, "manifest_sha256": pkg.manifest_sha256,

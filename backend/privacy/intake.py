@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -54,7 +55,7 @@ from backend.errors import (
 )
 from backend.http import PRIVATE_HEADERS, Routes, Strict, parse_body, query_number
 from backend.ids import token_hash
-from backend.keys import CLOCK, CONFIG, FAULTS, IDS, LIVE, METRICS, STATE, STORE
+from backend.keys import CLOCK, CONFIG, FAULTS, IDS, LIVE, METRICS, STORE
 from backend.openapi import document
 from backend.privacy import delivery, outbox
 from backend.privacy.limits import IntakeLimits
@@ -219,7 +220,7 @@ def _file_signed_in(db: sqlite_utils.Database, base: dict[str, Any], who: Princi
     if dup is not None:
         return {"duplicate_of": dup}
     status = "pending" if _needs_review(config, base["kind"]) else "approved"
-    db["privacy_requests"].insert({
+    db.table("privacy_requests").insert({
         **base, "status": status, "channel": "account", "requester_account_id": account,
         "requester_token_sha256": None, "matched_account_id": None,
         # The natural subject is set at once, so a second request by the same account is a
@@ -246,7 +247,7 @@ def _file_by_email(db: sqlite_utils.Database, base: dict[str, Any], email: str, 
         "code_hmac": _code_hmac(config, base["request_id"], code),
         "code_expires_at": rfc3339(now_dt + timedelta(seconds=config.code_ttl_seconds)),
     }
-    db["privacy_requests"].insert(row)
+    db.table("privacy_requests").insert(row)
     auditlog.append(db, at=now, actor="anonymous", action="request.created",
                     object_id=base["request_id"],
                     detail={"kind": base["kind"], "channel": "email"})
@@ -273,14 +274,11 @@ def _file_by_email(db: sqlite_utils.Database, base: dict[str, Any], email: str, 
     return {"status": "identity_unverified"}
 
 
+LIMITS = web.AppKey("privacy.intake_limits", IntakeLimits)
+
+
 def intake_limits(app: web.Application) -> IntakeLimits:
-    state = app[STATE].get(LIMITS_KEY)
-    if state is None:
-        state = app[STATE][LIMITS_KEY] = IntakeLimits.from_config(app[CONFIG])
-    return state  # type: ignore[no-any-return]
-
-
-LIMITS_KEY = "privacy.intake_limits"
+    return app[LIMITS]
 
 
 async def _admit_code_request(app: web.Application, address: str, client: str,
@@ -368,51 +366,43 @@ async def _guessing_address(app: web.Application, request_id: str) -> str:
     return str(row["contact_email"] or "").casefold()
 
 
-async def verify_code(app: web.Application, request_id: str, code: str) -> dict[str, Any]:
-    """Answer the emailed code of ``request_id`` (its requester checked by the caller); the
-    request's new status, or an :class:`ApiError` saying why not."""
-    config = app[LIVE].current
-    now_dt = app[CLOCK].now()
+def _deny_code(db: sqlite_utils.Database, request_id: str, now: str,
+               detail: dict[str, Any], **changes: Any) -> None:
+    update_request(db, request_id, now, status="denied", reason="insuf_verification",
+                   code_hmac=None, **changes)
+    auditlog.append(db, at=now, actor="requester", action="request.denied",
+                    object_id=request_id, detail={"reason": "insuf_verification", **detail})
+
+
+def _check_code(db: sqlite_utils.Database, request_id: str, offered: str, *, now_dt: datetime,
+                config: Config) -> dict[str, Any]:
+    """Inside the write: compare ``offered`` with the request's code and record the outcome
+    (``not_awaiting``, ``expired``, ``ok``, ``locked`` or ``wrong``)."""
     now = rfc3339(now_dt)
-    offered = _code_hmac(config, request_id, code)
-    address = await _guessing_address(app, request_id)
-    limits = intake_limits(app)
-    if address:
-        limits.admit_guess(address, now_dt)
+    row = get_request(db, request_id)
+    if row is None or row["status"] != "identity_unverified":
+        return {"outcome": "not_awaiting", "status": row["status"] if row else None}
+    if is_past(row["code_expires_at"], now_dt):
+        _deny_code(db, request_id, now, {"why": "code expired"})
+        return {"outcome": "expired"}
+    if hmac.compare_digest((row["code_hmac"] or "").encode(), offered.encode()):
+        update_request(db, request_id, now, code_hmac=None)
+        status, reason, dup = after_verified(db, row, now=now, config=config, actor="requester")
+        return {"outcome": "ok", "status": status, "reason": reason, "duplicate_of": dup,
+                "kind": row["kind"]}
+    tries = row["code_tries"] + 1
+    if tries >= config.code_tries:
+        _deny_code(db, request_id, now, {"tries": tries}, code_tries=tries)
+        return {"outcome": "locked"}
+    update_request(db, request_id, now, code_tries=tries)
+    auditlog.append(db, at=now, actor="requester", action="request.verify_failed",
+                    object_id=request_id, detail={"tries": tries})
+    return {"outcome": "wrong", "tries_left": config.code_tries - tries}
 
-    def write(db: sqlite_utils.Database) -> dict[str, Any]:
-        row = get_request(db, request_id)
-        if row is None or row["status"] != "identity_unverified":
-            return {"outcome": "not_awaiting", "status": row["status"] if row else None}
-        if is_past(row["code_expires_at"], now_dt):
-            update_request(db, request_id, now, status="denied", reason="insuf_verification",
-                           code_hmac=None)
-            auditlog.append(db, at=now, actor="requester", action="request.denied",
-                            object_id=request_id,
-                            detail={"reason": "insuf_verification", "why": "code expired"})
-            return {"outcome": "expired"}
-        if hmac.compare_digest((row["code_hmac"] or "").encode(), offered.encode()):
-            update_request(db, request_id, now, code_hmac=None)
-            status, reason, dup = after_verified(db, row, now=now, config=config,
-                                                 actor="requester")
-            return {"outcome": "ok", "status": status, "reason": reason, "duplicate_of": dup,
-                    "kind": row["kind"]}
-        tries = row["code_tries"] + 1
-        if tries >= config.code_tries:
-            update_request(db, request_id, now, status="denied", reason="insuf_verification",
-                           code_tries=tries, code_hmac=None)
-            auditlog.append(db, at=now, actor="requester", action="request.denied",
-                            object_id=request_id,
-                            detail={"reason": "insuf_verification", "tries": tries})
-            return {"outcome": "locked"}
-        update_request(db, request_id, now, code_tries=tries)
-        auditlog.append(db, at=now, actor="requester", action="request.verify_failed",
-                        object_id=request_id, detail={"tries": tries})
-        return {"outcome": "wrong", "tries_left": config.code_tries - tries}
 
-    out = await app[STORE].write(write)
-    state = privacy_state(app)
-    state.changed(request_id)
+def _refuse_code(out: dict[str, Any], count_guess: Callable[[], None]) -> None:
+    """Raise the answer for every outcome but ``ok``; ``count_guess`` counts a wrong code
+    against its address."""
     match out["outcome"]:
         case "not_awaiting":
             raise Conflict("this request is not waiting for a code", code="not_awaiting_code",
@@ -421,16 +411,36 @@ async def verify_code(app: web.Application, request_id: str, code: str) -> dict[
             raise Gone("the code has expired; file a new request", code="code_expired",
                        request_status="denied", reason="insuf_verification")
         case "locked":
-            if address:
-                limits.wrong_guess(address, now_dt)
+            count_guess()
             raise Forbidden("too many wrong codes; the request is denied",
                             code="verification_failed", request_status="denied",
                             reason="insuf_verification")
         case "wrong":
-            if address:
-                limits.wrong_guess(address, now_dt)
+            count_guess()
             # A well-formed code that is not the one sent: the proof of identity failed.
             raise Forbidden("wrong code", code="wrong_code", tries_left=out["tries_left"])
+
+
+async def verify_code(app: web.Application, request_id: str, code: str) -> dict[str, Any]:
+    """Answer the emailed code of ``request_id`` (its requester checked by the caller); the
+    request's new status, or an :class:`ApiError` saying why not."""
+    config = app[LIVE].current
+    now_dt = app[CLOCK].now()
+    offered = _code_hmac(config, request_id, code)
+    address = await _guessing_address(app, request_id)
+    limits = intake_limits(app)
+    if address:
+        limits.admit_guess(address, now_dt)
+
+    def count_guess() -> None:
+        if address:
+            limits.wrong_guess(address, now_dt)
+
+    out = await app[STORE].write(
+        lambda db: _check_code(db, request_id, offered, now_dt=now_dt, config=config))
+    state = privacy_state(app)
+    state.changed(request_id)
+    _refuse_code(out, count_guess)
     if out["duplicate_of"]:
         raise Conflict("an open request of this kind exists for this account",
                        code="duplicate_request", request_id=out["duplicate_of"],
@@ -489,7 +499,8 @@ async def get_status(request: web.Request) -> web.Response:
         while True:
             # Take the event before re-reading, so a change between the two is not missed.
             event = state.waiter(request_id)
-            row = await app[STORE].read(lambda db: get_request(db, request_id)) or row
+            fresh = await app[STORE].read(lambda db: get_request(db, request_id))
+            row = fresh or row
             left = deadline - loop.time()
             if row["status"] not in WORKING_STATUSES or left <= 0:
                 break
@@ -513,6 +524,7 @@ async def current_status(app: web.Application, request_id: str,
 
 
 def setup(app: web.Application) -> None:
+    app[LIMITS] = IntakeLimits.from_config(app[CONFIG])
     app[METRICS].describe("overheard_privacy_requests_total", "privacy requests filed")
     app[METRICS].describe("overheard_intake_limited_total",
                           "email-path requests refused by a rate limit (429)")

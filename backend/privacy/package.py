@@ -120,7 +120,7 @@ class PackageWriter:
         if name in self._names:
             raise ValueError(f"duplicate entry {name}")
         self._names.add(name)
-        info = zipfile.ZipInfo(name, date_time=self._date_time)  # type: ignore[arg-type]
+        info = zipfile.ZipInfo(name, date_time=self._date_time)
         info.compress_type = zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED
         info.external_attr = 0o644 << 16
         if size is not None:

@@ -124,7 +124,7 @@ class JobOrder:
 
 @dataclass
 class PrivacyState:
-    """What the privacy subsystem keeps in memory while the app runs (under ``app[STATE]``)."""
+    """What the privacy subsystem keeps in memory while the app runs (under ``app[PRIVACY]``)."""
 
     progress: dict[str, tuple[int, int]] = field(default_factory=dict)
     """request_id -> (items done, items total) of a running job."""
@@ -166,16 +166,15 @@ class PrivacyState:
         self.queue.put_nowait(request_id)
 
 
-PRIVACY_KEY = "privacy"
+PRIVACY = web.AppKey("privacy", PrivacyState)
 
 
 def privacy_state(app: web.Application) -> PrivacyState:
-    from backend.keys import STATE
+    return app[PRIVACY]
 
-    state = app[STATE].get(PRIVACY_KEY)
-    if state is None:
-        state = app[STATE][PRIVACY_KEY] = PrivacyState()
-    return state  # type: ignore[no-any-return]
+
+def setup_state(app: web.Application) -> None:
+    app[PRIVACY] = PrivacyState()
 
 
 def get_request(db: sqlite_utils.Database, request_id: str) -> dict[str, Any] | None:
@@ -220,7 +219,8 @@ def job_key(row: dict[str, Any]) -> str:
 def default_subject(row: dict[str, Any]) -> str | None:
     """The account a request is about unless an operator decides otherwise: the requester's own
     (signed-in path) or the one holding the verified email (email path)."""
-    return row["requester_account_id"] or row["matched_account_id"]
+    account: str | None = row["requester_account_id"] or row["matched_account_id"]
+    return account
 
 
 def result_of(row: dict[str, Any]) -> dict[str, Any] | None:

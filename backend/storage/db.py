@@ -280,7 +280,8 @@ class Store:
         done.wait()
         if "error" in box:
             raise box["error"]
-        return box["result"]
+        result: T = box["result"]
+        return result
 
     def _run(self) -> None:
         db = self._write_db
@@ -338,13 +339,14 @@ class Store:
                     return
                 self._wrote.clear()
                 try:
-                    row = tuple(db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone())
+                    busy, frames, done = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    row = (int(busy), int(frames), int(done))
                     self.stats.checkpoints += 1
                 except sqlite3.Error as exc:  # another checkpoint (erasure's) holds the lock
                     log.debug("background checkpoint skipped: %s", exc)
                 else:
                     if self.on_checkpoint is not None:
-                        self.on_checkpoint(row)  # type: ignore[arg-type]
+                        self.on_checkpoint(row)
                 # At most one per interval: each one syncs the database file.
                 self._stopping.wait(self.checkpoint_interval)
         finally:

@@ -23,6 +23,7 @@ import jinja2
 from aiohttp import web
 
 from backend.web import admin_pages, console, privacy_center
+from backend.web.interactive import setup_watch
 from backend.web.pages import SESSIONS, on_prepare
 from backend.web.sessions import SessionStore
 
@@ -36,6 +37,7 @@ def setup_web(app: web.Application) -> None:
         autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
         undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     app[SESSIONS] = SessionStore()
+    setup_watch(app)
     app.on_response_prepare.append(on_prepare)
     app.router.add_routes(console.routes)
     app.router.add_routes(admin_pages.routes)

@@ -202,7 +202,7 @@ def _request_context(request: web.Request, rv: Any, q: str | None,
 
 
 def _confirmed(form: Any) -> bool:
-    return form.get("confirm") == "yes"
+    return bool(form.get("confirm") == "yes")
 
 
 async def _confirm(request: web.Request, rid: str, action: str, title: str,

@@ -11,13 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import sqlite_utils
 from aiohttp import web
 
-from backend.keys import STATE, STORE
+from backend.keys import STORE
 from backend.privacy.ops import QUEUE_CHANGED
 from backend.privacy.state import privacy_state
-
-WATCH_KEY = "console_watch"
 
 
 @dataclass
@@ -28,11 +27,15 @@ class ConsoleWatch:
     done: bool = False
 
 
+WATCH = web.AppKey("console_watch", ConsoleWatch)
+
+
 def watch_of(app: web.Application) -> ConsoleWatch:
-    watch = app[STATE].get(WATCH_KEY)
-    if watch is None:
-        watch = app[STATE][WATCH_KEY] = ConsoleWatch()
-    return watch  # type: ignore[no-any-return]
+    return app[WATCH]
+
+
+def setup_watch(app: web.Application) -> None:
+    app[WATCH] = ConsoleWatch()
 
 
 def mark_done(app: web.Application) -> None:
@@ -41,8 +44,8 @@ def mark_done(app: web.Application) -> None:
     privacy_state(app).changed(QUEUE_CHANGED)
 
 
-def _in_review(db: object) -> int:
-    return int(db.execute(  # type: ignore[attr-defined]
+def _in_review(db: sqlite_utils.Database) -> int:
+    return int(db.execute(
         "SELECT COUNT(*) FROM privacy_requests WHERE status = 'pending'").fetchone()[0])
 
 
