@@ -113,7 +113,7 @@ def test_the_graph_sees_the_imports() -> None:
     """The parser finds real edges (so an empty result below means something)."""
     graph = import_graph()
     assert "contract.audio" in graph["backend.voice"]
-    assert "backend.keys" in graph["backend.privacy.export"]
+    assert "backend.privacy.jobs" in graph["backend.privacy.export"]
     assert "contract.stream" in graph["simulator.device"]
     assert len(graph) > 70 and sum(map(len, graph.values())) > 300
 

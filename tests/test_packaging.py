@@ -32,7 +32,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, src / name)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for name in ("backend", "simulator"):
+    for name in ("backend", "contract", "simulator"):
         shutil.copytree(REPO / name, src / name, ignore=ignore)
     shutil.copytree(REPO / "fixtures" / "scenarios", src / "fixtures" / "scenarios",
                     ignore=ignore)
@@ -46,7 +46,8 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_every_package_directory_is_listed_in_pyproject() -> None:
     listed = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
     on_disk = {".".join(p.parent.relative_to(REPO).parts)
-               for top in ("backend", "simulator") for p in (REPO / top).rglob("__init__.py")}
+               for top in ("backend", "contract", "simulator")
+               for p in (REPO / top).rglob("__init__.py")}
     assert set(listed) == on_disk | {"simulator.scenarios"}
 
 

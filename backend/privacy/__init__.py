@@ -4,11 +4,12 @@
 
     intake.py     POST /v1/privacy/requests, .../verify, GET .../{id} (requester)
     ops.py        the operator console: queue, account search, assign/approve/deny/revoke
-    export.py     the job queue and bounded worker pool; resumable after a crash
+    jobs.py       the job queue and bounded worker pool; resumable after a crash
+    export.py     the access job: build, check and release a package
     package.py    the streaming zip builder (layout: contract.package)
     delivery.py   signed, expiring links and GET /v1/privacy/downloads/{token}
     erasure.py    delete a subject's voice data and prove it is gone
-    outbox.py     the simulated mail, GET /v1/outbox (admin)
+    outbox.py     the simulated mail (bodies: templates/mail/), GET /v1/outbox (admin)
     state.py      statuses and the in-process state (progress, long-poll wake-ups)
 
 Every state change appends to the hash-chained audit log in the same transaction.
@@ -20,7 +21,9 @@ from aiohttp import web
 
 from backend.keys import METRICS
 from backend.privacy import delivery, intake, ops, outbox
-from backend.privacy.export import export_ctx
+from backend.privacy.erasure import erase
+from backend.privacy.export import Exporter
+from backend.privacy.jobs import job_pool
 from backend.privacy.state import setup_state
 
 
@@ -31,4 +34,4 @@ def setup(app: web.Application) -> None:
     ops.setup(app)
     delivery.setup(app)
     app.router.add_routes(outbox.routes)
-    app.cleanup_ctx.append(export_ctx)
+    app.cleanup_ctx.append(job_pool({"access": Exporter(), "erasure": erase}))

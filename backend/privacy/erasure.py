@@ -37,7 +37,7 @@ from backend.privacy.state import job_key, update_request
 from backend.storage.db import StoreClosed, connect
 
 if TYPE_CHECKING:
-    from backend.privacy.export import JobContext
+    from backend.privacy.jobs import JobContext
 
 log = logging.getLogger("overheard.privacy.erasure")
 
@@ -235,11 +235,9 @@ def erase(ctx: JobContext, row: dict[str, Any]) -> None:
                         detail={"account_id": subject, "verified": result["verified"],
                                 "remaining": left})
         to = delivery.link_recipient(db, row, ctx.faults)
-        outbox.send(db, to=to, subject="Your voice recordings were deleted", sent_at=at,
-                    request_id=request_id,
-                    body=(f"As you asked (request {request_id}), we deleted "
-                          f"{counts['recordings']} voice recordings and their transcripts, "
-                          f"and {counts['packages']} download packages."))
+        outbox.send_mail(db, outbox.RECORDINGS_DELETED, to=to, sent_at=at,
+                         request_id=request_id, recordings=counts["recordings"],
+                         packages=counts["packages"])
 
     ctx.store.write_sync(finish)
     if not checkpointed:

@@ -1,21 +1,13 @@
-"""Export jobs: a bounded worker pool that builds access packages and runs erasures.
+"""Access packages: what a job of kind ``access`` does (run by :mod:`backend.privacy.jobs`).
 
-Approved requests go on a queue; ``Config.export_workers`` asyncio workers each hand one
-job at a time to a thread pool of the same size, so the event loop never builds a zip.
-A job:
+It:
 
-1. moves the request ``approved -> in_processing`` (one write, audit ``access.started``);
-2. reads the subject's profile, devices and recordings in one read snapshot on its own
+1. reads the subject's profile, devices and recordings in one read snapshot on its own
    read-only connection, streaming audio in batches (:func:`iter_recordings`);
-3. writes the zip into a per-job staging dir (:func:`staging_dir_for`), then moves it
+2. writes the zip into a per-job staging dir (:func:`staging_dir_for`), then moves it
    into ``packages/``;
-4. in one write: package row, link (:mod:`backend.privacy.delivery`), the link email,
+3. in one write: package row, link (:mod:`backend.privacy.delivery`), the link email,
    ``complete``, audit ``package.built`` with the manifest's sha256.
-
-Restart: at start every ``in_processing`` request (a crash or shutdown mid-build) goes
-back to ``approved`` and is queued again, visibly (audit ``export.requeued``); after
-``Config.export_attempts`` starts it becomes ``error``. Staging is wiped and package files
-no row points to are deleted.
 
 Where the privacy faults live (one place each):
 
@@ -32,79 +24,45 @@ Where the privacy faults live (one place each):
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
 import shutil
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import sqlite_utils
-from aiohttp import web
 
 from backend import auditlog
 from backend.alerts import raise_alert
-from backend.clock import Clock
-from backend.config import Config, LiveConfig
+from backend.config import Config
 from backend.crashpoints import reach
 from backend.faults import FaultBoard
 from backend.files import private_dir, write_private
-from backend.ids import IdGen
-from backend.keys import CLOCK, CONFIG, FAULTS, IDS, LIVE, METRICS, STORE
-from backend.metrics import Metrics
 from backend.privacy import delivery, outbox
-from backend.privacy.erasure import erase
+from backend.privacy.errors import JobFailed
+from backend.privacy.jobs import JobContext
+from backend.privacy.outbox import LINK_READY
 from backend.privacy.package import (
-    PackageAborted,
-    PackageResult,
     Recording,
     Subject,
     write_access_package,
 )
-from backend.privacy.state import (
-    JobsStopped,
-    PrivacyState,
-    default_subject,
-    get_request,
-    job_key,
-    privacy_state,
-    update_request,
-)
-from backend.storage import Store
+from backend.privacy.state import default_subject, job_key, update_request
 from backend.storage.db import connect
 from contract.audio import pcm_to_wav, read_wav
 from contract.package import SAFE_ID
+from contract.rfc3339 import rfc3339
 
 log = logging.getLogger("overheard.privacy.export")
 
 FETCH_BATCH = 32
 """Recordings fetched per round trip: ~2 MB of 2-second clips, bounded whatever the account."""
-
-
-@dataclass
-class JobContext:
-    """Everything a job thread needs; no aiohttp objects cross into the thread."""
-
-    config: Config
-    store: Store
-    clock: Clock
-    ids: IdGen
-    faults: FaultBoard
-    metrics: Metrics
-    state: PrivacyState
-    cache: PackageCache = field(default_factory=lambda: PackageCache())
-    barrier: StagingBarrier = field(default_factory=lambda: StagingBarrier())
-    live: LiveConfig | None = None
-    """The run-time settings as they are now (link lifetime...); ``config`` otherwise."""
-
-    def settings(self) -> Config:
-        return self.live.current if self.live is not None else self.config
 
 
 @dataclass(frozen=True)
@@ -317,67 +275,20 @@ def load_subject(db: sqlite_utils.Database, account_id: str) -> Subject | None:
 
 # -- the job ------------------------------------------------------------------------------
 
-class JobFailed(Exception):
-    """A job cannot finish; the message is shown to the requester as the error."""
+@dataclass
+class Exporter:
+    """The ``access`` job, with what its runs share within one app: the package cache
+    (fault ``export.cache_key_collision``) and the staging barrier (``export.shared_staging``)."""
+
+    cache: PackageCache = field(default_factory=lambda: PackageCache())
+    barrier: StagingBarrier = field(default_factory=lambda: StagingBarrier())
+
+    def __call__(self, ctx: JobContext, row: dict[str, Any]) -> None:
+        build_access(ctx, row, self)
 
 
-def run_job(ctx: JobContext, request_id: str) -> None:
-    """Run one approved request to its end (in a worker thread)."""
-    now = ctx.clock.iso()
-    limit = ctx.config.export_attempts
-
-    def start(db: sqlite_utils.Database) -> dict[str, Any] | None:
-        row = get_request(db, request_id)
-        if row is None or row["status"] != "approved":
-            return None
-        attempts = row["attempts"] + 1
-        if attempts > limit:
-            update_request(db, request_id, now, status="error",
-                           error=f"the job was interrupted {limit} times")
-            auditlog.append(db, at=now, actor="system", action="request.error",
-                            object_id=request_id, detail={"attempts": limit})
-            return None
-        update_request(db, request_id, now, status="in_processing", attempts=attempts)
-        row["started_seq"] = auditlog.append(
-            db, at=now, actor="system", action=f"{row['kind']}.started", object_id=request_id,
-            detail={"attempt": attempts, "subject": row["subject_account_id"]})
-        row["attempts"] = attempts
-        return row
-
-    try:
-        ctx.state.order.wait_start(request_id, ctx.state.stop)
-    except JobsStopped:
-        return  # still approved: queued again at the next start
-    row = ctx.store.write_sync(start)
-    ctx.state.changed(request_id)
-    if row is None:
-        return
-    try:
-        if row["kind"] == "access":
-            build_access(ctx, row)
-        else:
-            erase(ctx, row)
-    except (PackageAborted, JobsStopped):
-        log.info("job %s stopped at shutdown; it resumes at the next start", request_id)
-    except Exception as exc:
-        message = str(exc) if isinstance(exc, JobFailed) else "the job failed unexpectedly"
-        if not isinstance(exc, JobFailed):
-            log.exception("job %s failed", request_id)
-        at = ctx.clock.iso()
-
-        def failed(db: sqlite_utils.Database) -> None:
-            update_request(db, request_id, at, status="error", error=message)
-            auditlog.append(db, at=at, actor="system", action="request.error",
-                            object_id=request_id, detail={"error": message})
-
-        ctx.store.write_sync(failed)
-        ctx.metrics.inc("overheard_privacy_jobs_total", kind=row["kind"], outcome="error")
-    finally:
-        ctx.state.progress.pop(request_id, None)
-        ctx.state.changed(request_id)
-
-
-def build_access(ctx: JobContext, row: dict[str, Any]) -> None:
+def build_access(ctx: JobContext, row: dict[str, Any], shared_state: Exporter) -> None:
+    """Build the package of one ``access`` request and release it (or quarantine it)."""
     request_id = row["request_id"]
     subject_id = row["subject_account_id"]
     faults = ctx.faults
@@ -387,13 +298,14 @@ def build_access(ctx: JobContext, row: dict[str, Any]) -> None:
     packages_dir = Path(ctx.config.packages_dir)
     private_dir(packages_dir)
 
-    cache_key = ctx.cache.key(faults, row, today)
+    cache = shared_state.cache
+    cache_key = cache.key(faults, row, today)
     if cache_key is not None:
         # What the cache holds must not depend on which job finished first.
         ctx.state.order.wait_release(request_id, ctx.state.stop)
-    cached = ctx.cache.get(cache_key, packages_dir)
+    cached = cache.get(cache_key, packages_dir)
     if cached is not None:
-        _release(ctx, row, cached, reused=True, cache_key=cache_key)
+        _release(ctx, row, cached, cache, reused=True, cache_key=cache_key)
         return
 
     staging = staging_dir_for(ctx.config, faults, row, today)
@@ -426,8 +338,9 @@ def build_access(ctx: JobContext, row: dict[str, Any]) -> None:
             # holds. Every job of the batch stages before any zips (first meeting), and
             # none cleans up before all have zipped (second meeting).
             staged = stage_shared(staging, recordings, request_id)
-            met = ctx.barrier.meet(f"staged:{staging}", parties, wait, ctx.state.stop,
-                                   alone=lambda: ctx.state.order.later_job_waits(request_id))
+            met = shared_state.barrier.meet(
+                f"staged:{staging}", parties, wait, ctx.state.stop,
+                alone=lambda: ctx.state.order.later_job_waits(request_id))
             total = sum(1 for _ in staging.glob("*.json"))
             recordings = iter_staged(staging)
             log.info("request %s: shared staging %s, %d job(s) met, %d recordings staged",
@@ -445,7 +358,7 @@ def build_access(ctx: JobContext, row: dict[str, Any]) -> None:
             )
         finally:
             if shared:
-                ctx.barrier.meet(f"zipped:{staging}", met, wait, ctx.state.stop)
+                shared_state.barrier.meet(f"zipped:{staging}", met, wait, ctx.state.stop)
         db.execute("COMMIT")
     except BaseException:
         _remove_staging(staging, part, request_id, staged)
@@ -460,115 +373,163 @@ def build_access(ctx: JobContext, row: dict[str, Any]) -> None:
     _remove_staging(staging, part, request_id, staged)
     built = CachedPackage(file_name, result.manifest_sha256, result.bytes,
                           len(result.entries), result.recordings, dict(result.owners))
-    ctx.cache.put(cache_key, built)
-    _release(ctx, row, built, reused=False, package_id=package_id, result=result,
-             cache_key=cache_key)
+    cache.put(cache_key, built)
+    _release(ctx, row, built, cache, reused=False, package_id=package_id, cache_key=cache_key)
 
 
-def _release(ctx: JobContext, row: dict[str, Any], pkg: CachedPackage, *, reused: bool,
-             package_id: str | None = None, result: PackageResult | None = None,
-             cache_key: str | None = None) -> None:
-    """Record the package, mint its link, email it and complete the request; or, with the
-    guard ``export.ownership_check`` and any item whose stored owner is not the requester's
-    own account, quarantine it: alert, request back to ``pending``, zip deleted."""
-    request_id = row["request_id"]
+@dataclass(frozen=True)
+class _Release:
+    """What one release decides before it writes: the package, its rightful owner, and the
+    foreign items (stored owner → recordings) that a quarantine would name."""
+
+    row: dict[str, Any]
+    pkg: CachedPackage
+    package_id: str
+    rightful: str
+    foreign: dict[str, int]
+    reused: bool
+    now_dt: datetime
+
+    @property
+    def now(self) -> str:
+        return rfc3339(self.now_dt)
+
+    @property
+    def request_id(self) -> str:
+        return str(self.row["request_id"])
+
+    @property
+    def assigned(self) -> str:
+        return str(self.row["subject_account_id"])
+
+
+def _foreign_items(row: dict[str, Any], pkg: CachedPackage) -> tuple[str, dict[str, int]]:
+    """The requester's own account, and what the package holds of other accounts.
+
+    The package goes to the requester, so its items must be the requester's own: the
+    account they proved to hold, whatever an operator attached (the 2018 swap changed the
+    assignment, not the stored owners)."""
     subject_id = row["subject_account_id"]
-    # Released in queue order: link numbers and what each requester is sent never depend
-    # on which build finished first.
-    ctx.state.order.wait_release(request_id, ctx.state.stop)
-    package_id = package_id or ctx.ids.new("pkg", job_key(row))
-    # The package goes to the requester, so its items must be the requester's own: the
-    # account they proved to hold, whatever an operator attached (the 2018 swap changed the
-    # assignment, not the stored owners).
-    rightful = default_subject(row) or subject_id
+    rightful: str = default_subject(row) or subject_id
     foreign = {acc: n for acc, n in pkg.owners.items() if acc != rightful}
     if subject_id != rightful:
         # The profile and device list are the assigned account's personal data too: a
         # swapped package holds them even when that account has no recordings.
         foreign.setdefault(subject_id, 0)
-    now_dt = ctx.clock.now()
-    now = ctx.clock.iso()
-    faults = ctx.faults
-    quarantine = bool(foreign) and faults.on("export.ownership_check")
+    return rightful, foreign
+
+
+def _quarantine(db: sqlite_utils.Database, rel: _Release, alert_id: str) -> None:
+    """Guard ``export.ownership_check``: alert, and the request back to review."""
+    pkg, rightful, foreign = rel.pkg, rel.rightful, rel.foreign
+    raise_alert(db, alert_id=alert_id, at=rel.now, guard="export.ownership_check",
+                request_id=rel.request_id, account_id=rightful,
+                summary=f"package for {rightful} held the profile or "
+                        f"{sum(foreign.values())} recordings of other accounts; "
+                        f"quarantined, back to review",
+                detail={"foreign": foreign, "recordings": pkg.recordings,
+                        "assigned": rel.assigned, "reused_from_cache": rel.reused,
+                        "manifest_sha256": pkg.manifest_sha256})
+    # Back to review with the assignment undone: the next pass starts from the
+    # requester's own account, not from the assignment that produced foreign items.
+    update_request(db, rel.request_id, rel.now, status="pending", package_id=None,
+                   approved_by=None, assigned_by=None, subject_account_id=rightful)
+    auditlog.append(db, at=rel.now, actor="guard:export.ownership_check",
+                    action="package.quarantined", object_id=rel.request_id,
+                    detail={"manifest_sha256": pkg.manifest_sha256, "foreign": foreign,
+                            "assigned": rel.assigned, "reset_to": rightful})
+
+
+def _record_package(db: sqlite_utils.Database, rel: _Release) -> None:
+    """The package row and its audit entry; refused when an erasure overtook the build."""
+    pkg = rel.pkg
+    if erased_since(db, rel.row.get("started_seq", 0), set(pkg.owners) | {rel.assigned}):
+        raise JobFailed("the data was erased while the package was built; "
+                        "file a new request")
+    db.table("packages").insert({
+        "package_id": rel.package_id, "request_id": rel.request_id, "account_id": rel.assigned,
+        "file_name": pkg.file_name, "bytes": pkg.bytes, "files": pkg.files,
+        "recordings": pkg.recordings, "manifest_sha256": pkg.manifest_sha256,
+        "owners": json.dumps(pkg.owners, sort_keys=True), "created_at": rel.now,
+        "quarantined_at": None,
+    })
+    auditlog.append(db, at=rel.now, actor="system", action="package.built",
+                    object_id=rel.request_id,
+                    detail={"package_id": rel.package_id, "manifest_sha256": pkg.manifest_sha256,
+                            "bytes": pkg.bytes, "files": pkg.files,
+                            "recordings": pkg.recordings, "owners": pkg.owners,
+                            "reused": rel.reused})
+
+
+def _send_link(db: sqlite_utils.Database, ctx: JobContext, rel: _Release) -> None:
+    """Mint the download link and email it (to the address on file when the guard
+    ``identity.verified_channel`` diverts a misaddressed one)."""
+    row = rel.row
+    to, diverted = delivery.route_link(db, row, ctx.faults)
+    if diverted:
+        raise_alert(db, alert_id=ctx.ids.new("alr", job_key(row)), at=rel.now,
+                    guard="identity.verified_channel", request_id=rel.request_id,
+                    account_id=rel.rightful,
+                    summary="the download link was about to go to an address not on file "
+                            "for the requester; sent to the address on file instead",
+                    # No address in the detail: alerts are copied to the append-only audit log.
+                    detail={"message": "download link", "sent_to": "address on file",
+                            "channel": row["channel"], "package_id": rel.package_id})
+    link_id, token = delivery.mint_link(
+        db, config=ctx.settings(), ids=ctx.ids, faults=ctx.faults, row=row,
+        package_id=rel.package_id, now=rel.now_dt, sent_to=to)
+    url = delivery.link_url(ctx.config, token)
+    expires = db.execute("SELECT expires_at FROM links WHERE link_id = ?",
+                         [link_id]).fetchone()[0]
+    outbox.send_mail(db, LINK_READY, to=to, sent_at=rel.now, request_id=rel.request_id,
+                     url=url, expires=expires)
+
+
+def _complete(db: sqlite_utils.Database, rel: _Release) -> None:
+    update_request(db, rel.request_id, rel.now, status="complete", completed_at=rel.now,
+                   package_id=rel.package_id, total_items=rel.pkg.recordings, error=None)
+    auditlog.append(db, at=rel.now, actor="system", action="request.completed",
+                    object_id=rel.request_id, detail={"package_id": rel.package_id})
+
+
+def _release(ctx: JobContext, row: dict[str, Any], pkg: CachedPackage, cache: PackageCache, *,
+             reused: bool, package_id: str | None = None, cache_key: str | None = None) -> None:
+    """Record the package, mint its link, email it and complete the request; or, with the
+    guard ``export.ownership_check`` and any item whose stored owner is not the requester's
+    own account, quarantine it: alert, request back to ``pending``, zip deleted."""
+    # Released in queue order: link numbers and what each requester is sent never depend
+    # on which build finished first.
+    ctx.state.order.wait_release(str(row["request_id"]), ctx.state.stop)
+    package_id = package_id or ctx.ids.new("pkg", job_key(row))
+    rightful, foreign = _foreign_items(row, pkg)
+    rel = _Release(row, pkg, package_id, rightful, foreign, reused, ctx.clock.now())
+    quarantine = bool(foreign) and ctx.faults.on("export.ownership_check")
     alert_id = ctx.ids.new("alr", job_key(row)) if quarantine else ""
 
     def finish(db: sqlite_utils.Database) -> None:
         if quarantine:
-            raise_alert(db, alert_id=alert_id, at=now, guard="export.ownership_check",
-                        request_id=request_id, account_id=rightful,
-                        summary=f"package for {rightful} held the profile or "
-                                f"{sum(foreign.values())} recordings of other accounts; "
-                                f"quarantined, back to review",
-                        detail={"foreign": foreign, "recordings": pkg.recordings,
-                                "assigned": subject_id, "reused_from_cache": reused,
-                                "manifest_sha256": pkg.manifest_sha256})
-            # Back to review with the assignment undone: the next pass starts from the
-            # requester's own account, not from the assignment that produced foreign items.
-            update_request(db, request_id, now, status="pending", package_id=None,
-                           approved_by=None, assigned_by=None, subject_account_id=rightful)
-            auditlog.append(db, at=now, actor="guard:export.ownership_check",
-                            action="package.quarantined", object_id=request_id,
-                            detail={"manifest_sha256": pkg.manifest_sha256, "foreign": foreign,
-                                    "assigned": subject_id, "reset_to": rightful})
+            _quarantine(db, rel, alert_id)
             return
-        if erased_since(db, row.get("started_seq", 0), set(pkg.owners) | {subject_id}):
-            raise JobFailed("the data was erased while the package was built; "
-                            "file a new request")
-        db.table("packages").insert({
-            "package_id": package_id, "request_id": request_id, "account_id": subject_id,
-            "file_name": pkg.file_name, "bytes": pkg.bytes, "files": pkg.files,
-            "recordings": pkg.recordings, "manifest_sha256": pkg.manifest_sha256,
-            "owners": json.dumps(pkg.owners, sort_keys=True), "created_at": now,
-            "quarantined_at": None,
-        })
-        auditlog.append(db, at=now, actor="system", action="package.built",
-                        object_id=request_id,
-                        detail={"package_id": package_id, "manifest_sha256": pkg.manifest_sha256,
-                                "bytes": pkg.bytes, "files": pkg.files,
-                                "recordings": pkg.recordings, "owners": pkg.owners,
-                                "reused": reused})
-        to, diverted = delivery.route_link(db, row, faults)
-        if diverted:
-            raise_alert(db, alert_id=ctx.ids.new("alr", job_key(row)), at=now,
-                        guard="identity.verified_channel", request_id=request_id,
-                        account_id=rightful,
-                        summary="the download link was about to go to an address not on file "
-                                "for the requester; sent to the address on file instead",
-                        # No address in the detail: alerts are copied to the append-only audit log.
-                        detail={"message": "download link", "sent_to": "address on file",
-                                "channel": row["channel"], "package_id": package_id})
-        _link_id, token = delivery.mint_link(
-            db, config=ctx.settings(), ids=ctx.ids, faults=faults, row=row,
-            package_id=package_id, now=now_dt, sent_to=to)
-        url = delivery.link_url(ctx.config, token)
-        expires = db.execute("SELECT expires_at FROM links WHERE link_id = ?",
-                             [_link_id]).fetchone()[0]
-        outbox.send(db, to=to, subject="Your data is ready to download", sent_at=now,
-                    request_id=request_id, url=url,
-                    body=(f"The copy of your data you asked for (request {request_id}) is ready:\n"
-                          f"{url}\n"
-                          + (f"The link works until {expires}.\n" if expires else "")
-                          + "If you did not ask for this, do not open it and tell us."))
-        update_request(db, request_id, now, status="complete", completed_at=now,
-                       package_id=package_id, total_items=pkg.recordings, error=None)
-        auditlog.append(db, at=now, actor="system", action="request.completed",
-                        object_id=request_id, detail={"package_id": package_id})
+        _record_package(db, rel)
+        _send_link(db, ctx, rel)
+        _complete(db, rel)
 
+    package_file = Path(ctx.config.packages_dir) / pkg.file_name
     try:
         ctx.store.write_sync(finish)
     except BaseException:
         if not reused:
-            (Path(ctx.config.packages_dir) / pkg.file_name).unlink(missing_ok=True)
+            package_file.unlink(missing_ok=True)
         raise
     if quarantine and not reused:
         # Foreign data is not kept around waiting for review: the next approval rebuilds.
-        (Path(ctx.config.packages_dir) / pkg.file_name).unlink(missing_ok=True)
+        package_file.unlink(missing_ok=True)
     if quarantine:
         # Nor served again from the cache: the next approval of the request rebuilds it.
-        ctx.cache.evict(cache_key, pkg.file_name)
-    ctx.metrics.inc("overheard_privacy_jobs_total", kind="access",
-                    outcome="quarantined" if quarantine else "complete")
-    log.info("request %s: package %s %s (%d recordings, %d bytes)", request_id, package_id,
+        cache.evict(cache_key, pkg.file_name)
+    outcome = "quarantined" if quarantine else "complete"
+    ctx.metrics.inc("overheard_privacy_jobs_total", kind="access", outcome=outcome)
+    log.info("request %s: package %s %s (%d recordings, %d bytes)", rel.request_id, package_id,
              "quarantined" if quarantine else "released", pkg.recordings, pkg.bytes)
 
 
@@ -601,84 +562,3 @@ def _remove_staging(staging: Path, part: Path, request_id: str,
         path.unlink(missing_ok=True)
     if staging.name == request_id:
         shutil.rmtree(staging, ignore_errors=True)
-
-
-# -- the pool -----------------------------------------------------------------------------
-
-def job_context(app: web.Application) -> JobContext:
-    return JobContext(app[CONFIG], app[STORE], app[CLOCK], app[IDS], app[FAULTS], app[METRICS],
-                      privacy_state(app), live=app[LIVE])
-
-
-def _recover(ctx: JobContext) -> list[tuple[str, bool]]:
-    """Requeue interrupted jobs, wipe staging, delete orphan package files; returns the queue."""
-    config = ctx.config
-    shutil.rmtree(config.staging_dir, ignore_errors=True)
-    private_dir(Path(config.staging_dir))
-    private_dir(Path(config.packages_dir))
-    now = ctx.clock.iso()
-
-    def requeue(db: sqlite_utils.Database) -> tuple[list[tuple[str, bool]], set[str]]:
-        stuck = [r[0] for r in db.execute(
-            "SELECT request_id FROM privacy_requests WHERE status = 'in_processing'")]
-        for rid in stuck:
-            update_request(db, rid, now, status="approved")
-            auditlog.append(db, at=now, actor="system", action="export.requeued",
-                            object_id=rid, detail={"reason": "interrupted by a restart"})
-        queue = [(r[0], r[1] == "erasure") for r in db.execute(
-            "SELECT request_id, kind FROM privacy_requests WHERE status = 'approved'"
-            " ORDER BY created_at, request_id")]
-        files = {r[0] for r in db.execute("SELECT file_name FROM packages")}
-        return queue, files
-
-    queue, known = ctx.store.write_sync(requeue)
-    for path in Path(config.packages_dir).iterdir():
-        if path.name not in known:
-            path.unlink(missing_ok=True)
-            log.info("removed orphan package file %s", path.name)
-    return queue
-
-
-async def _worker(ctx: JobContext, executor: ThreadPoolExecutor) -> None:
-    state = ctx.state
-    queue = state.queue
-    if queue is None:
-        raise RuntimeError("the export queue is not open")
-    loop = asyncio.get_running_loop()
-    while True:
-        request_id = await queue.get()
-        state.queued.discard(request_id)
-        state.order.begin(request_id)
-        try:
-            await loop.run_in_executor(executor, run_job, ctx, request_id)
-        except Exception:
-            log.exception("export worker: job %s", request_id)
-        finally:
-            state.order.done(request_id)
-
-
-async def export_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Start the worker pool after the store is open; stop it before the store closes."""
-    ctx = job_context(app)
-    state = ctx.state
-    loop = asyncio.get_running_loop()
-    state.loop = loop
-    state.queue = asyncio.Queue()
-    state.stop.clear()
-    workers = max(1, ctx.config.export_workers)
-    executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="overheard-export")
-    state.executor = executor
-    for request_id, erasure in await loop.run_in_executor(None, _recover, ctx):
-        state.enqueue(request_id, erasure=erasure)
-    tasks = [asyncio.create_task(_worker(ctx, executor), name=f"export-worker-{i}")
-             for i in range(workers)]
-    try:
-        yield
-    finally:
-        state.stop.set()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        # Running jobs see ``stop`` between items; wait for them before the store closes.
-        await loop.run_in_executor(None, lambda: executor.shutdown(wait=True))
-        state.loop = None

@@ -265,12 +265,9 @@ def _file_by_email(db: sqlite_utils.Database, base: dict[str, Any], email: str, 
                             "code; held until the code sent to the address on file is answered",
                     detail={"kind": base["kind"], "channel": "email",
                             "matched_account": matched, "code_sent_to": "address on file"})
-    outbox.send(db, to=on_file, subject="Your verification code", sent_at=now,
-                request_id=base["request_id"], code=code,
-                body=(f"Someone asked for a copy or the deletion of the data of this address "
-                      f"(request {base['request_id']}). If it was you, your code is {code}. "
-                      f"It works for {config.code_ttl_seconds // 60} minutes. If it was not "
-                      f"you, ignore this message."))
+    outbox.send_mail(db, outbox.VERIFICATION_CODE, to=on_file, sent_at=now,
+                     request_id=base["request_id"], code=code,
+                     minutes=config.code_ttl_seconds // 60)
     return {"status": "identity_unverified"}
 
 

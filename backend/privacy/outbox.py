@@ -1,14 +1,18 @@
 """The simulated mail the backend sends (verification codes, download links, notices).
 
-Nothing leaves the process: :func:`send` stores the message, ``GET /v1/outbox?to=`` (admin)
+Each message is a :class:`Mail`: a subject and a jinja2 template of its body
+(``templates/mail/*.txt.j2``), rendered by :func:`send_mail`. Nothing leaves the process:
+:func:`send` stores the message, ``GET /v1/outbox?to=`` (admin)
 shows what a mailbox would have received. Codes and links are in the message because that
 is what an email carries; everywhere else the backend keeps only their digests.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
+import jinja2
 import sqlite_utils
 from aiohttp import web
 
@@ -20,6 +24,31 @@ from backend.openapi import document
 
 routes = Routes()
 
+_MAIL = jinja2.Environment(
+    loader=jinja2.PackageLoader("backend.privacy", "templates/mail"),
+    autoescape=False,  # plain text: nothing is markup
+    undefined=jinja2.StrictUndefined,
+)
+
+
+@dataclass(frozen=True)
+class Mail:
+    """One kind of message: its subject and the template of its body."""
+
+    subject: str
+    template: str
+
+    def body(self, **values: Any) -> str:
+        return _MAIL.get_template(self.template).render(**values)
+
+
+VERIFICATION_CODE = Mail("Your verification code", "code.txt.j2")
+"""Values: ``request_id``, ``code``, ``minutes`` (how long the code works)."""
+LINK_READY = Mail("Your data is ready to download", "link.txt.j2")
+"""Values: ``request_id``, ``url``, ``expires`` (empty for a link that does not expire)."""
+RECORDINGS_DELETED = Mail("Your voice recordings were deleted", "erased.txt.j2")
+"""Values: ``request_id``, ``recordings``, ``packages`` (how many were deleted)."""
+
 
 def send(db: sqlite_utils.Database, *, to: str, subject: str, body: str, sent_at: str,
          request_id: str | None = None, code: str | None = None, url: str | None = None) -> int:
@@ -30,6 +59,16 @@ def send(db: sqlite_utils.Database, *, to: str, subject: str, body: str, sent_at
         [to, subject, body, sent_at, request_id, code, url],
     )
     return int(cur.lastrowid or 0)
+
+
+def send_mail(db: sqlite_utils.Database, mail: Mail, *, to: str, sent_at: str,
+              request_id: str, code: str | None = None, url: str | None = None,
+              **values: Any) -> int:
+    """Render ``mail`` (its template gets ``request_id``, ``code``, ``url`` and ``values``)
+    and store it, inside a write; returns its id."""
+    body = mail.body(request_id=request_id, code=code, url=url, **values)
+    return send(db, to=to, subject=mail.subject, body=body, sent_at=sent_at,
+                request_id=request_id, code=code, url=url)
 
 
 def _message(row: dict[str, Any]) -> dict[str, Any]:

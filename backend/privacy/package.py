@@ -29,6 +29,7 @@ from typing import IO, Any
 import jinja2
 
 from backend.files import open_private
+from backend.privacy.errors import PackageAborted
 from contract.audio import wav_header
 from contract.package import (
     DEVICE_COLUMNS,
@@ -100,10 +101,6 @@ class PackageResult:
     recordings: int
     owners: Counter[str] = field(default_factory=Counter)
     """Recordings per stored owner account: a package is clean when the subject is the only key."""
-
-
-class PackageAborted(Exception):
-    """The build was told to stop (shutdown); the partial file is discarded."""
 
 
 class PackageWriter:
