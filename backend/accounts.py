@@ -36,6 +36,7 @@ from backend.ingest.bindings import (
 )
 from backend.keys import CLOCK, FAULTS, IDS, STORE
 from backend.openapi import document
+from backend.storage import recordings
 from contract.stream import LOCALE_PATTERN
 
 routes = Routes()
@@ -167,8 +168,7 @@ async def get_account(request: web.Request) -> web.Response:
         account["devices"] = list(db.query(
             "SELECT device_id, serial, model, room, account_id, registered_at, deregistered_at"
             " FROM devices WHERE account_id = ? ORDER BY registered_at, device_id", [account_id]))
-        account["recordings"] = db.execute(
-            "SELECT count(*) FROM recordings WHERE account_id = ?", [account_id]).fetchone()[0]
+        account["recordings"] = recordings.usage(db, account_id)[0]
         return account
 
     account = await request.app[STORE].read(read)

@@ -20,6 +20,7 @@ from backend.errors import BadRequest, NotFound
 from backend.http import Routes, query_int
 from backend.keys import CLOCK, STORE
 from backend.openapi import document
+from backend.storage import recordings
 from contract.audio import pcm_to_wav
 
 routes = Routes()
@@ -97,15 +98,7 @@ async def list_recordings(request: web.Request) -> web.Response:
 def history_page(db: sqlite_utils.Database, account_id: str, after: tuple[str, str] | None,
                  limit: int) -> tuple[list[dict[str, Any]], str | None]:
     """One page of an account's voice history, oldest first, and the next page's cursor."""
-    sql = ("SELECT recording_id, device_id, recorded_at, duration_ms, transcript"
-           " FROM recordings WHERE account_id = ?")
-    params: list[Any] = [account_id]
-    if after is not None:
-        sql += " AND (recorded_at, recording_id) > (?, ?)"
-        params += list(after)
-    sql += " ORDER BY recorded_at, recording_id LIMIT ?"
-    params.append(limit + 1)
-    rows = list(db.query(sql, params))
+    rows = recordings.history_page(db, account_id, after, limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
     next_cursor = encode_cursor(rows[-1]["recorded_at"], rows[-1]["recording_id"]) if more else None
@@ -125,16 +118,11 @@ async def wav_response(app: web.Application, account_id: str,
     """One of ``account_id``'s recordings as a WAV download; 404 when it is not theirs."""
 
     def read(db: sqlite_utils.Database) -> bytes | None:
-        row = db.execute(
-            "SELECT a.pcm, r.rate, r.width, r.channels FROM recordings r"
-            " JOIN audio a ON a.recording_id = r.recording_id"
-            " WHERE r.recording_id = ? AND r.account_id = ?",
-            [recording_id, account_id],
-        ).fetchone()
-        if row is None:
+        found = recordings.audio_of(db, recording_id, account_id)
+        if found is None:
             return None
         # Built here, in the reader thread, so the event loop never copies audio.
-        return pcm_to_wav(row[0], rate=row[1], width=row[2], channels=row[3])
+        return pcm_to_wav(*found)
 
     body = await app[STORE].read(read)
     if body is None:
@@ -152,13 +140,9 @@ async def delete_recording(request: web.Request) -> web.Response:
     now = request.app[CLOCK].iso()
 
     def write(db: sqlite_utils.Database) -> None:
-        owned = db.execute("SELECT 1 FROM recordings WHERE recording_id = ? AND account_id = ?",
-                           [recording_id, who.account_id]).fetchone()
-        if owned is None:
-            raise NotFound("no such recording", code="recording_not_found")
         # secure_delete is on, so the freed pages are zeroed, not just unlinked.
-        db.execute("DELETE FROM audio WHERE recording_id = ?", [recording_id])
-        db.execute("DELETE FROM recordings WHERE recording_id = ?", [recording_id])
+        if not recordings.delete_owned(db, recording_id, str(who.account_id)):
+            raise NotFound("no such recording", code="recording_not_found")
         auditlog.append(db, at=now, actor=f"user:{who.account_id}", action="recording.deleted",
                         object_id=recording_id, detail={"account_id": who.account_id})
 

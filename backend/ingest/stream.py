@@ -64,9 +64,9 @@ from backend.errors import BadRequest, Unauthorized
 from backend.ingest.bindings import Binding, lookup_device, lookup_devices, resolve
 from backend.ingest.protocol import ProtocolError, parse_frame
 from backend.keys import CLOCK, CONFIG, IDS, METRICS, STORE
-from backend.storage import StoreClosed, StoreFailed
-from backend.storage.db import Outcome, insert_rows, select_in
-from contract.audio import BYTES_PER_SECOND, CHANNELS, RATE, WIDTH, duration_ms
+from backend.storage import StoreClosed, StoreFailed, recordings
+from backend.storage.db import Outcome
+from contract.audio import BYTES_PER_SECOND, duration_ms
 from contract.stream import ErrorCode, UtteranceEnd, UtteranceStart, error_json, stored_json
 
 log = logging.getLogger("overheard.ingest")
@@ -276,15 +276,6 @@ class RecordingRow:
     """The PCM's digest, computed by :func:`digest` beside the event loop and the writer."""
 
 
-_INSERT_RECORDING = (
-    "INSERT INTO recordings (recording_id, utterance_id, account_id, device_id, serial,"
-    " recorded_at, stored_at, duration_ms, transcript, locale, rate, width, channels,"
-    " pcm_bytes, pcm_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
-    f" {RATE}, {WIDTH}, {CHANNELS}, ?, ?)"
-)
-_INSERT_AUDIO = "INSERT INTO audio (recording_id, pcm) VALUES (?, ?)"
-
-
 def _decide(rec: RecordingRow, hit: tuple[str, str] | None,
             live: Callable[[str], Binding | None]) -> tuple[str, str, str, bool]:
     """Where ``rec`` goes: ``(recording_id, account_id, device_id, duplicate)``.
@@ -322,14 +313,12 @@ def _row(rec: RecordingRow, account_id: str, device_id: str, stored_at: str) -> 
 
 def store_recording(db: sqlite_utils.Database, rec: RecordingRow) -> tuple[str, bool]:
     """Insert metadata and audio of one recording; ``(recording_id, duplicate)``."""
-    row = db.execute("SELECT recording_id, account_id FROM recordings WHERE utterance_id = ?",
-                     [rec.utterance_id]).fetchone()
-    hit = (row[0], row[1]) if row is not None else None
+    hit = recordings.by_utterance(db, rec.utterance_id)
     recording_id, account_id, device_id, duplicate = _decide(
         rec, hit, lambda token: lookup_device(db, token))
     if not duplicate:
-        db.execute(_INSERT_RECORDING, _row(rec, account_id, device_id, rec.clock.iso()))
-        db.execute(_INSERT_AUDIO, [rec.recording_id, rec.pcm])
+        recordings.insert(db, [_row(rec, account_id, device_id, rec.clock.iso())],
+                          [(rec.recording_id, rec.pcm)])
     return recording_id, duplicate
 
 
@@ -341,10 +330,7 @@ def store_recordings(db: sqlite_utils.Database, recs: list[RecordingRow]) -> lis
     The outcome of each is what storing them one after another would give: a second
     utterance with the same id in the run is its first one's duplicate (or conflict).
     """
-    existing: dict[str, tuple[str, str]] = {
-        uid: (recording_id, account_id) for uid, recording_id, account_id in select_in(
-            db, "SELECT utterance_id, recording_id, account_id FROM recordings"
-            " WHERE utterance_id IN ({marks})", (rec.utterance_id for rec in recs))}
+    existing = recordings.by_utterances(db, (rec.utterance_id for rec in recs))
     # Nothing else writes between these items, so one look per device token is exact.
     live = lookup_devices(db, (rec.binding.token_sha256 for rec in recs
                                if not rec.binding.stale)).get
@@ -364,9 +350,7 @@ def store_recordings(db: sqlite_utils.Database, recs: list[RecordingRow]) -> lis
             blobs.append((rec.recording_id, rec.pcm))
             existing[rec.utterance_id] = (rec.recording_id, account_id)
         outcomes.append((True, (recording_id, duplicate)))
-    if rows:
-        insert_rows(db, _INSERT_RECORDING, rows)
-        insert_rows(db, _INSERT_AUDIO, blobs)
+    recordings.insert(db, rows, blobs)
     return outcomes
 
 

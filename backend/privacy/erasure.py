@@ -34,6 +34,7 @@ from backend.alerts import raise_alert
 from backend.config import Config
 from backend.privacy import delivery, outbox
 from backend.privacy.state import job_key, update_request
+from backend.storage import recordings
 from backend.storage.db import StoreClosed, connect
 
 if TYPE_CHECKING:
@@ -48,9 +49,7 @@ _HOLDS = "(account_id = :acc OR EXISTS (SELECT 1 FROM json_each(packages.owners)
 def delete_subject_data(db: sqlite_utils.Database, account_id: str, *,
                         partial: bool = False) -> dict[str, Any]:
     """Delete the subject's rows (inside a write); returns counts and the package files."""
-    recordings, audio_bytes = db.execute(
-        "SELECT COUNT(*), COALESCE(SUM(pcm_bytes), 0) FROM recordings WHERE account_id = ?",
-        [account_id]).fetchone()
+    count, audio_bytes = recordings.usage(db, account_id)
     files: list[str] = []
     links = 0
     packages = 0
@@ -67,10 +66,8 @@ def delete_subject_data(db: sqlite_utils.Database, account_id: str, *,
             links += len(link_ids)
             files.append(file_name)
         packages = len(pkgs)
-    db.execute("DELETE FROM audio WHERE recording_id IN"
-               " (SELECT recording_id FROM recordings WHERE account_id = ?)", [account_id])
-    db.execute("DELETE FROM recordings WHERE account_id = ?", [account_id])
-    return {"recordings": recordings, "audio_bytes": audio_bytes, "packages": packages,
+    recordings.delete_account(db, account_id)
+    return {"recordings": count, "audio_bytes": audio_bytes, "packages": packages,
             "links": links, "files": files}
 
 
@@ -81,10 +78,10 @@ def remaining(db: sqlite_utils.Database, config: Config, account_id: str) -> dic
 
     pkg_files = [r[0] for r in db.execute(
         f"SELECT file_name FROM packages WHERE {_HOLDS}", {"acc": account_id})]
+    rows, blobs = recordings.left_of(db, account_id)
     return {
-        "recordings": count("SELECT COUNT(*) FROM recordings WHERE account_id = ?", [account_id]),
-        "audio": count("SELECT COUNT(*) FROM audio a JOIN recordings r USING (recording_id)"
-                       " WHERE r.account_id = ?", [account_id]),
+        "recordings": rows,
+        "audio": blobs,
         "packages": len(pkg_files),
         "links": count(f"SELECT COUNT(*) FROM links WHERE package_id IN"
                        f" (SELECT package_id FROM packages WHERE {_HOLDS})", {"acc": account_id}),

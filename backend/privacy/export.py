@@ -54,16 +54,13 @@ from backend.privacy.package import (
     write_access_package,
 )
 from backend.privacy.state import default_subject, job_key, update_request
+from backend.storage import recordings
 from backend.storage.db import connect
 from contract.audio import pcm_to_wav, read_wav
 from contract.package import SAFE_ID
 from contract.rfc3339 import rfc3339
 
 log = logging.getLogger("overheard.privacy.export")
-
-FETCH_BATCH = 32
-"""Recordings fetched per round trip: ~2 MB of 2-second clips, bounded whatever the account."""
-
 
 @dataclass(frozen=True)
 class CachedPackage:
@@ -247,18 +244,8 @@ def iter_staged(staging: Path) -> Iterator[Recording]:
 
 
 def iter_recordings(db: sqlite_utils.Database, where: str, account_id: str) -> Iterator[Recording]:
-    """Stream recordings with their audio, oldest first, ``FETCH_BATCH`` rows at a time."""
-    cur = db.conn.execute(
-        "SELECT r.recording_id, r.account_id, r.device_id, r.recorded_at, r.duration_ms,"
-        " r.transcript, r.rate, r.width, r.channels, a.pcm"
-        " FROM recordings r JOIN audio a ON a.recording_id = r.recording_id"
-        f" WHERE {where} ORDER BY r.recorded_at, r.recording_id", [account_id])
-    try:
-        while batch := cur.fetchmany(FETCH_BATCH):
-            for row in batch:
-                yield Recording(*row)
-    finally:
-        cur.close()
+    """Stream recordings with their audio, oldest first, a batch at a time."""
+    return recordings.iter_with_audio(db, where, account_id, Recording)
 
 
 def load_subject(db: sqlite_utils.Database, account_id: str) -> Subject | None:
@@ -328,21 +315,20 @@ def build_access(ctx: JobContext, row: dict[str, Any], shared_state: Exporter) -
         subject = load_subject(db, subject_id)
         if subject is None:
             raise JobFailed("the subject account does not exist")
-        total = db.execute(
-            f"SELECT COUNT(*) FROM recordings r WHERE {where}", [voice_from]).fetchone()[0]
+        total = recordings.count_where(db, where, voice_from)
         ctx.state.progress[request_id] = (0, total)
-        recordings: Iterator[Recording] = iter_recordings(db, where, voice_from)
+        items: Iterator[Recording] = iter_recordings(db, where, voice_from)
         met = 1
         if shared:
             # The bug: stage into the day's directory, then package what the directory
             # holds. Every job of the batch stages before any zips (first meeting), and
             # none cleans up before all have zipped (second meeting).
-            staged = stage_shared(staging, recordings, request_id)
+            staged = stage_shared(staging, items, request_id)
             met = shared_state.barrier.meet(
                 f"staged:{staging}", parties, wait, ctx.state.stop,
                 alone=lambda: ctx.state.order.later_job_waits(request_id))
             total = sum(1 for _ in staging.glob("*.json"))
-            recordings = iter_staged(staging)
+            items = iter_staged(staging)
             log.info("request %s: shared staging %s, %d job(s) met, %d recordings staged",
                      request_id, staging.name, met, total)
 
@@ -352,7 +338,7 @@ def build_access(ctx: JobContext, row: dict[str, Any], shared_state: Exporter) -
 
         try:
             result = write_access_package(
-                part, request_id=request_id, subject=subject, recordings=recordings,
+                part, request_id=request_id, subject=subject, recordings=items,
                 generated_at=generated_at, generated_dt=now_dt,
                 on_item=on_item, should_stop=ctx.state.stop.is_set,
             )
