@@ -7,14 +7,14 @@ import asyncio
 import json
 import re
 import sys
-import wave
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 from conftest import Api, pcm_bytes, receive_json
 
-from backend.ingest.protocol import (
+from contract.audio import RATE, pcm_to_wav
+from contract.stream import (
     AudioFormat,
     ErrorMessage,
     UtteranceEnd,
@@ -90,12 +90,8 @@ async def test_the_documented_client_stores_an_utterance(api: Api, tmp_path: Pat
     script = tmp_path / "client.py"
     script.write_text(client_code, encoding="utf-8")
     wav = tmp_path / "hello.wav"
-    pcm = pcm_bytes(7, 16000 * 3)  # 3 s: three binary frames
-    with wave.open(str(wav), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes(pcm)
+    pcm = pcm_bytes(7, RATE * 3)  # 3 s: three binary frames
+    wav.write_bytes(pcm_to_wav(pcm))
     account = await api.create_account()
     device = await api.register_device(account["account_id"], "G090LF0000DOC002")
     proc = await asyncio.create_subprocess_exec(
