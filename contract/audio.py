@@ -27,9 +27,6 @@ BYTES_PER_SECOND = RATE * FRAME_BYTES
 NAME = "16 kHz mono s16le"
 """How the format is named in messages and docs."""
 
-WAV_HEADER_BYTES = 44
-"""The length of the plain RIFF/WAVE header :func:`wav_header` writes."""
-
 
 class Pcm(NamedTuple):
     """A WAV file's PCM frames and the format its header declares."""

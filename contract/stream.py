@@ -204,9 +204,6 @@ class ErrorMessage(Wire):
 DeviceMessage = Annotated[UtteranceStart | UtteranceEnd, Field(discriminator="type")]
 """What a device may send as a text frame."""
 
-ServerMessage = Annotated[UtteranceStored | ErrorMessage, Field(discriminator="type")]
-"""What the server sends as a text frame."""
-
 
 # The builders below write the same JSON as ``Model(...).to_json()`` without validating
 # again what the sender already holds in the normal form: they run once per utterance.

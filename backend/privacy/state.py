@@ -27,7 +27,6 @@ from contract.rfc3339 import parse_rfc3339, rfc3339
 
 Status = Literal["identity_unverified", "pending", "approved", "in_processing", "complete",
                  "denied", "canceled", "error"]
-DenyReason = Literal["no_match", "insuf_verification", "suspected_fraud", "too_many_requests"]
 Kind = Literal["access", "erasure"]
 
 OPEN_STATUSES: tuple[str, ...] = ("pending", "approved", "in_processing")
