@@ -19,8 +19,7 @@ TOPS = ("backend", "contract", "simulator")
 # What each simulator room may import, besides the standard library and third-party packages
 # (prefixes of module names). The rules are ARCHITECTURE.md's.
 ALLOWED: dict[str, tuple[str, ...]] = {
-    # backend.wav: the WAV header, the one piece of the audio format the world writes.
-    "world": ("simulator.world", "contract", "backend.wav"),
+    "world": ("simulator.world", "contract"),
     "fleet": ("simulator.world", "simulator.fleet", "contract", "backend"),
     "judge": ("simulator.judge", "simulator.world", "simulator.fleet.ledger", "contract"),
     "scenario": ("simulator.world", "simulator.fleet", "simulator.judge", "simulator.scenario",
