@@ -291,10 +291,16 @@ async def test_oversize_frames_and_bodies_are_refused_with_bounded_memory(
         # A frame beyond the WebSocket message limit closes that socket, nothing more.
         for _ in range(5):
             ws = await api.device_ws(dev["device_token"])
-            await ws.send_bytes(b"\x00" * (1 << 20))
+            closing = (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED,
+                       aiohttp.WSMsgType.CLOSING)
+            try:
+                await ws.send_bytes(b"\x00" * (1 << 20))
+            except ConnectionError:
+                # The server read the frame's header, saw its length and hung up while the
+                # rest was still being written: the reader then ends with the lost connection.
+                closing += (aiohttp.WSMsgType.ERROR,)
             msg = await ws.receive(timeout=10)
-            assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED,
-                                aiohttp.WSMsgType.CLOSING), msg
+            assert msg.type in closing, msg
             await ws.close()
         after = _rss_kb(pid)
         assert await _count(api, acc["user_token"]) == 0
