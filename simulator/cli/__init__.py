@@ -55,9 +55,11 @@ def _register() -> None:
     from simulator.cli.faults import faults
     from simulator.cli.run import run, scenarios
     from simulator.cli.simulate import simulate
+    from simulator.explore.cli import bench_explore, explore_cmd
 
-    for cmd in (run, scenarios, audit, simulate, bench, faults, audit_log):
+    for cmd in (run, scenarios, audit, simulate, bench, faults, audit_log, explore_cmd):
         main.add_command(cmd)
+    bench.add_command(bench_explore)
 
 
 _register()

@@ -246,6 +246,10 @@ class Expect(Model):
     lost: LostExpect | None = Field(
         None, description="recordings of a household destroyed by another's erasure")
     art34: bool | None = Field(None, description="whether Art. 34 notice to data subjects is owed")
+    invariant: Literal["no_foreign_data", "no_foreign_recipient", "complete", "erasure_total",
+                       "no_collateral_loss", "acked_durable", "guard_alerts"] | None = Field(
+        None, description="an invariant that must hold over the whole run (as overheard explore "
+                          "checks it)")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Expect:

@@ -274,7 +274,11 @@ class Run:
         n = len(home.household.devices) + 1
         serial = st.serial or f"{home.household.devices[0].serial[:-3] if home.household.devices else 'G0'}X{n:02d}"
         if st.serial and st.serial in self.homes:
-            serial = self.homes[st.serial].household.devices[0].serial
+            owner = self.homes[st.serial].household
+            if not owner.devices:
+                raise RunAborted(f"register_device: serial = {st.serial!r} names a household "
+                                 f"that has no device (now) whose serial could be reused")
+            serial = owner.devices[0].serial
         dev = Device(serial=serial, model=st.model, room=st.room)
         home.household = home.household.with_devices((*home.household.devices, dev))
         try:
@@ -326,7 +330,7 @@ class Run:
                 token = res.get("requester_token", "")
             rid = res["request_id"]
             home.requests.setdefault(kind, []).append({"request_id": rid, "token": token,
-                                                       "email": email})
+                                                       "email": email, "filed_at": _iso(self.now)})
             if kind == "erasure":
                 self.erasures.append({"request_id": rid, "household": key, "held": held})
             whose = (f" naming {email}" if via == "email"
@@ -821,6 +825,13 @@ async def check_lost(run: Run, v: Any, ev: Evidence) -> Verdict:
     return ok, f"{n} recordings of {v.of} destroyed{by}"
 
 
+async def check_invariant(run: Run, v: Any, ev: Evidence) -> Verdict:
+    # Imported here: the invariants read this module's Run (no import cycle at load).
+    from simulator.explore.invariants import check_invariant as check
+
+    return await check(v, run)
+
+
 async def check_art34(run: Run, v: Any, ev: Evidence) -> Verdict:
     owed = any(lk.get("link_redeemed") for lk in ev.leaks)
     return owed == v, f"Art. 34 notice {'owed' if owed else 'not owed'}"
@@ -831,6 +842,7 @@ CHECKERS: dict[str, Checker] = {
     "link": check_link, "link_redeemed": check_link_redeemed, "alert": check_alert,
     "no_alert": check_no_alert, "erased": check_erased, "remains": check_remains,
     "request": check_request, "lost": check_lost, "art34": check_art34,
+    "invariant": check_invariant,
 }
 """One checker per expectation kind: what it passes on and what it reports finding."""
 
@@ -970,7 +982,7 @@ async def run_scenario(scenario: Scenario, out: Path, *, backend_url: str | None
                        admin_token: str | None = None,
                        progress: bool | ProgressMode = True,
                        interactive: Announce | None = None,
-                       voice: VoiceEngine = "speech") -> RunResult:
+                       voice: VoiceEngine = "speech", reports: bool = True) -> RunResult:
     """Play ``scenario``, write the run folder to ``out`` and return the result.
 
     ``progress``: a mode of :mod:`simulator.fleet.progress`, ``True`` for the default one (by
@@ -1012,7 +1024,8 @@ async def run_scenario(scenario: Scenario, out: Path, *, backend_url: str | None
         finished_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
         run_info={"backend": backend_url or "embedded", "out": str(out)},
     )
-    write_reports(result, out)
+    if reports:  # in-process generated runs need only the returned result
+        write_reports(result, out)
     return result
 
 

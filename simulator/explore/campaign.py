@@ -1,0 +1,294 @@
+"""A campaign: many generated runs, sharded and spread over worker processes, then the
+violations shrunk and written out.
+
+Run ``i`` of a campaign (0 ≤ i < runs) has the scenario seed :func:`run_seed` (seed, i) and
+its own draw of the faults named; shard ``I/N`` plays the indices with ``i % N == I - 1``.
+Each worker process plays its indices in one event loop, :data:`CONCURRENCY` at a time,
+against fresh embedded backends. Results are keyed by index, and the first violating run of
+each (invariant, faults) pair is shrunk in the parent in index order, so the summary is the
+same whatever ``jobs`` is, and merging the shards gives the unsharded summary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing
+import random
+import shutil
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from simulator.explore.errors import ExploreError
+from simulator.explore.generator import generate
+from simulator.explore.invariants import NAMES
+from simulator.explore.play import play
+from simulator.explore.shrinker import shrink
+from simulator.fleet.progress import Counter, ProgressMode
+from simulator.scenario.model import Scenario
+
+CONCURRENCY = 4
+"""Runs in flight per worker process: while one waits on its backend, another computes."""
+TIMINGS = ("scenarios_per_minute", "elapsed_seconds")
+"""Summary keys that depend on the machine, not on the seed and options."""
+
+
+@dataclass(frozen=True)
+class Options:
+    """What decides a campaign's runs (not how they are spread)."""
+
+    seed: int
+    runs: int
+    faults: tuple[str, ...]
+    guards: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"seed": self.seed, "runs": self.runs, "faults": list(self.faults),
+                "guards": list(self.guards)}
+
+
+def names(value: str, table: dict[str, Any], what: str) -> tuple[str, ...]:
+    """``none``, ``all`` or comma-separated names of ``table``."""
+    if value == "none":
+        return ()
+    if value == "all":
+        return tuple(table)
+    got = tuple(v.strip() for v in value.split(",") if v.strip())
+    unknown = [v for v in got if v not in table]
+    if unknown or not got:
+        raise ExploreError(f"--{what}: unknown {what[:-1]} {', '.join(unknown) or value!r} "
+                           f"(known: none, all, {', '.join(table)})")
+    return got
+
+
+def parse_shard(value: str) -> tuple[int, int]:
+    """``I/N`` → (I, N), 1 ≤ I ≤ N."""
+    try:
+        i, n = (int(x) for x in value.split("/"))
+    except ValueError:
+        raise ExploreError(f"--shard: expected I/N (e.g. 1/4), got {value!r}") from None
+    if not 1 <= i <= n:
+        raise ExploreError(f"--shard: need 1 ≤ I ≤ N, got {value!r}")
+    return i, n
+
+
+def run_seed(seed: int, index: int) -> int:
+    """The scenario seed of run ``index``: independent of sharding and jobs."""
+    return random.Random(f"explore:{seed}:{index}").getrandbits(31)
+
+
+def draw_faults(opts: Options, index: int) -> list[str]:
+    """Run ``index``'s faults: one to three of those named (all of them when ≤ 3)."""
+    if len(opts.faults) <= 3:
+        return list(opts.faults)
+    rng = random.Random(f"faults:{opts.seed}:{index}")
+    return sorted(rng.sample(opts.faults, rng.randint(1, 3)))
+
+
+def shard_indices(runs: int, shard: tuple[int, int]) -> list[int]:
+    i, n = shard
+    return [k for k in range(runs) if k % n == i - 1]
+
+
+def scenario_for(opts: Options, index: int) -> dict[str, Any]:
+    """The raw (TOML-ready) scenario of run ``index``."""
+    scenario = generate(run_seed(opts.seed, index), draw_faults(opts, index), list(opts.guards))
+    return scenario.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+async def _play_indices(opts: Options, indices: list[int], report: Any) -> None:
+    sem = asyncio.Semaphore(CONCURRENCY)
+
+    async def one(index: int) -> None:
+        async with sem:
+            outcome = await play(Scenario.model_validate(scenario_for(opts, index)))
+            report({"index": index, "violated": outcome.violated, "error": outcome.error})
+
+    await asyncio.gather(*(one(i) for i in indices))
+
+
+def _worker(opts: Options, indices: list[int], queue: Any) -> None:
+    try:
+        asyncio.run(_play_indices(opts, indices, queue.put))
+    finally:
+        queue.put(None)  # the parent counts these: a dead worker must not leave it waiting
+
+
+def play_runs(opts: Options, indices: list[int], jobs: int,
+              counter: Counter) -> dict[int, dict[str, Any]]:
+    """Play ``indices`` over ``jobs`` processes; results by index."""
+    results: dict[int, dict[str, Any]] = {}
+
+    def take(r: dict[str, Any]) -> None:
+        results[r["index"]] = r
+        counter.update()
+        counter.set_postfix(violations=sum(len(x["violated"]) for x in results.values()))
+
+    if jobs == 1:
+        asyncio.run(_play_indices(opts, indices, take))
+        return results
+    # spawn, not fork: a parent that already ran a campaign has threads (export workers,
+    # resolvers) whose locks a forked child would inherit held. One import per worker.
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    parts = [indices[k::jobs] for k in range(jobs)]
+    procs = [ctx.Process(target=_worker, args=(opts, part, queue), daemon=True)
+             for part in parts if part]
+    for p in procs:
+        p.start()
+    done = 0
+    while done < len(procs):
+        r = queue.get()
+        if r is None:
+            done += 1
+        else:
+            take(r)
+    for p in procs:
+        p.join()
+    missing = set(indices) - set(results)
+    if missing:
+        raise ExploreError(f"worker processes lost {len(missing)} run(s)")
+    return results
+
+
+def _violations(opts: Options, results: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for index in sorted(results):
+        r = results[index]
+        for invariant in NAMES:
+            if invariant in r["violated"]:
+                out.append({"index": index, "invariant": invariant,
+                            "seed": run_seed(opts.seed, index),
+                            "faults": draw_faults(opts, index),
+                            "message": r["violated"][invariant], "file": None})
+    return out
+
+
+def _key(v: dict[str, Any]) -> tuple[str, tuple[str, ...]]:
+    return v["invariant"], tuple(v["faults"])
+
+
+async def _shrink_all(opts: Options, violations: list[dict[str, Any]], out: Path,
+                      counter: Counter) -> None:
+    """Shrink the first violation of each (invariant, faults); the later ones point at it."""
+    found = out / "found"
+    files: dict[tuple[str, tuple[str, ...]], str] = {}
+    for v in violations:
+        k = _key(v)
+        if k not in files:
+            raw, message = await shrink(scenario_for(opts, v["index"]), v["invariant"])
+            name = f"{v['invariant']}-{v['seed']}.toml"
+            raw["description"] = (f"found by overheard explore --seed {opts.seed} (run "
+                                  f"{v['index']}), shrunk; fails {v['invariant']}: {message}")
+            found.mkdir(parents=True, exist_ok=True)
+            (found / name).write_text(tomli_w.dumps(raw), encoding="utf-8")
+            files[k] = f"found/{name}"
+            counter.write(f"  {v['invariant']} (faults: {', '.join(v['faults']) or 'none'}): "
+                          f"{files[k]}")
+        v["file"] = files[k]
+
+
+def summarise(opts: Options, runs: int, violations: list[dict[str, Any]], elapsed: float,
+              shard: str) -> dict[str, Any]:
+    """The summary of ``runs`` played (timings in :data:`TIMINGS`)."""
+    first: dict[str, int | None] = {f: None for f in opts.faults}
+    for v in violations:
+        for f in v["faults"]:
+            if first.get(f) is None:
+                first[f] = v["index"] + 1
+    return {
+        "campaign": opts.to_dict(), "shard": shard, "runs": runs,
+        "violations": sorted(violations, key=lambda v: (v["index"], NAMES.index(v["invariant"]))),
+        "per_invariant": {n: sum(1 for v in violations if v["invariant"] == n) for n in NAMES},
+        "runs_to_first_find": first,
+        "scenarios_per_minute": round(60 * runs / elapsed, 1) if elapsed > 0 else None,
+        "elapsed_seconds": round(elapsed, 2),
+    }
+
+
+def junit(summary: dict[str, Any]) -> bytes:
+    """One test case per invariant; a failure lists its violations."""
+    suite = ET.Element("testsuite", name="overheard-explore", tests=str(len(NAMES)),
+                       failures=str(sum(1 for n in NAMES if summary["per_invariant"][n])))
+    for name in NAMES:
+        case = ET.SubElement(suite, "testcase", classname="explore", name=name)
+        hits = [v for v in summary["violations"] if v["invariant"] == name]
+        if hits:
+            fail = ET.SubElement(case, "failure", message=f"{len(hits)} of {summary['runs']} "
+                                                          f"runs violate {name}")
+            fail.text = "\n".join(f"run {v['index']} seed {v['seed']} faults "
+                                  f"{','.join(v['faults']) or 'none'}: {v['message']} "
+                                  f"({v['file']})" for v in hits)
+    ET.indent(suite)
+    return ET.tostring(suite, encoding="utf-8", xml_declaration=True) + b"\n"
+
+
+def write_summary(summary: dict[str, Any], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    (out / "junit.xml").write_bytes(junit(summary))
+
+
+def explore(opts: Options, out: Path, *, jobs: int = 1, shard: tuple[int, int] = (1, 1),
+            mode: ProgressMode = "plain") -> dict[str, Any]:
+    """Play a campaign (or one shard of it), shrink what it found, write ``out``."""
+    if (out / "found").exists():
+        shutil.rmtree(out / "found")
+    indices = shard_indices(opts.runs, shard)
+    counter = Counter(len(indices), mode, desc="explore", unit="runs")
+    t0 = time.perf_counter()
+    try:
+        results = play_runs(opts, indices, jobs, counter)
+        elapsed = time.perf_counter() - t0
+        violations = _violations(opts, results)
+        asyncio.run(_shrink_all(opts, violations, out, counter))
+    finally:
+        counter.close()
+    summary = summarise(opts, len(indices), violations, elapsed, f"{shard[0]}/{shard[1]}")
+    summary["undecided"] = [{"index": i, "seed": run_seed(opts.seed, i), "error": r["error"]}
+                            for i, r in sorted(results.items()) if r["error"]]
+    write_summary(summary, out)
+    return summary
+
+
+def merge(dirs: list[Path], out: Path) -> dict[str, Any]:
+    """One summary, junit and found/ from shards of one campaign."""
+    parts = []
+    for d in dirs:
+        try:
+            parts.append(json.loads((d / "summary.json").read_text(encoding="utf-8")))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ExploreError(f"{d}/summary.json: cannot read a shard summary ({exc})") from None
+    campaigns = {json.dumps(p["campaign"], sort_keys=True) for p in parts}
+    if len(campaigns) != 1:
+        raise ExploreError("the shards come from different campaigns (seed, runs, faults or "
+                           "guards differ)")
+    c = parts[0]["campaign"]
+    opts = Options(c["seed"], c["runs"], tuple(c["faults"]), tuple(c["guards"]))
+    violations = sorted((v for p in parts for v in p["violations"]), key=lambda v: v["index"])
+    # Each (invariant, faults) keeps the file of its first violation over all shards.
+    files: dict[tuple[str, tuple[str, ...]], str] = {}
+    for v in violations:
+        files.setdefault(_key(v), v["file"])
+        v["file"] = files[_key(v)]
+    keep = set(files.values())
+    (out / "found").mkdir(parents=True, exist_ok=True)
+    for d in dirs:
+        for f in sorted((d / "found").glob("*.toml")):
+            if f"found/{f.name}" in keep:
+                shutil.copyfile(f, out / "found" / f.name)
+    elapsed = max(p["elapsed_seconds"] for p in parts)
+    summary = summarise(opts, sum(p["runs"] for p in parts), violations, elapsed, "1/1")
+    summary["undecided"] = sorted((u for p in parts for u in p.get("undecided", [])),
+                                  key=lambda u: u["index"])
+    runs = summary["runs"]
+    summary["scenarios_per_minute"] = round(sum(p["scenarios_per_minute"] or 0 for p in parts), 1)
+    if runs != opts.runs:
+        raise ExploreError(f"the shards hold {runs} runs, the campaign has {opts.runs}")
+    write_summary(summary, out)
+    return summary
