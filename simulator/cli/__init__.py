@@ -52,10 +52,10 @@ def _register() -> None:
     from simulator.cli.audit import audit
     from simulator.cli.audit_log import audit_log
     from simulator.cli.bench import bench
+    from simulator.cli.explore import bench_explore, explore_cmd
     from simulator.cli.faults import faults
     from simulator.cli.run import run, scenarios
     from simulator.cli.simulate import simulate
-    from simulator.explore.cli import bench_explore, explore_cmd
 
     for cmd in (run, scenarios, audit, simulate, bench, faults, audit_log, explore_cmd):
         main.add_command(cmd)

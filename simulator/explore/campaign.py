@@ -26,10 +26,10 @@ import tomli_w
 
 from simulator.explore.errors import ExploreError
 from simulator.explore.generator import generate
-from simulator.explore.invariants import NAMES
 from simulator.explore.play import play
 from simulator.explore.shrinker import shrink
 from simulator.fleet.progress import Counter, ProgressMode
+from simulator.scenario.invariants import NAMES
 from simulator.scenario.model import Scenario
 
 CONCURRENCY = 4

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from backend.faults import FAULTS
-from simulator.explore.invariants import NAMES
+from simulator.scenario.invariants import NAMES
 from simulator.scenario.model import LOCALES, Scenario
 
 Steps = list[dict[str, Any]]

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from simulator.fleet.client import ClientError
-from simulator.scenario.runner import RunAborted, run_scenario
 from simulator.scenario.model import Scenario
+from simulator.scenario.runner import RunAborted, run_scenario
 
 
 @dataclass(frozen=True)

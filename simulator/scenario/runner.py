@@ -827,7 +827,7 @@ async def check_lost(run: Run, v: Any, ev: Evidence) -> Verdict:
 
 async def check_invariant(run: Run, v: Any, ev: Evidence) -> Verdict:
     # Imported here: the invariants read this module's Run (no import cycle at load).
-    from simulator.explore.invariants import check_invariant as check
+    from simulator.scenario.invariants import check_invariant as check
 
     return await check(v, run)
 

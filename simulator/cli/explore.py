@@ -10,9 +10,9 @@ import click
 
 from backend import logsafe
 from backend.faults import FAULTS, GUARDS
+from simulator.cli.options import progress_option
 from simulator.explore.campaign import Options, explore, merge, names, parse_shard
 from simulator.explore.errors import ExploreError
-from simulator.cli.options import progress_option
 from simulator.fleet.progress import resolve_mode
 
 RUNS_PER_MINUTE_GUESS = 600

@@ -4,12 +4,15 @@ report's audits and the backend's public API.
 Each checker takes a finished :class:`simulator.runner.Run` and returns ``(held, message)``;
 the message names households by their scenario keys and holds no server-assigned id or wall
 time, so a replay of the same scenario gives the same text. ``overheard run`` checks them
-too, for an ``[[expect]] invariant = "..."`` (how a file in ``found/`` replays its failure).
+for an ``[[expect]] invariant = "..."`` (how a file in ``overheard explore``'s ``found/``
+replays its failure); explore checks all of them after every generated run.
 """
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from simulator.judge.audit import AuditError, audit_package
@@ -97,9 +100,17 @@ async def complete(run: Run) -> Verdict:
     return _held(problems, "every package holds all of its subject's recordings")
 
 
-def _backend_files(run: Run) -> list[tuple[str, bytes]]:
-    from simulator.scenario.runner import _zip_text
+def _zip_text(path: Path) -> bytes:
+    """The uncompressed non-audio entries of a zip (transcripts in a package are deflated)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return b"".join(z.read(i) for i in z.infolist()
+                            if not i.filename.endswith(".wav") and i.file_size < 64 * 2**20)
+    except (zipfile.BadZipFile, OSError):
+        return b""
 
+
+def _backend_files(run: Run) -> list[tuple[str, bytes]]:
     data = run.handle.data_dir
     if data is None:
         return []
