@@ -27,7 +27,8 @@ from simulator.world.audio import (
     pcm_to_wav_bytes,
     wav_to_pcm,
 )
-from simulator.world.households import LOCALES, HouseholdSpec, World
+from simulator.world.households import HouseholdSpec, World
+from simulator.world.phrasebook import LOCALES
 from simulator.world.speech import CACHE_ENV, LANGUAGES, VARIANTS, EspeakVoice, RenderCache
 
 TEXT = "Wie wird das Wetter morgen in Bad Kissingen?"

@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 import pytest
 
 from simulator.judge.identify import Clue, extract_clues, fits, identifiability, in_words, slots_of
-from simulator.world.households import LOCALES, HouseholdSpec, World
+from simulator.world.households import HouseholdSpec, World
+from simulator.world.phrasebook import LOCALES
 
 START = datetime(2018, 6, 1, tzinfo=UTC)
 

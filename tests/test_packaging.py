@@ -58,7 +58,8 @@ def test_the_wheel_holds_scenarios_templates_and_entry_points(wheel: Path) -> No
         metadata = next(z.read(n).decode() for n in names if n.endswith("METADATA"))
     assert {f"simulator/scenarios/{n}" for n in SCENARIOS} <= names
     assert "simulator/judge/templates/report.html" in names
-    data = [p for d in ("backend/privacy/templates", "backend/web/templates", "backend/web/static")
+    data = [p for d in ("backend/privacy/templates", "backend/web/templates", "backend/web/static",
+                        "simulator/world/phrases")
             for p in (REPO / d).rglob("*") if p.is_file() and "__pycache__" not in p.parts]
     assert data and {p.relative_to(REPO).as_posix() for p in data} <= names
     assert not any(n.startswith(("tests/", "fixtures/")) for n in names)

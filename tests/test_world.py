@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import re
+import string
 from datetime import UTC, datetime, timedelta
+from importlib.resources import files
 
 import pytest
 
+from simulator.world import households
 from simulator.world.households import (
     DEVICE_MODELS,
     ROOMS,
     HouseholdSpec,
     World,
     WorldError,
+)
+from simulator.world.phrasebook import (
+    LOCALES,
+    PHRASEBOOKS,
+    PhrasebookError,
+    load_phrasebook,
+    parse_phrasebook,
 )
 
 SPECS = [HouseholdSpec("stranger", members=2, devices=2, recordings=300),
@@ -135,3 +146,37 @@ def test_bad_specs_are_refused() -> None:
         World.build(1, households=[HouseholdSpec("a"), HouseholdSpec("a")])
     with pytest.raises(WorldError, match="member"):
         World.build(1, households=[HouseholdSpec("a", members=0, devices=1)])
+
+
+def test_every_phrase_names_only_slots_the_filler_knows() -> None:
+    """The phrase files are data: a slot misspelt there would only fail when drawn."""
+    formatter = string.Formatter()
+    for locale in LOCALES:
+        book = PHRASEBOOKS[locale]
+        assert set(book.templates) == set(households._INTENTS), locale
+        assert set(book.in_room) == set(households.ROOMS), locale
+        phrases = [t for ts in book.templates.values() for t in ts] + [*book.whens, *book.tasks]
+        named = {field for p in phrases for _, field, _, _ in formatter.parse(p) if field}
+        assert named <= households.SLOTS, (locale, named - households.SLOTS)
+        assert {"town", "contact", "when", "task"} <= named
+
+
+def test_a_broken_phrase_file_is_named_with_its_field() -> None:
+    text = (files("simulator.world") / "phrases" / "de_DE.toml").read_text(encoding="utf-8")
+    assert parse_phrasebook(text, "x.toml") == PHRASEBOOKS["de_DE"]
+    no_towns = re.sub(r"^towns = \[.*?^\]$", "towns = 3", text, count=1, flags=re.S | re.M)
+    with pytest.raises(PhrasebookError, match=r"^x\.toml: towns: "):
+        parse_phrasebook(no_towns, "x.toml")
+    with pytest.raises(PhrasebookError, match=r"x\.toml: .*unknown_field"):
+        parse_phrasebook(text.replace("tag =", "unknown_field = 1\ntag =", 1), "x.toml")
+    with pytest.raises(PhrasebookError, match=r"phrases/xx_XX\.toml: no such phrase file"):
+        load_phrasebook("xx_XX")
+
+
+@pytest.mark.parametrize(("locale", "hour", "minute", "said"), [
+    ("de_DE", 7, 0, "7 Uhr"), ("de_DE", 18, 30, "18 Uhr 30"), ("fr_FR", 7, 0, "7 h"),
+    ("fr_FR", 9, 5, "9 h 05"), ("en_US", 0, 15, "12:15 am"), ("en_US", 19, 0, "7:00 pm"),
+    ("en_GB", 7, 0, "7:00"), ("en_GB", 16, 45, "16:45")])
+def test_a_time_of_day_is_said_the_local_way(locale: str, hour: int, minute: int,
+                                             said: str) -> None:
+    assert PHRASEBOOKS[locale].say_time(hour, minute) == said

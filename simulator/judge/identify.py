@@ -34,7 +34,8 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from simulator.world.households import PHRASEBOOKS, Household, Phrasebook, World
+from simulator.world.households import Household, World
+from simulator.world.phrasebook import PHRASEBOOKS, Phrasebook
 
 _TOWN_MIN = 3
 _CONTACT_MIN = 2

@@ -38,9 +38,7 @@ from itertools import accumulate
 from faker import Faker
 
 from simulator.world.audio import Voice, VoiceEngine, VoiceKind, VoiceProfile, make_voice
-
-LOCALES = ("de_DE", "fr_FR", "en_US", "en_GB")
-"""Locales with phrase tables (Faker names, assistant phrases in that language)."""
+from simulator.world.phrasebook import LOCALES, PHRASEBOOKS, Phrasebook
 
 DEVICE_MODELS: dict[str, str] = {
     "Echo Dot (3rd Gen)": "G090LF",
@@ -68,259 +66,6 @@ _HOURS = (0.2, 0.1, 0.05, 0.05, 0.05, 0.2, 1.0, 2.2, 2.0, 1.2, 1.0, 1.1,
 _INTENTS = ("weather", "call", "message", "shopping", "reminder", "music", "timer",
             "smarthome", "other")
 _INTENT_WEIGHTS = (1.6, 0.8, 0.7, 1.2, 0.9, 1.6, 1.0, 1.4, 0.8)
-
-
-@dataclass(frozen=True)
-class Phrasebook:
-    """Everything said in one locale: templates per intent and the words that fill them."""
-
-    tag: str
-    """BCP 47 tag sent on the wire (``de-DE``)."""
-    utc_offset: int
-    """Hours from UTC of the local clock (standard time; enough for a daily rhythm)."""
-    towns: tuple[str, ...]
-    relations: tuple[str, ...]
-    in_room: dict[str, str]
-    weekdays: tuple[str, ...]
-    whens: tuple[str, ...]
-    items: tuple[str, ...]
-    artists: tuple[str, ...]
-    genres: tuple[str, ...]
-    tasks: tuple[str, ...]
-    messages: tuple[str, ...]
-    foods: tuple[str, ...]
-    temps: tuple[int, int]
-    templates: dict[str, tuple[str, ...]]
-    address: str
-    """Postal address layout with ``{street}``, ``{postcode}``, ``{town}``, ``{region}``."""
-
-    def clock(self, hour: int, minute: int) -> str:
-        """A time of day the way people say it in this locale."""
-        if self.tag == "de-DE":
-            return f"{hour} Uhr {minute}" if minute else f"{hour} Uhr"
-        if self.tag == "fr-FR":
-            return f"{hour} h {minute:02d}" if minute else f"{hour} h"
-        if self.tag == "en-US":
-            h12 = hour % 12 or 12
-            return f"{h12}:{minute:02d} {'am' if hour < 12 else 'pm'}"
-        return f"{hour}:{minute:02d}"
-
-
-_DE = Phrasebook(
-    tag="de-DE", utc_offset=1,
-    towns=("Augsburg", "Bamberg", "Bielefeld", "Bochum", "Bonn", "Braunschweig", "Bremen",
-           "Chemnitz", "Darmstadt", "Dresden", "Erfurt", "Freiburg im Breisgau", "Göttingen",
-           "Hamburg", "Hannover", "Heidelberg", "Karlsruhe", "Kassel", "Kiel", "Köln",
-           "Leipzig", "Lübeck", "Mainz", "Mannheim", "München", "Münster", "Nürnberg",
-           "Oldenburg", "Osnabrück", "Potsdam", "Regensburg", "Rostock", "Saarbrücken",
-           "Stuttgart", "Ulm", "Würzburg", "Bad Kissingen", "Wuppertal"),
-    relations=("Mama", "Papa", "Oma", "Opa", "Tante Gabi", "Onkel Peter"),
-    in_room={"kitchen": "in der Küche", "living room": "im Wohnzimmer",
-             "bedroom": "im Schlafzimmer", "bathroom": "im Bad", "office": "im Arbeitszimmer",
-             "kids room": "im Kinderzimmer", "hallway": "im Flur",
-             "dining room": "im Esszimmer"},
-    weekdays=("Montag", "Dienstag", "Mittwoch", "Donnerstag", "Freitag", "Samstag", "Sonntag"),
-    whens=("morgen früh", "heute Abend", "morgen um {clock}", "am {weekday}", "in einer Stunde",
-           "um {clock}"),
-    items=("Milch", "Hafermilch", "Brot", "Eier", "Butter", "Käse", "Tomaten", "Kartoffeln",
-           "Äpfel", "Bananen", "Kaffee", "Toilettenpapier", "Spülmittel", "Nudeln", "Reis",
-           "Joghurt", "Zwiebeln", "Waschmittel", "Katzenfutter", "Windeln", "Mineralwasser",
-           "Müsli", "Lachs", "Hackfleisch", "Brezeln"),
-    artists=("Helene Fischer", "Herbert Grönemeyer", "Die Toten Hosen", "Rammstein",
-             "Mark Forster", "Sarah Connor", "AnnenMayKantereit", "Peter Fox", "Nena",
-             "Udo Lindenberg", "Cro", "Clueso", "Andrea Berg", "Kraftwerk", "Ed Sheeran",
-             "Adele", "Coldplay", "ABBA"),
-    genres=("Jazz", "Rock", "klassische Musik", "Schlager", "Hip-Hop", "Entspannungsmusik"),
-    tasks=("den Müll", "die Tabletten", "den Elternabend", "das Paket", "die Wäsche",
-           "den Geburtstag von {contact}", "den Termin bei Doktor {doctor}",
-           "die Steuererklärung", "das Training", "den Anruf bei {contact}"),
-    messages=("ich bin in zehn Minuten da", "ich komme später", "kannst du Brot mitbringen",
-              "das Essen ist fertig", "ich hab dich lieb", "wir sind gut angekommen",
-              "ruf mich bitte zurück", "bin schon unterwegs"),
-    foods=("die Nudeln", "die Eier", "den Kuchen", "die Pizza", "den Reis"),
-    temps=(18, 24),
-    templates={
-        "weather": ("Wie wird das Wetter morgen in {town}?", "Wie ist das Wetter in {town}?",
-                    "Regnet es heute in {town}?", "Wie warm wird es am {weekday} in {town}?",
-                    "Brauche ich heute einen Regenschirm in {town}?"),
-        "call": ("Ruf {contact} an.", "{contact} anrufen.", "Ruf {contact} auf dem Handy an."),
-        "message": ("Schick {contact} eine Nachricht: {message}.", "Sag {contact}, {message}."),
-        "shopping": ("Setz {item} auf die Einkaufsliste.", "Füge {item} zur Einkaufsliste hinzu.",
-                     "Was steht auf meiner Einkaufsliste?", "Schreib {item} auf die Einkaufsliste."),
-        "reminder": ("Erinnere mich {when} an {task}.", "Erinnere mich {when} an {task}.",
-                     "Wann ist mein Termin bei Doktor {doctor}?"),
-        "music": ("Spiel {artist}.", "Spiel {genre} {in_room}.",
-                  "Spiel das neue Album von {artist}.", "Lauter.", "Nächster Titel.", "Pause."),
-        "timer": ("Stell einen Timer auf {minutes} Minuten.",
-                  "Timer für {food}, {minutes} Minuten.", "Wie lange läuft der Timer noch?",
-                  "Weck mich morgen um {clock}."),
-        "smarthome": ("Mach das Licht {in_room} an.", "Schalte das Licht {in_room} aus.",
-                      "Stell die Heizung {in_room} auf {temp} Grad.",
-                      "Dimme das Licht {in_room} auf {pct} Prozent."),
-        "other": ("Bestell mir ein Taxi zur Adresse {street}.",
-                  "Wann fährt der nächste Zug nach {town2}?", "Wie spät ist es?",
-                  "Wann hat {contact} Geburtstag?", "Was gibt es Neues?"),
-    },
-    address="{street}\n{postcode} {town}",
-)
-
-_FR = Phrasebook(
-    tag="fr-FR", utc_offset=1,
-    towns=("Amiens", "Angers", "Annecy", "Avignon", "Besançon", "Bordeaux", "Brest", "Caen",
-           "Clermont-Ferrand", "Dijon", "Grenoble", "Le Havre", "Le Mans", "Lille", "Limoges",
-           "Lyon", "Marseille", "Metz", "Montpellier", "Mulhouse", "Nancy", "Nantes", "Nice",
-           "Nîmes", "Orléans", "Paris", "Perpignan", "Poitiers", "Reims", "Rennes", "Rouen",
-           "Saint-Étienne", "Strasbourg", "Toulon", "Toulouse", "Tours"),
-    relations=("Maman", "Papa", "Mamie", "Papi", "Tata Sophie", "Tonton Marc"),
-    in_room={"kitchen": "dans la cuisine", "living room": "dans le salon",
-             "bedroom": "dans la chambre", "bathroom": "dans la salle de bain",
-             "office": "dans le bureau", "kids room": "dans la chambre des enfants",
-             "hallway": "dans l'entrée", "dining room": "dans la salle à manger"},
-    weekdays=("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche"),
-    whens=("demain matin", "ce soir", "demain à {clock}", "{weekday}", "dans une heure",
-           "à {clock}"),
-    items=("du lait", "du pain", "des œufs", "du beurre", "du fromage", "des tomates",
-           "des pommes de terre", "des pommes", "des bananes", "du café", "du papier toilette",
-           "du liquide vaisselle", "des pâtes", "du riz", "des yaourts", "des oignons",
-           "de la lessive", "des croquettes pour le chat", "des couches", "de l'eau gazeuse",
-           "des céréales", "du saumon", "du jambon", "une baguette"),
-    artists=("Stromae", "Angèle", "Indochine", "Céline Dion", "Johnny Hallyday", "Édith Piaf",
-             "Jul", "Aya Nakamura", "Daft Punk", "Zaz", "Christine and the Queens", "Vianney",
-             "Louane", "Orelsan", "Jean-Jacques Goldman", "Ed Sheeran", "Adele"),
-    genres=("du jazz", "du rock", "de la musique classique", "du rap",
-            "de la musique relaxante", "de la chanson française"),
-    tasks=("de sortir les poubelles", "de prendre mes médicaments",
-           "d'aller chercher le colis", "d'appeler {contact}",
-           "du rendez-vous chez le docteur {doctor}", "de l'anniversaire de {contact}",
-           "de payer la cantine", "d'arroser les plantes"),
-    messages=("j'arrive dans dix minutes", "je vais être en retard", "tu peux prendre du pain",
-              "le dîner est prêt", "je t'aime", "on est bien arrivés",
-              "rappelle-moi s'il te plaît", "je suis en route"),
-    foods=("pour les pâtes", "pour les œufs", "pour le gâteau", "pour la pizza", "pour le riz"),
-    temps=(18, 23),
-    templates={
-        "weather": ("Quel temps fera-t-il demain à {town} ?", "Quelle est la météo à {town} ?",
-                    "Est-ce qu'il va pleuvoir aujourd'hui à {town} ?",
-                    "Quelle température fera-t-il {weekday} à {town} ?",
-                    "Est-ce que j'ai besoin d'un parapluie à {town} aujourd'hui ?"),
-        "call": ("Appelle {contact}.", "Appelle {contact} sur son portable.",
-                 "Passe un appel à {contact}."),
-        "message": ("Envoie un message à {contact} : {message}.",
-                    "Écris à {contact} : {message}."),
-        "shopping": ("Ajoute {item} à la liste de courses.",
-                     "Mets {item} sur ma liste de courses.",
-                     "Qu'est-ce qu'il y a sur ma liste de courses ?"),
-        "reminder": ("Rappelle-moi {when} {task}.", "Rappelle-moi {when} {task}.",
-                     "Quand est mon rendez-vous chez le docteur {doctor} ?"),
-        "music": ("Mets {artist}.", "Joue {genre} {in_room}.",
-                  "Mets le dernier album de {artist}.", "Plus fort.", "Chanson suivante.",
-                  "Pause."),
-        "timer": ("Mets un minuteur de {minutes} minutes.",
-                  "Minuteur {food}, {minutes} minutes.",
-                  "Combien de temps reste-t-il sur le minuteur ?",
-                  "Réveille-moi demain à {clock}."),
-        "smarthome": ("Allume la lumière {in_room}.", "Éteins la lumière {in_room}.",
-                      "Règle le chauffage {in_room} sur {temp} degrés.",
-                      "Baisse la lumière {in_room} à {pct} pour cent."),
-        "other": ("Commande un taxi pour le {street}.",
-                  "À quelle heure part le prochain train pour {town2} ?", "Quelle heure est-il ?",
-                  "C'est quand l'anniversaire de {contact} ?", "Quelles sont les infos ?"),
-    },
-    address="{street}\n{postcode} {town}",
-)
-
-_EN_TEMPLATES: dict[str, tuple[str, ...]] = {
-    "weather": ("What's the weather like in {town} tomorrow?", "Will it rain in {town} today?",
-                "How warm will it be in {town} on {weekday}?",
-                "Do I need an umbrella in {town} today?", "What's the weather in {town}?"),
-    "call": ("Call {contact}.", "Call {contact} on mobile.", "Drop in on {contact}."),
-    "message": ("Send a message to {contact}: {message}.", "Tell {contact} {message}."),
-    "shopping": ("Add {item} to my shopping list.", "Put {item} on the shopping list.",
-                 "What's on my shopping list?"),
-    "reminder": ("Remind me {when} to {task}.", "Remind me {when} to {task}.",
-                 "When is my appointment with Dr. {doctor}?"),
-    "music": ("Play {artist}.", "Play {genre} {in_room}.", "Play the new album by {artist}.",
-              "Volume up.", "Next song.", "Stop."),
-    "timer": ("Set a timer for {minutes} minutes.", "Set a {food} timer for {minutes} minutes.",
-              "How much time is left on the timer?", "Wake me up at {clock} tomorrow."),
-    "smarthome": ("Turn on the lights {in_room}.", "Turn off the lights {in_room}.",
-                  "Set the heating {in_room} to {temp} degrees.",
-                  "Dim the lights {in_room} to {pct} percent."),
-    "other": ("Order a taxi to {street}.", "When's the next train to {town2}?",
-              "What time is it?", "When is {contact}'s birthday?", "What's the news?"),
-}
-_EN_ROOMS = {"kitchen": "in the kitchen", "living room": "in the living room",
-             "bedroom": "in the bedroom", "bathroom": "in the bathroom",
-             "office": "in the office", "kids room": "in the kids' room",
-             "hallway": "in the hallway", "dining room": "in the dining room"}
-_EN_WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-_EN_WHENS = ("tomorrow morning", "tonight", "at {clock}", "on {weekday}", "in an hour",
-             "tomorrow at {clock}")
-_EN_MESSAGES = ("I'll be there in ten minutes", "I'm running late",
-                "can you pick up some bread", "dinner is ready", "love you",
-                "we got home safe", "please call me back", "I'm on my way")
-
-_US = Phrasebook(
-    tag="en-US", utc_offset=-5,
-    towns=("Albany, NY", "Ann Arbor, MI", "Asheville, NC", "Austin, TX", "Boise, ID",
-           "Boulder, CO", "Burlington, VT", "Charleston, SC", "Columbus, OH", "Dayton, OH",
-           "Des Moines, IA", "Eugene, OR", "Fresno, CA", "Madison, WI", "Omaha, NE",
-           "Portland, ME", "Providence, RI", "Raleigh, NC", "Reno, NV", "Richmond, VA",
-           "Rochester, NY", "Sacramento, CA", "Savannah, GA", "Spokane, WA", "Syracuse, NY",
-           "Tacoma, WA", "Tucson, AZ", "Tulsa, OK", "Wichita, KS", "Knoxville, TN"),
-    relations=("Mom", "Dad", "Grandma", "Grandpa", "Aunt Linda", "Uncle Joe"),
-    in_room=_EN_ROOMS, weekdays=_EN_WEEKDAYS, whens=_EN_WHENS,
-    items=("milk", "oat milk", "bread", "eggs", "butter", "cheese", "tomatoes", "potatoes",
-           "apples", "bananas", "coffee", "toilet paper", "dish soap", "pasta", "rice",
-           "yogurt", "onions", "laundry detergent", "cat food", "diapers", "sparkling water",
-           "cereal", "salmon", "ground beef", "peanut butter"),
-    artists=("Taylor Swift", "Bruce Springsteen", "Beyoncé", "Kendrick Lamar", "Billie Eilish",
-             "Dolly Parton", "Fleetwood Mac", "The Killers", "Olivia Rodrigo", "Johnny Cash",
-             "Prince", "Norah Jones", "Luke Combs", "Ed Sheeran"),
-    genres=("jazz", "rock", "classical music", "hip hop", "relaxing music", "country music"),
-    tasks=("take out the trash", "take my pills", "pick up the package", "call {contact}",
-           "book an appointment with Dr. {doctor}", "buy a present for {contact}",
-           "water the plants", "pay the electric bill"),
-    messages=_EN_MESSAGES,
-    foods=("pasta", "egg", "cake", "pizza", "rice"),
-    temps=(64, 74),
-    templates={**_EN_TEMPLATES,
-               "smarthome": ("Turn on the lights {in_room}.", "Turn off the lights {in_room}.",
-                             "Set the thermostat {in_room} to {temp} degrees.",
-                             "Dim the lights {in_room} to {pct} percent.")},
-    address="{street}\n{town} {postcode}",
-)
-
-_GB = Phrasebook(
-    tag="en-GB", utc_offset=0,
-    towns=("Bath", "Brighton", "Bristol", "Cambridge", "Cardiff", "Carlisle", "Chester",
-           "Colchester", "Derby", "Durham", "Exeter", "Glasgow", "Gloucester", "Harrogate",
-           "Ipswich", "Lancaster", "Leeds", "Leicester", "Lincoln", "Liverpool", "Manchester",
-           "Newcastle upon Tyne", "Norwich", "Nottingham", "Oxford", "Plymouth", "Reading",
-           "Sheffield", "Swansea", "York"),
-    relations=("Mum", "Dad", "Nan", "Grandad", "Auntie Sue", "Uncle Dave"),
-    in_room=_EN_ROOMS, weekdays=_EN_WEEKDAYS, whens=_EN_WHENS,
-    items=("milk", "oat milk", "bread", "eggs", "butter", "cheese", "tomatoes", "potatoes",
-           "apples", "bananas", "coffee", "teabags", "toilet roll", "washing-up liquid",
-           "pasta", "rice", "yoghurt", "onions", "washing powder", "cat food", "nappies",
-           "sparkling water", "cereal", "salmon", "mince", "crumpets"),
-    artists=("Ed Sheeran", "Adele", "Coldplay", "Oasis", "The Beatles", "Arctic Monkeys",
-             "Dua Lipa", "Stormzy", "Elton John", "Queen", "Florence and the Machine", "Blur",
-             "Lewis Capaldi", "Radiohead"),
-    genres=("jazz", "rock", "classical music", "hip hop", "relaxing music", "Radio 2"),
-    tasks=("put the bins out", "take my tablets", "collect the parcel", "ring {contact}",
-           "book an appointment with Dr {doctor}", "buy a card for {contact}",
-           "water the plants", "pay the council tax"),
-    messages=_EN_MESSAGES,
-    foods=("pasta", "egg", "cake", "pizza", "rice"),
-    temps=(18, 23),
-    templates={**_EN_TEMPLATES,
-               "reminder": ("Remind me {when} to {task}.", "Remind me {when} to {task}.",
-                            "When is my appointment with Dr {doctor}?")},
-    address="{street}\n{town}\n{postcode}",
-)
-
-PHRASEBOOKS: dict[str, Phrasebook] = {"de_DE": _DE, "fr_FR": _FR, "en_US": _US, "en_GB": _GB}
 
 
 class WorldError(ValueError):
@@ -487,22 +232,6 @@ class Household:
         return [speak.utterance(t) for t in times]
 
 
-class _Slots(dict[str, str]):
-    """Template slots drawn only when a template names them."""
-
-    def __init__(self, speech: _Speech, device: Device) -> None:
-        super().__init__()
-        self.speech = speech
-        self.device = device
-        self.nested: dict[str, str] = {}
-        """Slots whose value is itself a template (``when``, ``task``): that template."""
-
-    def __missing__(self, name: str) -> str:
-        value = self.speech.slot(name, self)
-        self[name] = value
-        return value
-
-
 class _Speech:
     """Fills templates for one household with its own random stream."""
 
@@ -522,52 +251,84 @@ class _Speech:
         speaker = h.members[rng.choices(range(len(h.members)), cum_weights=self.cum_speakers)[0]]
         intent = _INTENTS[rng.choices(range(len(_INTENTS)), cum_weights=self.cum_intents)[0]]
         template = rng.choice(self.book.templates[intent])
-        slots = _Slots(self, device)
-        text = template.format_map(slots)
+        text, parts = _Fill(self, device).template(template)
         text = text[0].upper() + text[1:]
-        parts = _parts(template, slots)
         parts[0] = parts[0][0].upper() + parts[0][1:]
         uid = str(uuid.UUID(int=rng.getrandbits(128), version=4))
         at = at.replace(microsecond=at.microsecond // 1000 * 1000)  # the wire carries ms
         return Utterance(uid, h.key, device.serial, speaker, at, text, self.book.tag, intent,
                          tuple(parts))
 
-    def slot(self, name: str, slots: _Slots) -> str:
-        filler = _SLOT_FILLERS.get(name)
-        if filler is None:
-            raise KeyError(name)
-        return filler(self, slots)
+
+_FORMATTER = string.Formatter()
 
 
-def _town(s: _Speech, slots: _Slots) -> str:
+class _Fill:
+    """The one slot filler: walks a template, draws each slot the first time it is named
+    (in the order the template names it, nested templates at their place) and returns the
+    text together with the pieces it was made of."""
+
+    def __init__(self, speech: _Speech, device: Device) -> None:
+        self.speech = speech
+        self.device = device
+        self.values: dict[str, str] = {}
+        self.nested: dict[str, list[str]] = {}
+        """Slots whose value is itself a template (``when``, ``task``): its pieces."""
+
+    def template(self, template: str) -> tuple[str, list[str]]:
+        """``template`` filled: its text, and its pieces (see :func:`_pieces`)."""
+        text: list[str] = []
+        raw: list[str] = []
+        for literal, field, _, _ in _FORMATTER.parse(template):
+            text.append(literal)
+            raw.append(literal)
+            if field is None:
+                continue
+            value = self.slot(field)
+            text.append(value)
+            if field in self.nested:
+                raw.extend(self.nested[field])
+            else:
+                raw.append(value)
+        return "".join(text), _pieces(raw) or [template]
+
+    def slot(self, name: str) -> str:
+        if name not in self.values:
+            if name in _NESTED:
+                s = self.speech
+                sub = s.rng.choice(getattr(s.book, _NESTED[name]))
+                self.values[name], self.nested[name] = self.template(sub)
+            else:
+                filler = _SLOT_FILLERS.get(name)
+                if filler is None:
+                    raise KeyError(name)
+                self.values[name] = filler(self.speech, self.device)
+        return self.values[name]
+
+
+def _town(s: _Speech, device: Device) -> str:
     # mostly home; sometimes where the family or the holiday is
     return s.h.town if s.rng.random() < 0.85 else s.rng.choice(s.book.towns)
 
 
-def _artist(s: _Speech, slots: _Slots) -> str:
+def _artist(s: _Speech, device: Device) -> str:
     return s.rng.choice(s.h.artists) if s.rng.random() < 0.8 else s.rng.choice(s.book.artists)
 
 
-def _clock(s: _Speech, slots: _Slots) -> str:
-    return s.book.clock(s.rng.choice((6, 7, 8, 9, 12, 14, 16, 17, 18, 19, 20)),
-                        s.rng.choice((0, 0, 15, 30, 45)))
+def _clock(s: _Speech, device: Device) -> str:
+    return s.book.say_time(s.rng.choice((6, 7, 8, 9, 12, 14, 16, 17, 18, 19, 20)),
+                           s.rng.choice((0, 0, 15, 30, 45)))
 
 
-def _nested(name: str) -> Callable[[_Speech, _Slots], str]:
-    """A slot filled with a template of its own (``when``, ``task``), itself filled."""
-    def fill(s: _Speech, slots: _Slots) -> str:
-        sub = s.rng.choice(s.book.whens if name == "when" else s.book.tasks)
-        slots.nested[name] = sub
-        return sub.format_map(slots)
-    return fill
-
-
-def _in_room(s: _Speech, slots: _Slots) -> str:
-    room = slots.device.room if s.rng.random() < 0.6 else s.rng.choice(s.rooms)
+def _in_room(s: _Speech, device: Device) -> str:
+    room = device.room if s.rng.random() < 0.6 else s.rng.choice(s.rooms)
     return s.book.in_room[room]
 
 
-_SLOT_FILLERS: dict[str, Callable[[_Speech, _Slots], str]] = {
+_NESTED = {"when": "whens", "task": "tasks"}
+"""Slots filled with a template of their own (from these phrasebook lists), itself filled."""
+
+_SLOT_FILLERS: dict[str, Callable[[_Speech, Device], str]] = {
     "town": _town,
     "town2": lambda s, _: s.rng.choice([t for t in s.book.towns if t != s.h.town]),
     "contact": lambda s, _: s.rng.choice(s.h.contacts),
@@ -583,28 +344,18 @@ _SLOT_FILLERS: dict[str, Callable[[_Speech, _Slots], str]] = {
     "pct": lambda s, _: str(s.rng.choice((10, 20, 25, 30, 40, 50, 60, 70, 75, 80))),
     "weekday": lambda s, _: s.rng.choice(s.book.weekdays),
     "clock": _clock,
-    "when": _nested("when"),
-    "task": _nested("task"),
     "in_room": _in_room,
 }
-"""What fills each slot of a template: the household's own details, or a seeded pick."""
+"""What fills each plain slot of a template: the household's own details, or a seeded pick."""
+
+SLOTS = frozenset(_SLOT_FILLERS) | frozenset(_NESTED)
+"""Every slot name a phrase template may use."""
 
 
-_FORMATTER = string.Formatter()
-
-
-def _parts(template: str, slots: _Slots) -> list[str]:
-    """``template`` filled from ``slots`` as pieces: its own text between the slots, and each
-    slot's value (nested templates split the same way). Punctuation sticks to the piece
-    before it, so a town at the end of a question is rendered with its rising tone."""
-    raw: list[str] = []
-    for literal, field, _, _ in _FORMATTER.parse(template):
-        raw.append(literal)
-        if field is not None:
-            if field in slots.nested:
-                raw.extend(_parts(slots.nested[field], slots))
-            else:
-                raw.append(slots[field])
+def _pieces(raw: list[str]) -> list[str]:
+    """The pieces of a filled template (its own text between the slots, each slot's value,
+    nested templates already in pieces), tidied for speech. Punctuation sticks to the
+    piece before it, so a town at the end of a question is rendered with its rising tone."""
     out: list[str] = []
     for piece in raw:
         piece = piece.strip()
@@ -625,7 +376,7 @@ def _parts(template: str, slots: _Slots) -> list[str]:
             merged[-1] = f"{merged[-1]} {piece}"
         else:
             merged.append(piece)
-    return merged or [template]
+    return merged
 
 
 def _poisson(rng: random.Random, lam: float) -> int:
