@@ -10,8 +10,9 @@ import pytest
 from backend import Config
 from simulator.fleet.client import ApiError, Client, Unreachable
 from simulator.fleet.embedded import BackendHandle, embedded_backend
+from simulator.fleet.homes import register_world
 from simulator.fleet.ledger import Ledger
-from simulator.fleet.streaming import pair_with_devices, register_world, stream
+from simulator.fleet.streaming import pair_with_devices, stream
 from simulator.world.households import HouseholdSpec, World
 
 

@@ -23,14 +23,9 @@ from simulator.cli.simulate import simulate
 from simulator.fleet.client import ApiError, Client
 from simulator.fleet.device import DeviceOptions
 from simulator.fleet.embedded import BackendHandle, embedded_backend
+from simulator.fleet.homes import Home, register_world
 from simulator.fleet.ledger import Ledger, LedgerEntry, read_ledger
-from simulator.fleet.streaming import (
-    Registered,
-    pair_with_devices,
-    register_world,
-    stream,
-    stream_utterances,
-)
+from simulator.fleet.streaming import pair_with_devices, stream, stream_utterances
 from simulator.world.audio import wav_to_pcm
 from simulator.world.households import HouseholdSpec, Utterance, World
 
@@ -46,14 +41,14 @@ async def backend(tmp_path: Path) -> AsyncIterator[BackendHandle]:
         yield handle
 
 
-async def _setup(backend: BackendHandle, seed: int = 5) -> tuple[World, Client, dict[str, Registered]]:
+async def _setup(backend: BackendHandle, seed: int = 5) -> tuple[World, Client, dict[str, Home]]:
     world = World.build(seed, "de_DE", households=SPECS)
     client = Client(backend.url, backend.admin_token)
     regs = await register_world(client, world.households)
     return world, client, regs
 
 
-async def _history(client: Client, reg: Registered) -> dict[str, dict[str, object]]:
+async def _history(client: Client, reg: Home) -> dict[str, dict[str, object]]:
     return {r["recording_id"]: r for r in await client.all_my_recordings(reg.user_token)}
 
 

@@ -55,8 +55,9 @@ from backend.storage.db import connect
 from simulator.fleet.client import Client
 from simulator.fleet.device import DeviceOptions
 from simulator.fleet.embedded import ServerProcess, start_server_process
+from simulator.fleet.homes import register_world
 from simulator.fleet.ledger import Ledger, LedgerEntry
-from simulator.fleet.streaming import pair_with_devices, register_world, stream
+from simulator.fleet.streaming import pair_with_devices, stream
 from simulator.judge.audit import audit_package
 from simulator.world.households import Utterance, World
 

@@ -67,7 +67,7 @@ def test_spec_counts_keys_and_shapes() -> None:
     emails = [h.holder.email for h in w.households]
     assert len(set(serials)) == len(serials) and len(set(emails)) == len(emails)
     assert w.household("requester").traffic(w.start, 30) == []
-    assert w.household("requester").account_payload()["locale"] == "en-GB"
+    assert w.household("requester").phrasebook.tag == "en-GB"
 
 
 def test_exact_recording_count_within_the_window() -> None:

@@ -48,6 +48,9 @@ from tqdm import tqdm
 
 from contract.audio import CHANNELS, RATE, WIDTH, duration_ms
 from contract.stream import end_json, start_json, stored_json
+from simulator.fleet.client import Client
+from simulator.fleet.homes import register_world
+from simulator.world.households import HouseholdSpec, World
 
 FRAME_LIMIT = 64 * 1024
 """Largest binary frame the device protocol allows."""
@@ -440,32 +443,14 @@ def storage_floor(path: Path, utterances: int, pool: Sequence[bytes], *, batch: 
 
 # -- bench ingest --------------------------------------------------------------------------
 
-async def _admin(session: aiohttp.ClientSession, url: str, token: str, path: str,
-                 body: dict[str, Any]) -> dict[str, Any]:
-    async with session.post(url + path, json=body,
-                            headers={"Authorization": f"Bearer {token}"}) as resp:
-        out = await resp.json()
-        if resp.status != 201:
-            raise RuntimeError(f"POST {path} -> {resp.status}: {out}")
-        return dict(out)
-
-
-async def register_devices(url: str, admin_token: str, devices: int) -> list[str]:
-    """One account per device, registered through the admin API; the device tokens."""
-    limit = asyncio.Semaphore(16)
-
-    async def one(session: aiohttp.ClientSession, n: int) -> str:
-        async with limit:
-            acc = await _admin(session, url, admin_token, "/v1/accounts", {
-                "name": f"Bench Household {n}", "email": f"bench{n}@example.org",
-                "locale": "de-DE"})
-            dev = await _admin(session, url, admin_token,
-                               f"/v1/accounts/{acc['account_id']}/devices",
-                               {"serial": f"BENCH-{n:05d}", "model": "Echo Dot", "room": "Kitchen"})
-            return str(dev["device_token"])
-
-    async with aiohttp.ClientSession() as session:
-        return list(await asyncio.gather(*(one(session, n) for n in range(devices))))
+async def register_devices(url: str, admin_token: str, devices: int, seed: int) -> list[str]:
+    """A household of one device per device, registered by the fleet (16 at a time); the
+    device tokens."""
+    world = World.build(seed, households=[HouseholdSpec(f"b{n:05d}", members=1, devices=1)
+                                          for n in range(devices)], voice="fast")
+    async with Client(url, admin_token, limit=50) as client:
+        homes = await register_world(client, world.households, at_once=16)
+    return [d.token for home in homes.values() for d in home.devices.values()]
 
 
 WRITER_COUNTERS = ("overheard_writer_transactions_total", "overheard_writer_writes_total",
@@ -505,7 +490,7 @@ async def run_ingest(devices: int, utterances: int, seconds: float, *, data: Pat
     server = await start_server_process(data / "backend", admin_token=admin_token)
     try:
         say(f"registering {devices} devices at {server.handle.url}")
-        tokens = await register_devices(server.handle.url, admin_token, devices)
+        tokens = await register_devices(server.handle.url, admin_token, devices, seed)
         with progress(utterances, "overheard") as bar:
             ours = await drive_devices(server.handle.url, tokens, utterances, pool,
                                        label="overheard", seed=seed, rate=rate,

@@ -35,16 +35,13 @@ from typing import Any
 import aiohttp
 
 from simulator.bench.ingest import proc_status_kb, say, start_sink_process
+from simulator.fleet.access import AccessOutcome, access_flow
 from simulator.fleet.client import Client, ClientError
 from simulator.fleet.device import DeviceOptions
 from simulator.fleet.embedded import ServerProcess, start_server_process, stop_process
+from simulator.fleet.homes import DeviceAccount, Home, register_world
 from simulator.fleet.ledger import Ledger, LedgerEntry
-from simulator.fleet.streaming import (
-    DeviceAccount,
-    pair_with_devices,
-    register_world,
-    stream,
-)
+from simulator.fleet.streaming import pair_with_devices, stream
 from simulator.judge.audit import AuditError, audit_package
 from simulator.world.households import HouseholdSpec, Utterance, World
 
@@ -208,33 +205,22 @@ async def measure_floor(world: World, devices: int, seconds: float, seed: int) -
 class _Request:
     household: str
     filed_at: float
-    request_id: str = ""
-    zip_path: Path | None = None
+    flow: AccessOutcome = field(default_factory=AccessOutcome)
 
 
-async def _access_flow(client: Client, world: World, key: str, out: Path, req: _Request,
+async def _access_flow(client: Client, home: Home, out: Path, req: _Request,
                        errors: dict[str, int]) -> None:
-    """The web-form path end to end: file by email, read the code, verify, wait, download."""
-    email = world.household(key).holder.email
+    """The web-form path end to end (file by email, read the code, verify, wait, download);
+    anything short of a downloaded package is counted as an error."""
     try:
-        filed = await client.privacy_request("access", email=email)
-        req.request_id = filed["request_id"]
-        token = filed["requester_token"]
-        mail = [m for m in await client.outbox(to=email)
-                if m.get("request_id") == req.request_id and m.get("code")]
-        await client.verify_privacy_request(req.request_id, mail[-1]["code"], token=token)
-        st: dict[str, Any] = {}
-        for _ in range(10):  # long polls of up to 60 s each
-            st = await client.get_privacy_request(req.request_id, token=token, wait=60)
-            if st["status"] not in ("approved", "in_processing", "pending"):
-                break
-        if st.get("status") != "complete":
-            errors[f"request_{st.get('status')}"] = errors.get(f"request_{st.get('status')}", 0) + 1
-            return
-        req.zip_path = await client.download_to(st["download_url"], out / f"{req.request_id}.zip")
-    except (ClientError, KeyError, IndexError) as exc:
+        # long polls of up to 60 s each
+        await access_flow(client, home, out, req.flow, via="email", polls=10, wait=60)
+    except (ClientError, KeyError) as exc:
         name = f"request_flow:{type(exc).__name__}"
         errors[name] = errors.get(name, 0) + 1
+        return
+    if req.flow.package is None:
+        errors[f"request_{req.flow.status}"] = errors.get(f"request_{req.flow.status}", 0) + 1
 
 
 async def run_soak(*, seconds: float, devices: int, requests: int, interval: float, seed: int,
@@ -276,7 +262,7 @@ async def run_soak(*, seconds: float, devices: int, requests: int, interval: flo
                     req = _Request(key, time.monotonic())
                     reqs.append(req)
                     flows.append(asyncio.create_task(
-                        _access_flow(client, world, key, zips, req, errors)))
+                        _access_flow(client, regs[key], zips, req, errors)))
 
             async def sampler() -> None:
                 while True:
@@ -291,7 +277,8 @@ async def run_soak(*, seconds: float, devices: int, requests: int, interval: flo
                     samples.append(Sample(
                         round(now - started, 1), round((n - last_n) / dt, 1),
                         round((b - last_b) / dt / 1e6, 2), round(_rss_mb(pid), 1), queue,
-                        sum(r.zip_path is not None for r in reqs), fails + sum(errors.values())))
+                        sum(r.flow.package is not None for r in reqs),
+                        fails + sum(errors.values())))
                     say(_row(samples[-1]))
 
             say(_header())
@@ -314,16 +301,16 @@ async def run_soak(*, seconds: float, devices: int, requests: int, interval: flo
         errors["utterance_fail"] = counts["fail"]
     packages: list[PackageVerdict] = []
     for req in reqs:
-        if req.zip_path is None:
+        if req.flow.package is None or req.flow.filed is None:
             continue
         try:
-            audit = audit_package(req.zip_path, ledger.as_of(req.filed_at),
+            audit = audit_package(req.flow.package, ledger.as_of(req.filed_at),
                                   subject_household=req.household)
         except AuditError as exc:
             errors[f"audit:{type(exc).__name__}"] = errors.get(f"audit:{type(exc).__name__}", 0) + 1
             continue
         packages.append(PackageVerdict(
-            req.request_id, req.household, audit.files, audit.clean, audit.missing,
+            req.flow.filed.request_id, req.household, audit.files, audit.clean, audit.missing,
             sum(audit.foreign.values()), audit.corrupt, audit.duplicated, audit.unattributable))
     warm = [s.rss_mb for s in samples[len(samples) // 3:]] or [rss_end]
     stored = int(end_n - base_n)

@@ -2,9 +2,9 @@
 
 Three steps a scenario runner can also use one by one:
 
-1. :func:`register_world` creates an account per household and registers its devices
-   through the admin API, in world order (so a backend with a seeded id generator assigns
-   the same ids every run);
+1. :func:`simulator.fleet.homes.register_world` creates an account per household and
+   registers its devices through the admin API, in world order (so a backend with a
+   seeded id generator assigns the same ids every run);
 2. :func:`stream` hands each device its utterances and runs at most ``concurrency``
    devices at once over one connection pool, with a progress bar on stderr;
 3. the :class:`~simulator.fleet.ledger.Ledger` the devices filled is written sorted.
@@ -37,70 +37,13 @@ from simulator.fleet.device import (
     StreamingDevice,
 )
 from simulator.fleet.errors import FleetError
+from simulator.fleet.homes import DeviceAccount, Home, register_world
 from simulator.fleet.ledger import Ledger, LedgerEntry, Outcome
 from simulator.fleet.progress import Counter, ProgressMode, resolve_mode
-from simulator.world.households import Device, Household, Utterance, World
+from simulator.world.households import Utterance, World
 
 EMBEDDED_MARKER = ".overheard-simulate"
 """Marks a backend data dir this command created (and may therefore replace)."""
-
-
-@dataclass(frozen=True)
-class DeviceAccount:
-    """A registered device: whose it truly is, and the token it streams with."""
-
-    household: str
-    account_id: str
-    """The account the simulator registered it to: the true owner of what it hears."""
-    serial: str
-    device_id: str
-    token: str
-
-
-@dataclass
-class Registered:
-    """What the backend gave a household: its account, user token and devices."""
-
-    account_id: str
-    user_token: str
-    devices: dict[str, DeviceAccount] = field(default_factory=dict)
-    """serial → the registered device."""
-
-
-async def register_household(client: Client, household: Household) -> Registered:
-    """Create the household's account and register each of its devices."""
-    acc = await client.create_account(**household.account_payload(),
-                                      address=household.holder.address)
-    reg = Registered(acc["account_id"], acc["user_token"])
-    for d in household.devices:
-        reg.devices[d.serial] = await register_device(client, household.key, reg.account_id, d)
-    return reg
-
-
-async def register_device(client: Client, household: str, account_id: str, device: Device,
-                          *, transfer: bool = False) -> DeviceAccount:
-    """Register one of ``household``'s devices to ``account_id`` (``transfer``: take it over
-    from the account that holds it)."""
-    extra: dict[str, Any] = {"transfer": True} if transfer else {}
-    reg = await client.register_device(account_id, device.serial, device.model, device.room,
-                                       **extra)
-    return DeviceAccount(household, account_id, device.serial, reg["device_id"],
-                         reg["device_token"])
-
-
-async def register_world(client: Client, households: Iterable[Household], *,
-                         at_once: int = 1) -> dict[str, Registered]:
-    """Register every household. One at a time by default, so that ids follow world order;
-    ``at_once`` > 1 overlaps that many (ids then depend on timing)."""
-    if at_once <= 1:
-        return {h.key: await register_household(client, h) for h in households}
-    limit = asyncio.Semaphore(at_once)
-
-    async def one(h: Household) -> tuple[str, Registered]:
-        async with limit:
-            return h.key, await register_household(client, h)
-
-    return dict(await asyncio.gather(*(one(h) for h in households)))
 
 
 @dataclass
@@ -155,7 +98,7 @@ def _sum(stats: Sequence[DeviceStats]) -> DeviceStats:
 
 
 def pair_with_devices(utterances: Iterable[Utterance],
-                      registered: Mapping[str, Registered]) -> list[tuple[Utterance, DeviceAccount]]:
+                      registered: Mapping[str, Home]) -> list[tuple[Utterance, DeviceAccount]]:
     """Each utterance with the registered device that hears it."""
     out = []
     for u in utterances:

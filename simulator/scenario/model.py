@@ -30,6 +30,7 @@ from backend.faults import FAULTS, GUARDS
 from backend.settings import BackendSettings, Duration
 from backend.settings import parse_duration as parse_duration  # where the simulator imports it
 from simulator.scenario.errors import ScenarioError as ScenarioError  # where callers import it
+from simulator.world.households import HouseholdSpec
 
 LOCALES = ("de_DE", "fr_FR", "en_US", "en_GB")
 # The backend's own rules for what it stores: checked here so a scenario fails at load,
@@ -85,6 +86,11 @@ class HouseholdSection(Model):
                               description="account holder's email (default: from Faker)")
     lookalike_of: str | None = Field(
         None, description="key of a household whose holder's name this one shares (search look-alike)")
+
+    def spec(self) -> HouseholdSpec:
+        """The world's request for this household."""
+        return HouseholdSpec(self.key, self.members, self.devices, self.recordings, self.locale,
+                             self.name, self.email, self.lookalike_of)
 
 
 # -- steps -------------------------------------------------------------------------------

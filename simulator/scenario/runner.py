@@ -31,11 +31,13 @@ from pathlib import Path
 from typing import Any
 
 from backend import Config
+from simulator.fleet.access import Filed, file_request, settle, verify
 from simulator.fleet.client import ApiError, Client, ClientError
 from simulator.fleet.embedded import BackendHandle, embedded_backend
+from simulator.fleet.homes import DeviceAccount, Home, register_device, register_home
 from simulator.fleet.ledger import DownloadRecord, LedgerEntry, write_ledger
 from simulator.fleet.progress import ProgressMode, resolve_mode
-from simulator.fleet.streaming import DeviceAccount, register_device, stream_utterances
+from simulator.fleet.streaming import stream_utterances
 from simulator.judge import identify
 from simulator.judge.audit import (
     AuditError,
@@ -64,32 +66,15 @@ from simulator.scenario.model import (
     parse_duration,
 )
 from simulator.world.audio import VoiceEngine
-from simulator.world.households import Device, Household, HouseholdSpec, Utterance, World
+from simulator.world.households import Device, Utterance, World
 
 log = logging.getLogger("overheard.run")
 
 EXIT_PASS, EXIT_FAIL, EXIT_UNKNOWN = 0, 1, 2
-TERMINAL = {"complete", "denied", "canceled", "error"}
 
 
 class RunAborted(Exception):
     """The run could not decide: the backend misbehaved or a step could not be carried out."""
-
-
-@dataclasses.dataclass
-class Home:
-    """A household as the backend knows it: account, tokens, devices, requests."""
-
-    household: Household
-    account_id: str = ""
-    user_token: str = ""
-    devices: list[DeviceAccount] = dataclasses.field(default_factory=list)
-    requests: dict[str, list[dict[str, Any]]] = dataclasses.field(default_factory=dict)
-    """kind -> filed requests: {"request_id", "token", "email"}."""
-
-    @property
-    def key(self) -> str:
-        return self.household.key
 
 
 @dataclasses.dataclass
@@ -121,14 +106,13 @@ class Run:
         self.client = client
         self.handle = handle
         self.progress = progress
-        specs = [HouseholdSpec(h.key, h.members, h.devices, h.recordings, h.locale)
-                 for h in scenario.household]
+        specs = [h.spec() for h in scenario.household]
         self.world = World.build(scenario.seed, scenario.world.locale, specs,
                                  background=scenario.world.background_households,
                                  start=scenario.world.start, voice=voice)
         self.homes: dict[str, Home] = {}
         for h in self.world.households:
-            self.homes[h.key] = Home(self._customise(h))
+            self.homes[h.key] = Home(h)
         self.now = self.world.start
         self.ledger: list[LedgerEntry] = []
         self.timeline: list[dict[str, Any]] = []
@@ -148,21 +132,6 @@ class Run:
         self.measures: list[str] = []
         self.alerts: list[dict[str, Any]] = []
 
-    # -- world ------------------------------------------------------------------------
-    def _customise(self, h: Household) -> Household:
-        spec = next((x for x in self.s.household if x.key == h.key), None)
-        if spec is None:
-            return h
-        holder = h.holder
-        if spec.lookalike_of:
-            other = next(x for x in self.world.households if x.key == spec.lookalike_of)
-            holder = dataclasses.replace(holder, name=other.holder.name)
-        if spec.name:
-            holder = dataclasses.replace(holder, name=spec.name)
-        if spec.email:
-            holder = dataclasses.replace(holder, email=spec.email)
-        return dataclasses.replace(h, holder=holder)
-
     def note(self, step: str, what: str) -> None:
         self.timeline.append({"at": _iso(self.now), "step": step, "what": what})
         self.progress.step(f"[{_iso(self.now)}] {step}: {what}")
@@ -178,31 +147,19 @@ class Run:
     # -- setup --------------------------------------------------------------------------
     async def setup(self) -> None:
         for home in self.homes.values():
-            h = home.household
-            body = h.account_payload()
             try:
-                created = await self.client.create_account(body["name"], body["email"],
-                                                           body["locale"])
+                # Scenario accounts are made without a postal address.
+                await register_home(self.client, home, with_address=False)
             except ApiError as exc:
                 if exc.code != "email_in_use":
                     raise
                 raise RunAborted(
-                    f"the backend already has an account for household {h.key} "
-                    f"({body['email']}): a scenario needs a fresh backend, or another --seed"
-                ) from None
-            home.account_id = created["account_id"]
-            home.user_token = created["user_token"]
-            for dev in h.devices:
-                await self._register(home, dev)
+                    f"the backend already has an account for household {home.key} "
+                    f"({home.household.holder.email}): a scenario needs a fresh backend, "
+                    "or another --seed") from None
         self.note("setup", f"{len(self.homes)} households, "
                            f"{sum(len(h.devices) for h in self.homes.values())} devices registered")
         await self._switch_faults()
-
-    async def _register(self, home: Home, dev: Device, transfer: bool = False) -> DeviceAccount:
-        acct = await register_device(self.client, home.key, home.account_id, dev,
-                                     transfer=transfer)
-        home.devices.append(acct)
-        return acct
 
     def _resolve(self, value: Any) -> Any:
         """Household keys in fault parameters become account ids (the backend knows no keys)."""
@@ -240,9 +197,8 @@ class Run:
         utterances: list[tuple[Utterance, DeviceAccount]] = []
         for key in keys:
             home = self.homes[key]
-            by_serial = {d.serial: d for d in home.devices}
             for u in home.household.traffic(self.now, st.days):
-                dev = by_serial.get(u.device_serial)
+                dev = home.devices.get(u.device_serial)
                 if dev is not None:
                     utterances.append((u, dev))
         utterances.sort(key=lambda p: (p[0].recorded_at, p[0].utterance_id))
@@ -282,7 +238,7 @@ class Run:
         dev = Device(serial=serial, model=st.model, room=st.room)
         home.household = home.household.with_devices((*home.household.devices, dev))
         try:
-            await self._register(home, dev)
+            await register_device(self.client, home, dev)
             self.note("register_device", f"{st.household} registers {st.model} serial {serial}")
         except ApiError as exc:
             home.household = home.household.with_devices(home.household.devices[:-1])
@@ -295,11 +251,10 @@ class Run:
         dev = seller.household.devices[st.device]
         seller.household = seller.household.with_devices(
             [d for d in seller.household.devices if d != dev])
-        old = next(d for d in seller.devices if d.serial == dev.serial)
-        seller.devices.remove(old)
+        seller.devices.pop(dev.serial, None)
         buyer.household = buyer.household.with_devices((*buyer.household.devices, dev))
         try:
-            await self._register(buyer, dev, transfer=True)
+            await register_device(self.client, buyer, dev, transfer=True)
         except ApiError as exc:
             raise RunAborted(f"transfer of {dev.serial} refused: {exc.code}: {exc.message}") from exc
         self.note("transfer_device", f"{st.household} sells {dev.model} ({dev.serial}) to {st.to}")
@@ -316,41 +271,30 @@ class Run:
             if email is not None:
                 via = "email"
             held = await self._stored_by_account() if kind == "erasure" else {}
-            if via == "account":
-                res = await self.client.privacy_request(kind, user_token=home.user_token,
-                                                        email=contact)
-                token = home.user_token
-                email = home.household.holder.email
-            else:
-                email = email or home.household.holder.email
-                # An impersonator types the victim's name along with the victim's address.
-                named = self.homes[email_of].household if email_of else home.household
-                extra: dict[str, Any] = {"name": named.holder.name}
-                res = await self.client.privacy_request(kind, email=email, **extra)
-                token = res.get("requester_token", "")
-            rid = res["request_id"]
-            home.requests.setdefault(kind, []).append({"request_id": rid, "token": token,
-                                                       "email": email, "filed_at": _iso(self.now)})
+            # An impersonator types the victim's name along with the victim's address.
+            named = self.homes[email_of].household if email_of else home.household
+            filed = await file_request(self.client, home, kind, via=via, email=email,
+                                       name=named.holder.name, contact=contact)
+            rid = filed.request_id
+            home.requests.setdefault(kind, []).append({
+                "request_id": rid, "token": filed.token, "email": filed.email,
+                "filed_at": _iso(self.now)})
             if kind == "erasure":
                 self.erasures.append({"request_id": rid, "household": key, "held": held})
-            whose = (f" naming {email}" if via == "email"
+            whose = (f" naming {filed.email}" if via == "email"
                      else f" with contact address {contact}" if contact else "")
-            self.note(f"{kind}_request", f"{key} asks for {kind}{whose} → {rid} ({res['status']})")
-            if res["status"] == "identity_unverified":
-                await self._verify(home, rid, token, email)
+            self.note(f"{kind}_request", f"{key} asks for {kind}{whose} → {rid} ({filed.status})")
+            if filed.status == "identity_unverified":
+                await self._verify(home, filed)
 
-    async def _verify(self, home: Home, rid: str, token: str, email: str) -> None:
+    async def _verify(self, home: Home, filed: Filed) -> None:
         """Answer the code only if it reached this household's own mailbox."""
         own = home.household.holder.email
-        messages = await self.client.outbox(to=own)
-        code = next((m.get("code") for m in reversed(messages)
-                     if m.get("code") and rid in (m.get("body", "") + m.get("subject", ""))), None)
-        if code is None:
-            code = next((m.get("code") for m in reversed(messages) if m.get("code")), None)
-        if code is None:
-            self.note("verify", f"{home.key}: no code reached {own}; cannot verify {rid}")
+        res = await verify(self.client, home, filed)
+        if res is None:
+            self.note("verify", f"{home.key}: no code reached {own}; "
+                                f"cannot verify {filed.request_id}")
             return
-        res = await self.client.verify_privacy_request(rid, code, token=token)
         self.note("verify", f"{home.key} enters the code from {own} → {res.get('status')}")
 
     async def step_access_request(self, st: AccessRequest) -> None:
@@ -495,11 +439,10 @@ class Run:
 
     async def _await_request(self, r: dict[str, Any]) -> dict[str, Any]:
         """Long-poll until the request is terminal or waiting for a person."""
-        for _ in range(600):
-            st = await self.client.get_privacy_request(r["request_id"], token=r["token"], wait=10)
-            if st.get("status") in TERMINAL or st.get("status") in ("pending", "identity_unverified"):
-                return st
-        raise RunAborted(f"request {r['request_id']} did not settle")
+        st = await settle(self.client, r["request_id"], r["token"], polls=600, wait=10)
+        if st is None:
+            raise RunAborted(f"request {r['request_id']} did not settle")
+        return st
 
     async def step_download(self, st: Download) -> None:
         downloader = self.homes[st.by]

@@ -83,6 +83,13 @@ class HouseholdSpec:
     """Exact number of utterances over a traffic run (``None``: the household's own rate)."""
     locale: str | None = None
     """Overrides the world's locale for this household."""
+    name: str | None = None
+    """The account holder's name (default: drawn from the seed)."""
+    email: str | None = None
+    """The account holder's email (default: drawn from the seed)."""
+    lookalike_of: str | None = None
+    """Key of a household whose holder's drawn name this one's holder shares (a search
+    look-alike); ``name`` wins over it."""
 
 
 @dataclass(frozen=True)
@@ -188,11 +195,6 @@ class Household:
         weights = tuple(_ROOM_WEIGHTS[ROOMS.index(d.room)] if d.room in ROOMS
                         else min(_ROOM_WEIGHTS) for d in devices)
         return replace(self, devices=tuple(devices), device_weights=weights)
-
-    def account_payload(self) -> dict[str, str]:
-        """Body of ``POST /v1/accounts`` for this household."""
-        return {"name": self.holder.name, "email": self.holder.email,
-                "locale": self.phrasebook.tag}
 
     def traffic(self, start: datetime, days: float, count: int | None = None) -> list[Utterance]:
         """Utterances from ``start`` over ``days``, in time order.
@@ -538,6 +540,7 @@ class World:
                 specs.append(HouseholdSpec(key))
         built = [build_household(seed, s, s.locale or locale, voice) for s in specs]
         _make_unique(built)
+        _name_holders(built, specs)
         if start is None:
             start = _EPOCH + timedelta(days=random.Random(f"overheard/{seed}/start").randrange(365))
         elif start.tzinfo is None:
@@ -595,3 +598,20 @@ def _make_unique(households: list[Household]) -> None:
         if email != h.holder.email or tuple(devices) != h.devices:
             holder = Holder(h.holder.name, email, h.holder.address, h.holder.locale)
             households[i] = replace(h, holder=holder, devices=tuple(devices))
+
+
+def _name_holders(households: list[Household], specs: Sequence[HouseholdSpec]) -> None:
+    """Holders a spec names: a look-alike takes the other holder's drawn name; a given name
+    or email wins over what was drawn (and is kept as given, even if another has it)."""
+    drawn = {h.key: h.holder.name for h in households}
+    for i, (h, spec) in enumerate(zip(households, specs, strict=True)):
+        name = h.holder.name
+        if spec.lookalike_of:
+            if spec.lookalike_of not in drawn:
+                raise WorldError(f"household {spec.key!r}: lookalike_of names no household "
+                                 f"({spec.lookalike_of!r})")
+            name = drawn[spec.lookalike_of]
+        name = spec.name or name
+        email = spec.email or h.holder.email
+        if (name, email) != (h.holder.name, h.holder.email):
+            households[i] = replace(h, holder=replace(h.holder, name=name, email=email))
