@@ -4,7 +4,8 @@ A requester files signed in (``via="account"``: the account's user token) or thr
 web form (``via="email"``: an address, and the name typed with it). On the email path the
 backend mails a code; the requester reads only their own mailbox and types the code they
 find there. The request is then followed until it is finished or waits for a person, and
-a finished access request's package is downloaded by its link.
+a finished access request's package is downloaded by its link (from the request's status,
+or the newest link in a mailbox).
 
 The scenario runner uses the steps one by one (its steps file, wait and download at
 different simulated times, and it plays impersonators and misaddressed mail through the
@@ -72,6 +73,18 @@ async def code_in_mailbox(client: Client, mailbox: str, request_id: str) -> str 
     if code is None:
         code = next((m.get("code") for m in reversed(messages) if m.get("code")), None)
     return None if code is None else str(code)
+
+
+async def link_message(client: Client, mailbox: str) -> dict[str, Any] | None:
+    """The newest message in ``mailbox`` that carries a download link, whoever's request
+    it answers."""
+    return next((m for m in reversed(await client.outbox(to=mailbox)) if m.get("url")), None)
+
+
+async def link_in_mailbox(client: Client, mailbox: str) -> str | None:
+    """The newest download link in ``mailbox``."""
+    message = await link_message(client, mailbox)
+    return None if message is None else str(message["url"])
 
 
 async def verify(client: Client, home: Home, filed: Filed) -> dict[str, Any] | None:

@@ -31,7 +31,14 @@ from pathlib import Path
 from typing import Any
 
 from backend import Config
-from simulator.fleet.access import Filed, file_request, settle, verify
+from simulator.fleet.access import (
+    Filed,
+    file_request,
+    link_in_mailbox,
+    link_message,
+    settle,
+    verify,
+)
 from simulator.fleet.client import ApiError, Client, ClientError
 from simulator.fleet.embedded import BackendHandle, embedded_backend
 from simulator.fleet.homes import DeviceAccount, Home, register_device, register_home
@@ -457,9 +464,9 @@ class Run:
         status = await self.client.get_privacy_request(r["request_id"], token=r["token"])
         url = status.get("download_url")
         if url is None and st.link_of:
-            url = self._url_from_outbox(await self.client.outbox(to=source.household.holder.email))
+            url = await link_in_mailbox(self.client, source.household.holder.email)
         if url is None:
-            url = self._url_from_outbox(await self.client.outbox(to=downloader.household.holder.email))
+            url = await link_in_mailbox(self.client, downloader.household.holder.email)
         if url is None:
             self.note("download", f"{st.by}: no link ({status.get('status')})")
             self.redemptions.append({"at": _iso(self.now), "request_id": r["request_id"],
@@ -471,17 +478,10 @@ class Run:
         for target in targets:
             await self._fetch(downloader, source, r, target, guessed=st.guess_next)
 
-    def _url_from_outbox(self, messages: list[dict[str, Any]]) -> str | None:
-        for m in reversed(messages):
-            if m.get("url"):
-                return str(m["url"])
-        return None
-
     async def _download_from_mailbox(self, downloader: Home) -> None:
         """Open the newest link in the household's own mailbox, whoever's request it answers."""
         own = downloader.household.holder.email
-        message = next((m for m in reversed(await self.client.outbox(to=own)) if m.get("url")),
-                       None)
+        message = await link_message(self.client, own)
         if message is None:
             self.note("download", f"{downloader.key}: no link in {own}")
             self.redemptions.append({"at": _iso(self.now), "request_id": None,
