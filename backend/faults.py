@@ -226,14 +226,20 @@ _fault(
 
 _guard(
     "export.ownership_check",
-    "any package item whose owner is not the subject: quarantine, alert, request → pending",
+    "any package item (or profile) not the subject's, or any of the subject's recordings missing: quarantine, alert, request → pending",
     """
     Before a package is released (``backend/privacy/export.py`` :func:`_release`), every
-    item's stored owner is compared with the requester's own account (the one they proved
-    to hold, whatever an operator attached). Any mismatch: the zip is deleted (or its cache
-    entry dropped), no link is minted, the request goes back to ``pending`` with the
-    assignment reset to the requester's own account, and an alert carries the foreign
-    recordings per account, the assigned account and the manifest digest.
+    item's stored owner, and the account whose profile and device list the package holds,
+    are compared with the requester's own account (the one they proved to hold, whatever an
+    operator attached); and the package's recordings are compared with every recording
+    stored under that account, read in the same snapshot as the package. Anything foreign,
+    or any own recording missing (a query that selects by the devices now bound to the
+    account leaves out what a sold speaker recorded for its seller): the zip is deleted (or
+    its cache entry dropped), no link is minted, the request goes back to ``pending`` with
+    the assignment reset to the requester's own account, and an alert carries the foreign
+    recordings per account, how many own recordings were missing, the assigned account and
+    the manifest digest. A short package is refused, not patched up: a second query path
+    would hide the export bug, and a partial copy tells the requester that is all there is.
     """,
 )
 _guard(

@@ -30,14 +30,8 @@ def test_bare_backend_holds_every_invariant(tmp_path: Path) -> None:
 def test_all_faults_all_guards_no_escape(tmp_path: Path) -> None:
     s = explore(Options(12, 300, tuple(FAULTS), tuple(GUARDS)), tmp_path, jobs=2, mode="none")
     assert s["runs"] == 300
-    # One known escape, not fixed yet (docs/explore-escapes/complete-*.toml): with
-    # export.device_history_join on, export.ownership_check removes the buyer's recordings
-    # but does not put back the seller's own recordings of the sold speaker, so the
-    # seller's package is incomplete. Anything else is a new escape.
-    escapes = [v for v in s["violations"]
-               if not (v["invariant"] == "complete" and "export.device_history_join" in v["faults"])]
-    assert escapes == []
-    assert [v["seed"] for v in s["violations"]] == [151487992, 2045089857]
+    # Every escape found so far is fixed and kept in tests/regressions/.
+    assert s["violations"] == []
 
 
 @pytest.mark.parametrize(("fault", "invariant", "budget"), [

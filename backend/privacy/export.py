@@ -19,7 +19,9 @@ Where the privacy faults live (one place each):
 - ``export.cache_key_collision``: :class:`PackageCache` (no cache in the clean path);
 - ``export.operator_voice_mixup``: :func:`operator_voice_mixup`, whose voice history goes
   into an operator-approved package;
-- ``export.ownership_check`` (guard): :func:`_release`, before a package is released.
+- ``export.ownership_check`` (guard): :func:`_release`, before a package is released: the
+  package must hold the requester's own profile and every recording stored under the
+  requester's account when it was built, and nothing of anyone else's (:func:`_verdict`).
 """
 
 from __future__ import annotations
@@ -70,6 +72,10 @@ class CachedPackage:
     files: int
     recordings: int
     owners: dict[str, int]
+    subject: str
+    """The account whose profile and device list the package holds."""
+    recording_ids: frozenset[str]
+    """The recordings the package holds, whoever owns them."""
 
 
 class PackageCache:
@@ -287,12 +293,17 @@ def build_access(ctx: JobContext, row: dict[str, Any], shared_state: Exporter) -
 
     cache = shared_state.cache
     cache_key = cache.key(faults, row, today)
+    # The guard's yardstick: the recordings stored under the requester's own account, read
+    # in the same snapshot as the package (whatever query or cache the package came from).
+    rightful = default_subject(row) or subject_id
+    guarded = faults.on("export.ownership_check")
     if cache_key is not None:
         # What the cache holds must not depend on which job finished first.
         ctx.state.order.wait_release(request_id, ctx.state.stop)
     cached = cache.get(cache_key, packages_dir)
     if cached is not None:
-        _release(ctx, row, cached, cache, reused=True, cache_key=cache_key)
+        expected = _own_recordings(ctx, rightful) if guarded else frozenset()
+        _release(ctx, row, cached, cache, reused=True, cache_key=cache_key, expected=expected)
         return
 
     staging = staging_dir_for(ctx.config, faults, row, today)
@@ -315,6 +326,7 @@ def build_access(ctx: JobContext, row: dict[str, Any], shared_state: Exporter) -
         subject = load_subject(db, subject_id)
         if subject is None:
             raise JobFailed("the subject account does not exist")
+        expected = recordings.ids_of(db, rightful) if guarded else frozenset()
         total = recordings.count_where(db, where, voice_from)
         ctx.state.progress[request_id] = (0, total)
         items: Iterator[Recording] = iter_recordings(db, where, voice_from)
@@ -358,9 +370,22 @@ def build_access(ctx: JobContext, row: dict[str, Any], shared_state: Exporter) -
     reach(ctx.config, "export.before_release")
     _remove_staging(staging, part, request_id, staged)
     built = CachedPackage(file_name, result.manifest_sha256, result.bytes,
-                          len(result.entries), result.recordings, dict(result.owners))
+                          len(result.entries), result.recordings, dict(result.owners),
+                          subject_id, frozenset(e.recording_id for e in result.entries
+                                                if e.recording_id is not None))
     cache.put(cache_key, built)
-    _release(ctx, row, built, cache, reused=False, package_id=package_id, cache_key=cache_key)
+    _release(ctx, row, built, cache, reused=False, package_id=package_id, cache_key=cache_key,
+             expected=expected)
+
+
+def _own_recordings(ctx: JobContext, account_id: str) -> frozenset[str]:
+    """The recordings stored under ``account_id`` now (a package reused from the cache was
+    built for another request, perhaps before some of them were made)."""
+    db = connect(ctx.config.db_path, readonly=True, synchronous=ctx.config.synchronous)
+    try:
+        return recordings.ids_of(db, account_id)
+    finally:
+        db.conn.close()
 
 
 @dataclass(frozen=True)
@@ -373,6 +398,8 @@ class _Release:
     package_id: str
     rightful: str
     foreign: dict[str, int]
+    missing: int
+    """Recordings stored under the rightful account that the package lacks."""
     reused: bool
     now_dt: datetime
 
@@ -389,31 +416,41 @@ class _Release:
         return str(self.row["subject_account_id"])
 
 
-def _foreign_items(row: dict[str, Any], pkg: CachedPackage) -> tuple[str, dict[str, int]]:
-    """The requester's own account, and what the package holds of other accounts.
+def _verdict(row: dict[str, Any], pkg: CachedPackage, expected: frozenset[str]
+             ) -> tuple[str, dict[str, int], int]:
+    """The requester's own account, what the package holds of other accounts, and how many
+    of the requester's own stored recordings (``expected``) it lacks.
 
     The package goes to the requester, so its items must be the requester's own: the
     account they proved to hold, whatever an operator attached (the 2018 swap changed the
-    assignment, not the stored owners)."""
-    subject_id = row["subject_account_id"]
-    rightful: str = default_subject(row) or subject_id
+    assignment, not the stored owners). And it must be all of them: Art. 15 asks for a
+    copy of the data, and a package that silently lacks some tells the requester that is
+    all there is. The guard does not patch a short package up (it cannot tell why the
+    export left them out, and a second query path would hide the bug that did): it refuses
+    it, like a foreign one."""
+    rightful: str = default_subject(row) or row["subject_account_id"]
     foreign = {acc: n for acc, n in pkg.owners.items() if acc != rightful}
-    if subject_id != rightful:
-        # The profile and device list are the assigned account's personal data too: a
-        # swapped package holds them even when that account has no recordings.
-        foreign.setdefault(subject_id, 0)
-    return rightful, foreign
+    if pkg.subject != rightful:
+        # The profile and device list are the package subject's personal data too: a
+        # swapped (or wrongly cached) package holds them even when that account has no
+        # recordings.
+        foreign.setdefault(pkg.subject, 0)
+    return rightful, foreign, len(expected - pkg.recording_ids)
 
 
 def _quarantine(db: sqlite_utils.Database, rel: _Release, alert_id: str) -> None:
     """Guard ``export.ownership_check``: alert, and the request back to review."""
     pkg, rightful, foreign = rel.pkg, rel.rightful, rel.foreign
+    what = []
+    if foreign:
+        what.append(f"held the profile or {sum(foreign.values())} recordings of other accounts")
+    if rel.missing:
+        what.append(f"lacked {rel.missing} of the account's own recordings")
     raise_alert(db, alert_id=alert_id, at=rel.now, guard="export.ownership_check",
                 request_id=rel.request_id, account_id=rightful,
-                summary=f"package for {rightful} held the profile or "
-                        f"{sum(foreign.values())} recordings of other accounts; "
+                summary=f"package for {rightful} {' and '.join(what)}; "
                         f"quarantined, back to review",
-                detail={"foreign": foreign, "recordings": pkg.recordings,
+                detail={"foreign": foreign, "missing": rel.missing, "recordings": pkg.recordings,
                         "assigned": rel.assigned, "reused_from_cache": rel.reused,
                         "manifest_sha256": pkg.manifest_sha256})
     # Back to review with the assignment undone: the next pass starts from the
@@ -423,7 +460,8 @@ def _quarantine(db: sqlite_utils.Database, rel: _Release, alert_id: str) -> None
     auditlog.append(db, at=rel.now, actor="guard:export.ownership_check",
                     action="package.quarantined", object_id=rel.request_id,
                     detail={"manifest_sha256": pkg.manifest_sha256, "foreign": foreign,
-                            "assigned": rel.assigned, "reset_to": rightful})
+                            "missing": rel.missing, "assigned": rel.assigned,
+                            "reset_to": rightful})
 
 
 def _record_package(db: sqlite_utils.Database, rel: _Release) -> None:
@@ -479,17 +517,19 @@ def _complete(db: sqlite_utils.Database, rel: _Release) -> None:
 
 
 def _release(ctx: JobContext, row: dict[str, Any], pkg: CachedPackage, cache: PackageCache, *,
-             reused: bool, package_id: str | None = None, cache_key: str | None = None) -> None:
+             reused: bool, expected: frozenset[str], package_id: str | None = None,
+             cache_key: str | None = None) -> None:
     """Record the package, mint its link, email it and complete the request; or, with the
     guard ``export.ownership_check`` and any item whose stored owner is not the requester's
-    own account, quarantine it: alert, request back to ``pending``, zip deleted."""
+    own account, or any of ``expected`` (the requester's stored recordings) missing,
+    quarantine it: alert, request back to ``pending``, zip deleted."""
     # Released in queue order: link numbers and what each requester is sent never depend
     # on which build finished first.
     ctx.state.order.wait_release(str(row["request_id"]), ctx.state.stop)
     package_id = package_id or ctx.ids.new("pkg", job_key(row))
-    rightful, foreign = _foreign_items(row, pkg)
-    rel = _Release(row, pkg, package_id, rightful, foreign, reused, ctx.clock.now())
-    quarantine = bool(foreign) and ctx.faults.on("export.ownership_check")
+    rightful, foreign, missing = _verdict(row, pkg, expected)
+    rel = _Release(row, pkg, package_id, rightful, foreign, missing, reused, ctx.clock.now())
+    quarantine = bool(foreign or missing) and ctx.faults.on("export.ownership_check")
     alert_id = ctx.ids.new("alr", job_key(row)) if quarantine else ""
 
     def finish(db: sqlite_utils.Database) -> None:

@@ -121,6 +121,12 @@ def count_where(db: sqlite_utils.Database, where: str, value: str) -> int:
                           [value]).fetchone()[0])
 
 
+def ids_of(db: sqlite_utils.Database, account_id: str) -> frozenset[str]:
+    """The ids of every recording stored under ``account_id``."""
+    return frozenset(r[0] for r in db.execute(
+        "SELECT recording_id FROM recordings WHERE account_id = ?", [account_id]))
+
+
 def iter_with_audio(db: sqlite_utils.Database, where: str, value: str,
                     make: Callable[..., T]) -> Iterator[T]:
     """Stream the recordings ``where`` selects, with their audio, oldest first,
