@@ -53,8 +53,9 @@ class Package:
     """Builds an access package in the layout of :mod:`contract.package` (or lies about it)."""
 
     def __init__(self, account_id: str | None = "acc_alpha",
-                 request_id: str = "req_1") -> None:
+                 request_id: str = "req_1", profile: dict[str, Any] | None = None) -> None:
         self.account_id, self.request_id = account_id, request_id
+        self.profile = profile or {"name": "Alpha"}
         self.files: list[tuple[str, bytes, dict[str, Any]]] = []
         self.rows: list[dict[str, str]] = []
         self.manifest = True
@@ -86,7 +87,7 @@ class Package:
                     "counts": {"recordings": len(self.files)},
                     "files": [meta for _, _, meta in self.files]}))
             zf.writestr("README.txt", "your data")
-            zf.writestr("account/profile.json", json.dumps({"name": "Alpha"}))
+            zf.writestr("account/profile.json", json.dumps(self.profile))
             out = io.StringIO()
             w = csv.DictWriter(out, ["recording_id", "device", "recorded_at", "duration_ms",
                                      "transcript", "file"])
@@ -177,6 +178,45 @@ def test_subject_without_recordings_does_not_adopt_anothers_account(
     assert (result.own, result.foreign) == (0, {"bravo": 3})
     [leak] = result.leaks
     assert (leak.from_account, leak.to_household, leak.to_account) == ("acc_bravo", "requester", None)
+
+
+def test_another_accounts_profile_is_a_finding(tmp_path: Path, world: dict[str, Any]) -> None:
+    """profile.json is personal data like the recordings: alpha's own recordings under
+    bravo's profile is a package with bravo's data in it."""
+    def judged(profile_account: str, subject_account: str | None = None) -> Any:
+        pkg = Package(profile={"account_id": profile_account, "name": "Someone"})
+        for i in range(3):
+            pkg.add(f"rec_alpha_{i}", world["pcm"][f"a{i}"])
+        return audit_package(pkg.write(tmp_path / f"{profile_account}.zip"), world["ledger"],
+                             "alpha", subject_account)
+
+    own = judged("acc_alpha")
+    assert own.foreign_profile is None and own.clean and own.exit_code == 0
+    foreign = judged("acc_bravo")
+    assert (foreign.own, foreign.foreign, foreign.missing) == (3, {}, 0)
+    assert foreign.foreign_profile == "bravo"
+    assert not foreign.clean and foreign.exit_code == 1
+    assert foreign.to_dict()["foreign_profile"] == "bravo"
+    assert foreign.to_dict()["manifest"]["profile_account"] == "acc_bravo"
+    # An account the ledger does not know (it recorded nothing) is still not the recipient's.
+    unknown = judged("acc_nobody")
+    assert unknown.foreign_profile == "?" and unknown.exit_code == 1
+
+
+def test_a_package_of_nothing_but_anothers_profile_is_a_finding(
+        tmp_path: Path, world: dict[str, Any]) -> None:
+    """The wrongly cached package of an account without recordings: no audio at all, only
+    the other customer's profile."""
+    pkg = Package(account_id="acc_dora", profile={"account_id": "acc_dora", "name": "Dora"})
+    result = audit_package(pkg.write(tmp_path / "p.zip"), world["ledger"],
+                           subject_household="emil", subject_account="acc_emil")
+    assert (result.files, result.own, result.foreign) == (0, 0, {})
+    assert result.foreign_profile == "?"
+    assert not result.clean and result.exit_code == 1
+    # The same package to its own subject is clean.
+    mine = audit_package(tmp_path / "p.zip", world["ledger"], subject_household="dora",
+                         subject_account="acc_dora")
+    assert mine.foreign_profile is None and mine.clean
 
 
 def test_clean_complete_package(tmp_path: Path, world: dict[str, Any]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 import threading
 import wave
 from concurrent.futures import ThreadPoolExecutor
@@ -208,6 +209,60 @@ async def test_cache_key_collision_fault_serves_the_first_package(tmp_path: Path
         _, data, _ = await download(env, st["download_url"])
         _, manifest = read_package(data)
         assert manifest["account_id"] == alice.account_id  # bob got alice's package
+
+
+async def test_the_ownership_guard_refuses_the_sellers_short_package(tmp_path: Path) -> None:
+    """With the device-history query a seller's package lacks what his sold speaker recorded
+    for him: nothing foreign in it, yet the guard must not release it."""
+    for guarded in (False, True):
+        guards = {"export.ownership_check": {}} if guarded else {}
+        async with privacy_env(tmp_path / str(guarded), guards=guards,
+                               faults={"export.device_history_join": {}}) as env:
+            seller = await household(env, "Sam Seller", "sam@example.org", recordings=4, seed=1)
+            buyer = await household(env, "Bea Buyer", "bea@example.org", recordings=1, seed=2)
+            await env.api.register_device(buyer.account_id, seller.serial)
+            st = await access_signed_in(env, seller)
+            if not guarded:
+                # The fault alone: a clean-looking package with none of the seller's recordings.
+                _, data, _ = await download(env, st["download_url"])
+                _, manifest = read_package(data)
+                assert manifest["account_id"] == seller.account_id
+                assert manifest["counts"]["recordings"] == 0
+                continue
+            assert st["status"] == "pending" and "download_url" not in st
+            _, alerts = await env.api.call("GET", "/v1/admin/alerts", expect=200)
+            [alert] = alerts["alerts"]
+            assert alert["guard"] == "export.ownership_check"
+            assert (alert["detail"]["foreign"], alert["detail"]["missing"]) == ({}, 4)
+            assert "lacked 4 of the account's own recordings" in alert["summary"]
+            [quarantined] = await audit_entries(env, "package.quarantined")
+            assert quarantined["detail"]["missing"] == 4
+
+
+async def test_the_ownership_guard_refuses_a_cached_package_of_another_profile(
+        tmp_path: Path) -> None:
+    """A wrongly cached package that holds no recordings at all, only the first requester's
+    profile and device list, is still someone else's personal data."""
+    for guarded in (False, True):
+        guards = {"export.ownership_check": {}} if guarded else {}
+        async with privacy_env(tmp_path / str(guarded), guards=guards,
+                               faults={"export.cache_key_collision": {}}) as env:
+            dora = await household(env, "Dora Roth", "dora@example.org")
+            emil = await household(env, "Emil Roth", "emil@example.org")
+            assert (await access_signed_in(env, dora))["status"] == "complete"
+            st = await access_signed_in(env, emil)
+            if not guarded:
+                _, data, _ = await download(env, st["download_url"])
+                zf, manifest = read_package(data)
+                assert manifest["counts"]["recordings"] == 0
+                assert json.loads(zf.read("account/profile.json"))["email"] == "dora@example.org"
+                continue
+            assert st["status"] == "pending" and "download_url" not in st
+            _, alerts = await env.api.call("GET", "/v1/admin/alerts", expect=200)
+            [alert] = alerts["alerts"]
+            assert alert["account_id"] == emil.account_id
+            assert alert["detail"]["foreign"] == {dora.account_id: 0}
+            assert alert["detail"]["reused_from_cache"] is True
 
 
 async def test_erasure_during_a_build_discards_the_package(tmp_path: Path) -> None:

@@ -442,8 +442,10 @@ def _quarantine(db: sqlite_utils.Database, rel: _Release, alert_id: str) -> None
     """Guard ``export.ownership_check``: alert, and the request back to review."""
     pkg, rightful, foreign = rel.pkg, rel.rightful, rel.foreign
     what = []
-    if foreign:
-        what.append(f"held the profile or {sum(foreign.values())} recordings of other accounts")
+    if any(foreign.values()):
+        what.append(f"held {sum(foreign.values())} recordings of other accounts")
+    elif foreign:
+        what.append("held another account's profile and devices")
     if rel.missing:
         what.append(f"lacked {rel.missing} of the account's own recordings")
     raise_alert(db, alert_id=alert_id, at=rel.now, guard="export.ownership_check",

@@ -291,10 +291,15 @@ class PackageAudit:
     made_for: str | None = None
     """The household whose request the package answers, when known (it may differ from
     the recipient: a forwarded or guessed link); completeness is judged only for them."""
+    foreign_profile: str | None = None
+    """Whose ``account/profile.json`` (name, email, address: personal data like the
+    recordings) the package holds when it is not the recipient's: the household the ledger
+    knows for that account, or ``"?"`` when the ledger does not know the account."""
 
     @property
     def clean(self) -> bool:
-        return not self.foreign and not self.foreign_transcripts and not self.corrupt
+        return (not self.foreign and not self.foreign_transcripts and not self.corrupt
+                and self.foreign_profile is None)
 
     @property
     def undecidable(self) -> bool:
@@ -307,7 +312,7 @@ class PackageAudit:
         if self.undecidable:
             return 2
         findings = (self.foreign or self.foreign_transcripts or self.missing or self.corrupt
-                    or self.duplicated or self.unattributable)
+                    or self.duplicated or self.unattributable or self.foreign_profile)
         return 1 if findings else 0
 
     def to_dict(self, files: bool = False) -> dict[str, Any]:
@@ -322,6 +327,7 @@ class PackageAudit:
             "missing": self.missing, "corrupt": self.corrupt, "duplicated": self.duplicated,
             "unattributable": self.unattributable, "downloaded": self.downloaded,
             "foreign_transcripts": dict(sorted(self.foreign_transcripts.items())),
+            "foreign_profile": self.foreign_profile,
             "manifest": self.manifest.to_dict(),
             "leaks": [leak.to_dict() for leak in self.leaks],
         }
@@ -588,7 +594,8 @@ def audit_package(zip_path: str | Path, ledger_entries: Iterable[Any],
         unattributable=sum(1 for v in verdicts if v.by is None and not v.duplicate_of),
         downloaded=link_redeemed,
         foreign_transcripts=dict(Counter(t.household for t in text_only)), manifest=claims,
-        leaks=leaks, verdicts=verdicts, made_for=made_for)
+        leaks=leaks, verdicts=verdicts, made_for=made_for,
+        foreign_profile=_foreign_profile(claims.profile_account, truths, subject))
 
 
 @dataclass(frozen=True)
@@ -733,6 +740,21 @@ def _foreign_text_only(rows: list[dict[str, str]], used_rows: set[int],
         if ranked and not subject.owns(ranked[0].household, ranked[0].account_id):
             text_only.append(ranked[0])
     return text_only
+
+
+def _foreign_profile(account: str | None, truths: list[Truth], subject: _Subject) -> str | None:
+    """Whose profile the package holds, when it is not the recipient's: the household the
+    ledger knows for ``account`` (the profile's ``account_id``), or ``"?"`` when the ledger
+    does not know it but the recipient's account is known and differs. None: the
+    recipient's own, no profile, or no way to tell."""
+    if account is None:
+        return None
+    households = sorted({t.household for t in truths if t.account_id == account})
+    if households:
+        return None if subject.owns(households[0], account) else households[0]
+    if subject.account is not None and account != subject.account:
+        return "?"
+    return None
 
 
 def _count_missing(truths: list[Truth], own_ids: set[str | None], subject: _Subject,
@@ -895,6 +917,9 @@ def audit_table(audit: PackageAudit, zip_path: Path) -> str:
         lines.append(f"corrupt   {v.path}: {v.corrupt}")
     if len(broken) > 5:
         lines.append(f"corrupt   … and {len(broken) - 5} more (--json --files lists them)")
+    if audit.foreign_profile is not None:
+        lines.append(f"profile   account/profile.json is another account's "
+                     f"({audit.foreign_profile}, account {audit.manifest.profile_account})")
     if audit.foreign_transcripts:
         lines.append("transcripts without audio from: " + ", ".join(
             f"{h}: {n}" for h, n in sorted(audit.foreign_transcripts.items())))

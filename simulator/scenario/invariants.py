@@ -48,6 +48,17 @@ def _held(problems: list[str], ok_text: str) -> Verdict:
                                              if len(problems) > 3 else "")
 
 
+def _profile_of(run: Run, p: dict[str, Any]) -> str | None:
+    """The household whose profile package ``p`` holds when it is not the recipient's (by
+    the run's own accounts when the ledger did not know it)."""
+    whose = p.get("foreign_profile")
+    if whose == "?":
+        account = p["manifest"].get("profile_account")
+        whose = next((k for k, h in sorted(run.homes.items()) if h.account_id == account),
+                     "an unknown account")
+    return whose
+
+
 async def no_foreign_data(run: Run) -> Verdict:
     problems = []
     for p in run.audits:
@@ -56,6 +67,9 @@ async def no_foreign_data(run: Run) -> Verdict:
             whose = ", ".join(f"{n} of {h}" for h, n in foreign.items())
             problems.append(f"{p['file']} downloaded by {p['subject_household']} holds "
                             f"recordings of others ({whose})")
+        if profile := _profile_of(run, p):
+            problems.append(f"{p['file']} downloaded by {p['subject_household']} holds "
+                            f"{profile}'s profile")
     return _held(problems, f"{len(run.audits)} package(s), none holds anyone else's data")
 
 
@@ -68,9 +82,10 @@ async def no_foreign_recipient(run: Run) -> Verdict:
             if owner != key:
                 problems.append(f"{key} downloaded the package of {owner}'s request")
     for p in run.audits:
-        if p["own"] == 0 and any(p["foreign"].values()):
+        others = {h for h, n in p["foreign"].items() if n} | set(filter(None, [_profile_of(run, p)]))
+        if p["own"] == 0 and others:
             problems.append(f"{p['file']} went to {p['subject_household']} but holds only "
-                            f"{', '.join(sorted(h for h, n in p['foreign'].items() if n))}'s data")
+                            f"{', '.join(sorted(others))}'s data")
     return _held(problems, "every package went to its own subject")
 
 

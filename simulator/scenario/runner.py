@@ -700,7 +700,8 @@ async def check_complete(run: Run, v: Any, ev: Evidence) -> Verdict:
     if not pkgs:
         return False, f"{v.for_} downloaded no package"
     p = pkgs[-1]
-    ok = p["missing"] == 0 and not p["foreign"] and p["corrupt"] == 0 and p["unattributable"] == 0
+    ok = (p["missing"] == 0 and not p["foreign"] and not p.get("foreign_profile")
+          and p["corrupt"] == 0 and p["unattributable"] == 0)
     return ok, (f"{p['own']} own, {p['missing']} missing, {sum(p['foreign'].values())} foreign, "
                 f"{p['corrupt']} corrupt")
 
