@@ -176,6 +176,9 @@ async def test_job_over_its_attempts_becomes_error(tmp_path: Path) -> None:
 
 
 async def test_device_history_join_fault_and_the_ownership_guard(tmp_path: Path) -> None:
+    """After a resale the device-history query gives the buyer the seller's recordings, and
+    the seller a package without them: nothing foreign in the seller's, yet it is short.
+    The guard refuses both."""
     for guarded in (False, True):
         guards = {"export.ownership_check": {}} if guarded else {}
         async with privacy_env(tmp_path / str(guarded), guards=guards,
@@ -185,6 +188,7 @@ async def test_device_history_join_fault_and_the_ownership_guard(tmp_path: Path)
             # The seller's speaker is resold: the buyer registers the same serial.
             await env.api.register_device(buyer.account_id, seller.serial)
             st = await access_signed_in(env, buyer)
+            sold = await access_signed_in(env, seller)
             if not guarded:
                 _, data, _ = await download(env, st["download_url"])
                 _, manifest = read_package(data)
@@ -193,11 +197,22 @@ async def test_device_history_join_fault_and_the_ownership_guard(tmp_path: Path)
                 # The seller's recordings came along, with the seller as their stored owner.
                 assert owners == {**{r: seller.account_id for r in seller.recordings},
                                   **{r: buyer.account_id for r in buyer.recordings}}
-            else:
-                assert st["status"] == "pending" and "download_url" not in st
-                _, alerts = await env.api.call("GET", "/v1/admin/alerts", expect=200)
-                [alert] = alerts["alerts"]
-                assert alert["detail"]["foreign"] == {seller.account_id: 4}
+                # And the seller's own package is clean-looking and empty.
+                _, data, _ = await download(env, sold["download_url"])
+                _, manifest = read_package(data)
+                assert manifest["account_id"] == seller.account_id
+                assert manifest["counts"]["recordings"] == 0
+                continue
+            for refused in (st, sold):
+                assert refused["status"] == "pending" and "download_url" not in refused
+            _, alerts = await env.api.call("GET", "/v1/admin/alerts", expect=200)
+            by_account = {a["account_id"]: a for a in alerts["alerts"]}
+            assert by_account[buyer.account_id]["detail"]["foreign"] == {seller.account_id: 4}
+            short = by_account[seller.account_id]
+            assert (short["detail"]["foreign"], short["detail"]["missing"]) == ({}, 4)
+            assert "lacked 4 of the account's own recordings" in short["summary"]
+            quarantined = await audit_entries(env, "package.quarantined")
+            assert sorted(q["detail"]["missing"] for q in quarantined) == [0, 4]
 
 
 async def test_cache_key_collision_fault_serves_the_first_package(tmp_path: Path) -> None:
@@ -209,34 +224,6 @@ async def test_cache_key_collision_fault_serves_the_first_package(tmp_path: Path
         _, data, _ = await download(env, st["download_url"])
         _, manifest = read_package(data)
         assert manifest["account_id"] == alice.account_id  # bob got alice's package
-
-
-async def test_the_ownership_guard_refuses_the_sellers_short_package(tmp_path: Path) -> None:
-    """With the device-history query a seller's package lacks what his sold speaker recorded
-    for him: nothing foreign in it, yet the guard must not release it."""
-    for guarded in (False, True):
-        guards = {"export.ownership_check": {}} if guarded else {}
-        async with privacy_env(tmp_path / str(guarded), guards=guards,
-                               faults={"export.device_history_join": {}}) as env:
-            seller = await household(env, "Sam Seller", "sam@example.org", recordings=4, seed=1)
-            buyer = await household(env, "Bea Buyer", "bea@example.org", recordings=1, seed=2)
-            await env.api.register_device(buyer.account_id, seller.serial)
-            st = await access_signed_in(env, seller)
-            if not guarded:
-                # The fault alone: a clean-looking package with none of the seller's recordings.
-                _, data, _ = await download(env, st["download_url"])
-                _, manifest = read_package(data)
-                assert manifest["account_id"] == seller.account_id
-                assert manifest["counts"]["recordings"] == 0
-                continue
-            assert st["status"] == "pending" and "download_url" not in st
-            _, alerts = await env.api.call("GET", "/v1/admin/alerts", expect=200)
-            [alert] = alerts["alerts"]
-            assert alert["guard"] == "export.ownership_check"
-            assert (alert["detail"]["foreign"], alert["detail"]["missing"]) == ({}, 4)
-            assert "lacked 4 of the account's own recordings" in alert["summary"]
-            [quarantined] = await audit_entries(env, "package.quarantined")
-            assert quarantined["detail"]["missing"] == 4
 
 
 async def test_the_ownership_guard_refuses_a_cached_package_of_another_profile(
