@@ -387,6 +387,67 @@ async def test_same_seed_same_report_under_concurrency(tmp_path: Path, text: str
     assert len(report["packages"]) + len(report["alerts"]) >= 3 and report["link_redemptions"]
 
 
+STILL_OPEN = """
+name = "still-open"
+seed = 5
+[world]
+background_households = 0
+[[household]]
+key = "a"
+recordings = 3
+[[household]]
+key = "b"
+recordings = 3
+[faults]
+"export.cache_key_collision" = {}
+[guards]
+"export.ownership_check" = {}
+[[step]]
+do = "traffic"
+days = 2
+[[step]]
+do = "access_request"
+by = "a"
+[[step]]
+do = "wait"
+[[step]]
+do = "access_request"
+by = "b"
+[[step]]
+do = "wait"
+[[step]]
+do = "access_request"
+by = "b"
+[[step]]
+do = "access_request"
+by = "b"
+via = "email"
+[[step]]
+do = "wait"
+[[step]]
+do = "download"
+by = "b"
+[[expect]]
+invariant = "no_foreign_data"
+[[expect]]
+alert = { guard = "export.ownership_check", count = 1 }
+"""
+
+
+async def test_a_request_while_the_households_own_is_still_open(tmp_path: Path) -> None:
+    """The guard sends b's request back to review; b files again, signed in and by email:
+    the backend refuses both (409 duplicate_request) and the run goes on, b following its
+    open request, instead of stopping undecided."""
+    out = tmp_path / "run"
+    result = await run_scenario(load_scenario(scenario_file(tmp_path, STILL_OPEN)), out,
+                                progress=False)
+    assert result.verdict == "pass", [e.detail for e in result.expectations]
+    timeline = [t["what"] for t in json.loads((out / "report.json").read_text())["timeline"]]
+    refused = [w for w in timeline if "is still open: a new one is refused" in w]
+    assert len(refused) == 2
+    assert "b: no link (pending)" in timeline
+
+
 EMAIL_PATH_BOUND = """
 name = "email-path-bound-link"
 seed = 3

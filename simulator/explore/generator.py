@@ -153,13 +153,8 @@ def _fault_params(name: str, rng: random.Random, homes: list[dict[str, Any]]) ->
     return out
 
 
-def _backend(review: bool, faults: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {"manual_review": ["access"]} if review else {}
-    if "export.cache_key_collision" in faults and "export.shared_staging" not in faults:
-        # Two jobs racing to fill the cache would make which package is served first a
-        # matter of thread timing: one export worker keeps the run deterministic.
-        out["export_workers"] = 1
-    return out
+def _backend(review: bool) -> dict[str, Any]:
+    return {"manual_review": ["access"]} if review else {}
 
 
 def _households(rng: random.Random, seed: int) -> list[dict[str, Any]]:
@@ -198,7 +193,7 @@ def generate(seed: int, faults: list[str], guards: list[str]) -> Scenario:
         "seed": seed % 2**31,
         "world": {"locale": rng.choice(LOCALES), "background_households": rng.choice([0, 0, 1])},
         "household": homes,
-        "backend": _backend(review, faults),
+        "backend": _backend(review),
         "faults": {f: _fault_params(f, rng, homes) for f in faults},
         "guards": {g: {} for g in guards},
         "step": steps,

@@ -280,8 +280,14 @@ class Run:
             held = await self._stored_by_account() if kind == "erasure" else {}
             # An impersonator types the victim's name along with the victim's address.
             named = self.homes[email_of].household if email_of else home.household
-            filed = await file_request(self.client, home, kind, via=via, email=email,
-                                       name=named.holder.name, contact=contact)
+            try:
+                filed = await file_request(self.client, home, kind, via=via, email=email,
+                                           name=named.holder.name, contact=contact)
+            except ApiError as exc:
+                if exc.code != "duplicate_request":
+                    raise
+                self._still_open(key, kind, exc)
+                continue
             rid = filed.request_id
             home.requests.setdefault(kind, []).append({
                 "request_id": rid, "token": filed.token, "email": filed.email,
@@ -294,10 +300,28 @@ class Run:
             if filed.status == "identity_unverified":
                 await self._verify(home, filed)
 
+    def _still_open(self, key: str, kind: str, exc: ApiError) -> None:
+        """409 ``duplicate_request``: the household's earlier request of this kind is still
+        open (a guard sent it back to review, say), so the backend refuses a second one and
+        the household keeps following the open one."""
+        body = exc.body if isinstance(exc.body, dict) else {}
+        self.note(f"{kind}_request", f"{key}'s earlier {kind} request "
+                                     f"{body.get('request_id') or ''} is still open: a new one "
+                                     f"is refused (duplicate_request)")
+
     async def _verify(self, home: Home, filed: Filed) -> None:
         """Answer the code only if it reached this household's own mailbox."""
         own = home.household.holder.email
-        res = await verify(self.client, home, filed)
+        try:
+            res = await verify(self.client, home, filed)
+        except ApiError as exc:
+            if exc.code != "duplicate_request":
+                raise
+            # The backend canceled the new request: the household follows its open one.
+            rs = home.requests[filed.kind]
+            rs[:] = [r for r in rs if r["request_id"] != filed.request_id]
+            self._still_open(home.key, filed.kind, exc)
+            return
         if res is None:
             self.note("verify", f"{home.key}: no code reached {own}; "
                                 f"cannot verify {filed.request_id}")
