@@ -369,8 +369,52 @@ erased = "leaver"
 """
 
 
-@pytest.mark.parametrize("text", [TEN_IN_FLIGHT, EVERY_FAULT_AND_GUARD],
-                         ids=["ten-requests-in-flight", "every-fault-and-guard"])
+# Three requests in flight on two export workers, the cache keyed without the account:
+# which package fills the cache (and so leaks to the other two) follows the queue, never
+# which build finished first.
+CACHE_IN_FLIGHT = """
+name = "cache-pair"
+seed = 77
+[world]
+background_households = 1
+[backend]
+export_workers = 2
+[[household]]
+key = "a"
+recordings = 6
+[[household]]
+key = "b"
+recordings = 4
+[[household]]
+key = "c"
+recordings = 5
+[faults]
+"export.cache_key_collision" = {}
+[[step]]
+do = "traffic"
+days = 3
+[[step]]
+do = "access_request"
+by = ["b", "a", "c"]
+[[step]]
+do = "wait"
+[[step]]
+do = "download"
+by = "a"
+[[step]]
+do = "download"
+by = "b"
+[[step]]
+do = "download"
+by = "c"
+[[expect]]
+no_leak = true
+"""
+
+
+@pytest.mark.parametrize("text", [TEN_IN_FLIGHT, EVERY_FAULT_AND_GUARD, CACHE_IN_FLIGHT],
+                         ids=["ten-requests-in-flight", "every-fault-and-guard",
+                              "cache-fault-three-in-flight"])
 async def test_same_seed_same_report_under_concurrency(tmp_path: Path, text: str) -> None:
     scenario = load_scenario(scenario_file(tmp_path, text))
     reports, ledgers = [], []
