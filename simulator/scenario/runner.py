@@ -315,6 +315,11 @@ class Run:
         try:
             res = await verify(self.client, home, filed)
         except ApiError as exc:
+            if exc.code == "wrong_code":
+                # The code of another request of his (an impersonator never sees the one
+                # sent to the victim): refused, the request stays unverified.
+                self.note("verify", f"{home.key} enters a code from {own} → refused (wrong_code)")
+                return
             if exc.code != "duplicate_request":
                 raise
             # The backend canceled the new request: the household follows its open one.
@@ -490,7 +495,12 @@ class Run:
         if url is None and st.link_of:
             url = await link_in_mailbox(self.client, source.household.holder.email)
         if url is None:
-            url = await link_in_mailbox(self.client, downloader.household.holder.email)
+            mail = await link_message(self.client, downloader.household.holder.email)
+            url = str(mail["url"]) if mail else None
+            if mail and mail.get("request_id") != r["request_id"]:
+                # A link from the downloader's own mailbox answers the request it names,
+                # not the one he meant to fetch: a refusal of it is not a refusal of that.
+                r = {"request_id": mail.get("request_id")}
         if url is None:
             self.note("download", f"{st.by}: no link ({status.get('status')})")
             self.redemptions.append({"at": _iso(self.now), "request_id": r["request_id"],
