@@ -202,11 +202,15 @@ async def acked_durable(run: Run) -> Verdict:
 def _blocked(run: Run) -> list[tuple[str, str]]:
     """(guard, what) for every attempt the run saw a guard block."""
     out: list[tuple[str, str]] = []
-    owners = _owners(run)
+    owners, erased = _owners(run), _erasures(run)
     if "delivery.bound_links" in run.s.guards:
         for x in run.redemptions:
+            owner = owners.get(x["request_id"] or "")
             refused = x["result"][:3] in ("403", "404", "410")
-            if refused and owners.get(x["request_id"] or "") not in (None, x["by"]):
+            # A link whose owner erased his data since is gone with it: no guard refused it.
+            gone = (x["result"][:3] in ("404", "410") and owner is not None and owner in erased
+                    and erased[owner] <= x["at"])
+            if refused and not gone and owner not in (None, x["by"]):
                 out.append(("delivery.bound_links", f"{x['by']}'s download of "
                                                      f"{owners[x['request_id']]}'s link"))
     if "ops.four_eyes" in run.s.guards:
