@@ -71,7 +71,7 @@ def create_app(config: Config) -> web.Application:
     app[CONFIG] = config
     app[LIVE] = LiveConfig(config)
     app[CLOCK] = Clock(start=config.clock_start, frozen=config.clock_frozen)
-    app[IDS] = IdGen(config.id_seed)
+    app[IDS] = IdGen(config.id_seed, config.id_epoch)
     app[FAULTS] = FaultBoard(config.faults, config.guards)
     app[METRICS] = Metrics()
     app.cleanup_ctx.append(_store_ctx)

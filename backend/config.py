@@ -33,6 +33,9 @@ class Config:
     """Bearer token for admin routes; empty means generate one into ``data_dir/admin-token``."""
     id_seed: int | None = None
     """Seed for server-assigned ids (accounts, devices, requests): same seed, same ids."""
+    id_epoch: int = 0
+    """How many times a seeded backend was started on this data dir before: each start
+    draws its counted ids from a stream of its own (:class:`backend.ids.IdGen`)."""
     clock_start: datetime | None = None
     """Start of the simulated clock; ``None`` means now."""
     clock_frozen: bool = False

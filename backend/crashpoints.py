@@ -15,6 +15,10 @@ Points (each is one call of :func:`reach` in the code that owns the moment):
                          (blocks that job's thread; the rest of the server keeps serving)
 ``export.before_release`` the zip is in ``packages/``; its row, link and ``complete`` are not
                          committed yet (blocks that job's thread)
+
+A process that controls its server from outside (the scenario runner's crashable backend)
+may instead :func:`arm` a point while the server runs: the count starts at the arming, so
+"the n-th pass after this moment" is what crashes.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ POINTS = ("ingest.upgraded", "ingest.mid_utterance", "ingest.after_commit",
 
 _lock = threading.Lock()
 _counts: dict[str, int] = {}
+_armed = ""
+"""A point armed at run time (:func:`arm`), ``<point>:<n>``; empty: none."""
 
 
 def parse(spec: str) -> tuple[str, int]:
@@ -40,17 +46,43 @@ def parse(spec: str) -> tuple[str, int]:
     return point, int(n)
 
 
+def arm(spec: str) -> None:
+    """Arm ``<point>:<n>`` now: the n-th pass from here on pauses; ValueError if malformed."""
+    global _armed
+    parse(spec)
+    with _lock:
+        _armed = spec
+        _counts.clear()
+
+
+def disarm() -> bool:
+    """Disarm the point armed by :func:`arm`; False when it was reached already (too late)."""
+    global _armed
+    with _lock:
+        if not _armed:
+            return False
+        _armed = ""
+        return True
+
+
 def reach(config: Config, point: str) -> None:
-    """Pass ``point``; when ``config.crash_at`` names it and this is the n-th pass, pause forever."""
-    if not config.crash_at:
-        return  # the served default: one attribute read
-    want, n = parse(config.crash_at)
+    """Pass ``point``; when ``config.crash_at`` (or the armed point) names it and this is the
+    n-th pass, pause forever."""
+    global _armed
+    spec = config.crash_at or _armed
+    if not spec:
+        return  # the served default: an attribute and a global read
+    want, n = parse(spec)
     if point != want:
         return
     with _lock:
         _counts[point] = _counts.get(point, 0) + 1
         hit = _counts[point] == n
+        if hit:
+            if spec == _armed:
+                _armed = ""  # reached: a later disarm() comes too late
+            # Under the lock: whoever reads stdout sees this before any answer to a disarm.
+            sys.stdout.write(f"reached {point}\n")
+            sys.stdout.flush()
     if hit:
-        sys.stdout.write(f"reached {point}\n")
-        sys.stdout.flush()
         threading.Event().wait()  # until SIGKILL

@@ -23,13 +23,17 @@ import threading
 class IdGen:
     """The id source: thread-safe; derived from a seed when given one, else secrets."""
 
-    def __init__(self, seed: int | None = None) -> None:
+    def __init__(self, seed: int | None = None, epoch: int = 0) -> None:
         self._lock = threading.Lock()
         self._seeded = seed is not None
         self._counters: dict[tuple[str, str | None], int] = {}
         self._salt = (
             f"overheard-{seed}".encode() if seed is not None else secrets.token_bytes(16)
         )
+        # The counters live in memory: a seeded backend restarted on the same data dir
+        # counts from zero again, so each start (epoch) draws from its own stream or the
+        # new ids would repeat the stored ones. Derived ids stay a function of their key.
+        self._counted_salt = self._salt + (f"\x00epoch{epoch}".encode() if epoch else b"")
 
     @property
     def seeded(self) -> bool:
@@ -40,7 +44,7 @@ class IdGen:
             n = self._counters.get((f"{kind}:{prefix}", key), 0)
             self._counters[(f"{kind}:{prefix}", key)] = n + 1
         return hashlib.sha256(
-            self._salt + f"\x00{kind}\x00{prefix}\x00{key or ''}\x00{n}".encode()).digest()
+            self._counted_salt + f"\x00{kind}\x00{prefix}\x00{key or ''}\x00{n}".encode()).digest()
 
     def new(self, prefix: str, key: str | None = None) -> str:
         """A fresh id; ``key`` names what it is for when the caller runs concurrently."""

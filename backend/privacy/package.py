@@ -287,9 +287,9 @@ def write_access_package(
     with os.fdopen(open_private(out_path), "wb") as fh:
         # Started only once nothing can fail before the ``finally`` that joins it: the
         # caller closes the read connection the helper thread's cursor lives on.
+        writer = PackageWriter(fh, generated_dt)
         prefetch = _Prefetch(recordings)
         try:
-            writer = PackageWriter(fh, generated_dt)
             for index, item in enumerate(prefetch):
                 if should_stop():
                     raise PackageAborted("stopped")
@@ -331,9 +331,11 @@ def write_access_package(
             ).model_dump(mode="json")
             manifest_bytes = json.dumps(manifest, ensure_ascii=False, indent=1).encode()
             writer.add_bytes(MANIFEST, manifest_bytes, owner=sub)
-            writer.close()
         finally:
             prefetch.close()
+            # Also when the build stops half-way: closed while ``fh`` is still open, or the
+            # garbage collector closes it later and writes into a closed file.
+            writer.close()
         fh.flush()
         size = fh.tell()
     return PackageResult(out_path, size, writer.entries[:-1],

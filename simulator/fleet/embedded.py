@@ -13,11 +13,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from backend import Config, create_app
 from backend.keys import CONFIG
+
+if TYPE_CHECKING:
+    from simulator.fleet.crashable import CrashableBackend
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,8 @@ class BackendHandle:
     data_dir: Path | None = None
     app: web.Application | None = None
     """The embedded app (None for subprocess or remote backends)."""
+    crashable: CrashableBackend | None = None
+    """The child process a crash step may kill (:mod:`simulator.fleet.crashable`), if so run."""
 
 
 @asynccontextmanager

@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from backend.crashpoints import POINTS
 from backend.faults import FAULTS, GUARDS
 from backend.settings import BackendSettings, Duration
 from backend.settings import parse_duration as parse_duration  # where the simulator imports it
@@ -179,9 +180,21 @@ class WaitRequests(_Step):
     do: Literal["wait"]
 
 
+class Crash(_Step):
+    """The backend is killed (SIGKILL) at the ``nth`` pass of a crash point from this step
+    on, and restarted on the same data dir; the steps after it go on and must pass the point."""
+
+    do: Literal["crash"]
+    point: Literal[POINTS] = Field(  # type: ignore[valid-type]
+        description="ingest.upgraded, ingest.mid_utterance, ingest.after_commit (passed by "
+                    "traffic), export.mid_build, export.before_release (by an access request's "
+                    "export)")
+    nth: int = Field(1, ge=1, le=100_000, description="which pass of the point, counted from this step")
+
+
 Step = Annotated[
     Traffic | RegisterDevice | TransferDevice | AccessRequest | ErasureRequest | Operator
-    | Download | AdvanceClock | Revoke | WaitRequests,
+    | Download | AdvanceClock | Revoke | WaitRequests | Crash,
     Field(discriminator="do"),
 ]
 
@@ -433,7 +446,8 @@ def _loc(loc: tuple[Any, ...]) -> str:
         if isinstance(p, int):
             parts[-1:] = [f"{parts[-1]}[{p}]"] if parts else [f"[{p}]"]
         elif p in {"traffic", "register_device", "transfer_device", "access_request",
-                   "erasure_request", "operator", "download", "advance_clock", "revoke", "wait"}:
+                   "erasure_request", "operator", "download", "advance_clock", "revoke", "wait",
+                   "crash"}:
             continue  # the discriminator's tag says nothing the index doesn't
         else:
             parts.append(str(p).rstrip("_"))

@@ -40,7 +40,10 @@ from simulator.fleet.access import (
     verify,
 )
 from simulator.fleet.client import ApiError, Client, ClientError
+from simulator.fleet.crashable import CrashableBackend, CrashSafeClient
+from simulator.fleet.device import DeviceOptions
 from simulator.fleet.embedded import BackendHandle, embedded_backend
+from simulator.fleet.errors import FleetError
 from simulator.fleet.homes import DeviceAccount, Home, register_device, register_home
 from simulator.fleet.ledger import DownloadRecord, LedgerEntry, write_ledger
 from simulator.fleet.progress import ProgressMode, resolve_mode
@@ -59,6 +62,7 @@ from simulator.scenario.interactive import Announce, hand_to_console, steps_take
 from simulator.scenario.model import (
     AccessRequest,
     AdvanceClock,
+    Crash,
     Download,
     ErasureRequest,
     Expect,
@@ -78,6 +82,8 @@ from simulator.world.households import Device, Utterance, World
 log = logging.getLogger("overheard.run")
 
 EXIT_PASS, EXIT_FAIL, EXIT_UNKNOWN = 0, 1, 2
+PATIENT = DeviceOptions(max_attempts=20, backoff_max=1.0)
+"""Devices of a run whose backend may crash: they keep reconnecting while it restarts."""
 
 
 class RunAborted(Exception):
@@ -198,6 +204,7 @@ class Run:
                 await self.advance(parse_duration(st.at), f"before step {i}")
             handler = getattr(self, f"step_{st.do}")
             await handler(st)
+        await self._crashes_settled()
 
     async def step_traffic(self, st: Traffic) -> None:
         keys = st.households or [k for k, h in self.homes.items() if h.devices]
@@ -217,8 +224,9 @@ class Run:
         # The backend's clock moves to the end of the period: recordings arrive as they happen.
         await self.advance(st.days * 86400, f"{st.days:g} days of use", noted=False)
         t0 = time.perf_counter()
+        patient = {"options": PATIENT} if self.handle.crashable else {}
         entries = await stream_utterances(self.handle.url, utterances,
-                                          progress=self.progress.mode)
+                                          progress=self.progress.mode, **patient)
         self.ledger.extend(entries)
         ok = sum(1 for e in entries if e.outcome == "ok")
         self.timeline.append({
@@ -558,6 +566,39 @@ class Run:
         whose = "" if made_for == downloader.key else f", {made_for}'s package"
         self.note("download", f"{downloader.key} downloads {dest.name} ({size / 1e6:.1f} MB"
                               f"{whose})")
+
+    async def step_crash(self, st: Crash) -> None:
+        crashable = self.handle.crashable
+        if crashable is None:
+            raise RunAborted("a crash step needs the backend the runner starts itself")
+        try:
+            await crashable.arm(st.point, st.nth)
+        except FleetError as exc:
+            raise RunAborted(f"crash at {st.point}: {exc}") from None
+        self.note("crash", f"the backend is to be killed at pass {st.nth} of {st.point} "
+                           "and restarted on the same data dir")
+
+    async def _crashes_settled(self) -> None:
+        """After the last step: every armed crash happened (the timeline says where), or the
+        run cannot decide what the scenario meant to show."""
+        crashable = self.handle.crashable
+        if crashable is None:
+            return
+        try:
+            missed = await crashable.settle()
+        except FleetError as exc:
+            raise RunAborted(str(exc)) from None
+        for crash in crashable.crashes:
+            # Noted here, not when it happened: an export job's pass races the runner's
+            # next call, and the timeline must not depend on that.
+            after = ("its devices reconnected and resent what was not acknowledged"
+                     if crash.point.startswith("ingest.") else "the interrupted export was requeued")
+            self.note("crash", f"killed (SIGKILL) at pass {crash.nth} of {crash.point}; "
+                               f"restarted on the same data dir, {after}")
+        if missed is not None:
+            raise RunAborted(f"the crash at pass {missed.nth} of {missed.point} never happened: "
+                             "no step after it passed the point that often (traffic passes "
+                             "the ingest points, an access request's export the export points)")
 
     async def step_advance_clock(self, st: AdvanceClock) -> None:
         await self.advance(parse_duration(st.by), "scenario")
@@ -916,7 +957,11 @@ def _human_duration(seconds: float) -> str:
 @asynccontextmanager
 async def _backend(scenario: Scenario, out: Path, url: str | None,
                    admin_token: str | None) -> AsyncIterator[BackendHandle]:
+    crash = any(isinstance(st, Crash) for st in scenario.step)
     if url:
+        if crash:
+            raise RunAborted(f"{scenario.name} has a crash step: it needs the backend the runner "
+                             f"starts (and can kill) itself, not --backend {url}")
         if not admin_token:
             raise RunAborted("--backend needs --admin-token or $OVERHEARD_ADMIN_TOKEN")
         yield BackendHandle(url.rstrip("/"), admin_token)
@@ -929,8 +974,33 @@ async def _backend(scenario: Scenario, out: Path, url: str | None,
         link_secret=hashlib.sha256(f"overheard-link-{scenario.seed}".encode()).digest(),
         clock_start=scenario.world.start, clock_frozen=True,
     ))
+    if crash:
+        async with _crashable(config) as handle:
+            yield handle
+        return
     async with embedded_backend(config) as handle:
         yield handle
+
+
+@asynccontextmanager
+async def _crashable(config: Config) -> AsyncIterator[BackendHandle]:
+    """The backend in a child process that a crash step can kill (a backend in this loop
+    cannot be crashed honestly: see :mod:`simulator.fleet.crashable`)."""
+    backend = CrashableBackend(config)
+    try:
+        handle = await backend.start()
+    except FleetError as exc:
+        raise RunAborted(str(exc)) from None
+    try:
+        yield handle
+    finally:
+        await backend.stop()
+
+
+def _client(handle: BackendHandle) -> Client:
+    if handle.crashable is not None:
+        return CrashSafeClient(handle.crashable, timeout=600)
+    return Client(handle.url, admin_token=handle.admin_token, timeout=600)
 
 
 async def apply_backend_settings(client: Client, scenario: Scenario) -> None:
@@ -974,7 +1044,7 @@ async def run_scenario(scenario: Scenario, out: Path, *, backend_url: str | None
     started = datetime.now(UTC)
     prog = Progress(resolve_mode(progress))
     async with _backend(scenario, out, backend_url, admin_token) as handle, \
-            Client(handle.url, admin_token=handle.admin_token, timeout=600) as client:
+            _client(handle) as client:
         if backend_url:
             await apply_backend_settings(client, scenario)
         run = Run(scenario, out, client, handle, prog, interactive, voice)
