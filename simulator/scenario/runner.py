@@ -82,7 +82,7 @@ from simulator.world.households import Device, Utterance, World
 log = logging.getLogger("overheard.run")
 
 EXIT_PASS, EXIT_FAIL, EXIT_UNKNOWN = 0, 1, 2
-PATIENT = DeviceOptions(max_attempts=20, backoff_max=1.0)
+PATIENT = DeviceOptions(max_attempts=60, backoff_max=0.25)
 """Devices of a run whose backend may crash: they keep reconnecting while it restarts."""
 
 
