@@ -6,7 +6,6 @@ nobody reached, and a package build stopped half-way leaves no zip writer to the
 from __future__ import annotations
 
 import gc
-import re
 import shutil
 import sqlite3
 import sys
@@ -154,15 +153,33 @@ async def test_acked_durable_fails_when_the_disk_loses_acknowledged_writes(
 
     monkeypatch.setattr(CrashableBackend, "arm", arm_and_save)
     monkeypatch.setattr(CrashableBackend, "_spawn", spawn_on_what_the_disk_kept)
-    result = await play(tmp_path, scenario_text("ingest.after_commit", 4, seed=31,
-                                                expect=("acked_durable",)))
+    # Only a's devices talk after the arming; then b erases its account.
+    text = scenario_text("ingest.after_commit", 4, seed=31,
+                         expect=("acked_durable", "no_collateral_loss"))
+    text = text.replace('do = "traffic"\ndays = 2\n', 'do = "traffic"\ndays = 2\nhouseholds = ["a"]\n'
+                        '[[step]]\ndo = "erasure_request"\nby = "b"\n[[step]]\ndo = "wait"\n')
+    result = await play(tmp_path, text)
     assert result.verdict == "fail"
-    [durable] = result.expectations
-    assert durable.passed is False
+    durable, collateral = result.expectations
     # Passes 1-3 of the point were committed and acknowledged after the arming; the 4th
     # was committed, killed before its ack, and resent.
-    lost = re.findall(r"(\d+) acknowledged recording\(s\) of [ab] are gone", durable.detail)
-    assert sum(int(n) for n in lost) == 3, durable.detail
+    assert (durable.passed, durable.detail) == (False, "3 acknowledged recording(s) of a are gone")
+    # Lost at the same time as b's erasure, but not by it: the runner's ``lost`` section
+    # says what an erasure destroyed.
+    assert (collateral.passed, collateral.detail) == (
+        True, "no erasure destroyed anyone else's recordings")
+
+
+async def test_no_collateral_loss_names_what_an_erasure_destroyed(tmp_path: Path) -> None:
+    from test_runner import LOST_AFTER_RESALE  # the seller's erasure takes the buyer's
+
+    text = LOST_AFTER_RESALE.split("[[expect]]")[0] + '[[expect]]\ninvariant = "no_collateral_loss"\n'
+    result = await play(tmp_path, text)
+    [lost] = result.lost
+    assert lost["recordings"] > 0
+    [collateral] = result.expectations
+    assert (collateral.passed, collateral.detail) == (
+        False, f"{lost['recordings']} recording(s) of buyer destroyed by seller's erasure")
 
 
 def test_an_unknown_crash_point_names_the_file_and_key(tmp_path: Path) -> None:

@@ -10,12 +10,11 @@ replays its failure); explore checks all of them after every generated run.
 
 from __future__ import annotations
 
-import zipfile
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from simulator.judge.audit import AuditError, audit_package
+from simulator.scenario.datadir import data_files
 
 if TYPE_CHECKING:
     from simulator.scenario.runner import Run
@@ -115,27 +114,11 @@ async def complete(run: Run) -> Verdict:
     return _held(problems, "every package holds all of its subject's recordings")
 
 
-def _zip_text(path: Path) -> bytes:
-    """The uncompressed non-audio entries of a zip (transcripts in a package are deflated)."""
-    try:
-        with zipfile.ZipFile(path) as z:
-            return b"".join(z.read(i) for i in z.infolist()
-                            if not i.filename.endswith(".wav") and i.file_size < 64 * 2**20)
-    except (zipfile.BadZipFile, OSError):
-        return b""
-
-
 def _backend_files(run: Run) -> list[tuple[str, bytes]]:
     data = run.handle.data_dir
     if data is None:
         return []
-    out = []
-    for f in sorted(p for p in data.rglob("*") if p.is_file()):
-        blob = f.read_bytes()
-        if f.suffix == ".zip":
-            blob += _zip_text(f)
-        out.append((str(f.relative_to(data)), blob))
-    return out
+    return [(f.name, f.text) for f in data_files(data, audio=False)]
 
 
 async def erasure_total(run: Run) -> Verdict:
@@ -164,37 +147,33 @@ async def erasure_total(run: Run) -> Verdict:
     return _held(problems, "every completed erasure left nothing of its subject")
 
 
-async def _lost(run: Run) -> list[tuple[str, str]]:
-    """(owner household, recorded_at) of every acknowledged recording the backend no longer
-    holds in any account and whose owner did not erase it afterwards."""
+async def no_collateral_loss(run: Run) -> Verdict:
+    # The runner's ``lost`` section (report.json's): each erasure's destruction of
+    # recordings the ledger says are another household's, attributed to that erasure.
+    if not run.erasures:
+        return True, "no erasure request, nothing destroyed by one"
+    by: dict[tuple[str, str], int] = {}
+    for lk in run.lost:
+        key = (lk["of_household"], lk["by_household"])
+        by[key] = by.get(key, 0) + lk["recordings"]
+    problems = [f"{n} recording(s) of {of} destroyed by {who}'s erasure"
+                for (of, who), n in sorted(by.items())]
+    return _held(problems, "no erasure destroyed anyone else's recordings")
+
+
+async def acked_durable(run: Run) -> Verdict:
+    """Every acknowledged recording is still listed by some account, unless its own
+    household erased it after it was recorded (a crash of the backend included)."""
     stored: set[str] = set()
     for home in run.homes.values():
         if home.user_token:
             stored.update(r["recording_id"] for r in await run.client.all_my_recordings(home.user_token))
     erased = _erasures(run)
-    return [(e.household, e.recorded_at) for e in run.ledger
-            if e.outcome == "ok" and e.recording_id and e.recording_id not in stored
-            and not (e.household in erased and e.recorded_at <= erased[e.household])]
-
-
-async def no_collateral_loss(run: Run) -> Verdict:
-    erased = _erasures(run)
-    if not erased:
-        return True, "no erasure request, nothing destroyed by one"
-    lost = await _lost(run)
     by: dict[str, int] = {}
-    for household, _at in lost:
-        by[household] = by.get(household, 0) + 1
-    problems = [f"{n} recording(s) of {h} destroyed by the erasure of {', '.join(sorted(erased))}"
-                for h, n in sorted(by.items())]
-    return _held(problems, "no erasure destroyed anyone else's recordings")
-
-
-async def acked_durable(run: Run) -> Verdict:
-    lost = await _lost(run)
-    by: dict[str, int] = {}
-    for household, _at in lost:
-        by[household] = by.get(household, 0) + 1
+    for e in run.ledger:
+        if (e.outcome == "ok" and e.recording_id and e.recording_id not in stored
+                and not (e.household in erased and e.recorded_at <= erased[e.household])):
+            by[e.household] = by.get(e.household, 0) + 1
     problems = [f"{n} acknowledged recording(s) of {h} are gone" for h, n in sorted(by.items())]
     return _held(problems, "every acknowledged recording is still stored")
 

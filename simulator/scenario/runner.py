@@ -57,6 +57,7 @@ from simulator.judge.audit import (
     wav_pcm_sha256,
 )
 from simulator.judge.report import Expectation, RunResult, write_reports
+from simulator.scenario.datadir import data_files
 from simulator.scenario.errors import SeedsError
 from simulator.scenario.interactive import Announce, hand_to_console, steps_taken
 from simulator.scenario.model import (
@@ -895,41 +896,16 @@ def find_leftovers(data: Path, ledger: list[LedgerEntry], key: str) -> Leftovers
     shared_text = {e.transcript.encode() for e in mine if e.transcript in said_by_others}
     files: dict[str, Counter[str]] = {}
     shared_found: set[bytes] = set()
-    for f in sorted(p for p in data.rglob("*") if p.is_file()):
-        blob = f.read_bytes()
-        text, audio = blob, [blob] if f.suffix == ".wav" else []
-        if f.suffix == ".zip":
-            text += _zip_text(f)
-            audio = _zip_wavs(f)
+    for f in data_files(data):
         found: Counter[str] = Counter()
-        found["recording ids"] = sum(1 for needle in ids if needle in text)
-        found["transcripts"] = sum(1 for needle in own_text if needle in text)
-        found["audio"] = sum(1 for wav in audio if wav_pcm_sha256(wav)[0] in hashes)
-        shared_found |= {needle for needle in shared_text if needle in text}
+        found["recording ids"] = sum(1 for needle in ids if needle in f.text)
+        found["transcripts"] = sum(1 for needle in own_text if needle in f.text)
+        found["audio"] = sum(1 for wav in f.wavs if wav_pcm_sha256(wav)[0] in hashes)
+        shared_found |= {needle for needle in shared_text if needle in f.text}
         found = +found
         if found:
-            files[str(f.relative_to(data))] = found
+            files[f.name] = found
     return Leftovers(files, len(ids) + len(hashes) + len(own_text), len(shared_found))
-
-
-def _zip_wavs(path: Path) -> list[bytes]:
-    """The WAV entries of a zip (a package the erasure should have removed)."""
-    try:
-        with zipfile.ZipFile(path) as z:
-            return [z.read(i) for i in z.infolist()
-                    if i.filename.endswith(".wav") and i.file_size < 64 * 2**20]
-    except (zipfile.BadZipFile, OSError):
-        return []
-
-
-def _zip_text(path: Path) -> bytes:
-    """The uncompressed text entries of a zip (transcripts in a package are deflated)."""
-    try:
-        with zipfile.ZipFile(path) as z:
-            return b"".join(z.read(i) for i in z.infolist()
-                            if not i.filename.endswith(".wav") and i.file_size < 64 * 2**20)
-    except (zipfile.BadZipFile, OSError):
-        return b""
 
 
 def _neighbours(url: str) -> list[str]:
