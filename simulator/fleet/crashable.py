@@ -99,6 +99,8 @@ class CrashableBackend:
         self.up = asyncio.Event()
         self.failure: str | None = None
         self._proc: asyncio.subprocess.Process | None = None
+        self._standby: asyncio.subprocess.Process | None = None
+        """The next child, launched ahead so that a restart finds it imported."""
         self._answers: asyncio.Queue[str] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
         self._clock: datetime | None = config.clock_start
@@ -109,6 +111,8 @@ class CrashableBackend:
     # -- the child ----------------------------------------------------------------------
     async def start(self) -> BackendHandle:
         await self._spawn()
+        # Only scenarios with a crash step run this way: the restart's child starts now.
+        self._standby = await self._launch()
         return BackendHandle(self.url, self.config.admin_token, self.config.data_dir,
                              crashable=self)
 
@@ -118,11 +122,17 @@ class CrashableBackend:
             faults={k: dict(v) for k, v in self._switches["faults"].items()},
             guards={k: dict(v) for k, v in self._switches["guards"].items()})
 
-    async def _spawn(self) -> None:
-        payload = base64.b64encode(pickle.dumps((self._child_config(), self.port)))
-        proc = await asyncio.create_subprocess_exec(
+    @staticmethod
+    async def _launch() -> asyncio.subprocess.Process:
+        """A child that imports the backend, then waits for its settings on stdin."""
+        return await asyncio.create_subprocess_exec(
             sys.executable, "-m", "simulator.fleet.crashable", stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+
+    async def _spawn(self) -> None:
+        payload = base64.b64encode(pickle.dumps((self._child_config(), self.port)))
+        # A standby launched ahead has done its imports by now: most of a start.
+        proc, self._standby = self._standby or await self._launch(), None
         assert proc.stdin is not None and proc.stdout is not None
         proc.stdin.write(payload + b"\n")
         await proc.stdin.drain()
@@ -196,6 +206,8 @@ class CrashableBackend:
         if answer != f"armed {spec}":
             raise FleetError(f"the backend child did not arm {spec}: {answer!r}")
         self.armed = Crash(point, nth)
+        if self._standby is None:
+            self._standby = await self._launch()
 
     async def settle(self) -> Crash | None:
         """After the scenario's steps: the armed crash nobody reached (disarmed now), if any.
@@ -230,8 +242,9 @@ class CrashableBackend:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._proc is not None:
-            await stop_process(self._proc)
+        for proc in (self._proc, self._standby):
+            if proc is not None:
+                await stop_process(proc)
 
 
 class CrashSafeClient(Client):
