@@ -138,7 +138,7 @@ def m_crash(rng: random.Random, homes: list[dict[str, Any]], review: bool) -> St
             *({"do": "download", "by": k} for k in everyone)]
 
 
-CRASH_RATE = 0.08
+CRASH_RATE = 0.05
 """Share of generated scenarios whose backend is crashed and restarted once."""
 
 
