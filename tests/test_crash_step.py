@@ -18,7 +18,7 @@ import pytest
 from backend.crashpoints import POINTS
 from backend.privacy.errors import PackageAborted
 from backend.privacy.package import Recording, Subject, write_access_package
-from simulator.fleet.crashable import CrashableBackend
+from simulator.fleet.crashable import Crash, CrashableBackend
 from simulator.judge.report import RunResult
 from simulator.scenario.model import ScenarioError, load_scenario
 from simulator.scenario.runner import RunAborted, run_scenario
@@ -228,3 +228,45 @@ def test_a_build_stopped_half_way_closes_its_zip(tmp_path: Path,
             generated_dt=datetime(2018, 6, 1, tzinfo=UTC), should_stop=lambda: True)
     gc.collect()
     assert ignored == []
+
+
+async def test_the_restarted_backend_keeps_what_the_killed_one_held_in_memory(
+        tmp_path: Path) -> None:
+    """The clock, the switches and fresh seeded ids survive a kill: the new child is told."""
+    import aiohttp
+
+    from backend import Config
+    from simulator.fleet.crashable import CrashSafeClient
+
+    config = Config(data_dir=tmp_path / "data", admin_token="adm_crash_0123456789",
+                    id_seed=4, clock_start=datetime(2018, 6, 1, tzinfo=UTC), clock_frozen=True)
+    backend = CrashableBackend(config)
+    await backend.start()
+    try:
+        async with CrashSafeClient(backend) as client, aiohttp.ClientSession() as session:
+            await client.advance_clock(3 * 86400)
+            await client.put_faults({"ingest.stale_binding": {}})
+            await client.put_guards({"export.ownership_check": {}})
+            first = await client.create_account("Ann Example", "ann@example.net", "de_DE")
+            dev = await client.register_device(first["account_id"], "SN-1", "Echo", "kitchen")
+            await backend.arm("ingest.upgraded", 1)
+            ws = await session.ws_connect(client.ws_url("/v1/device/stream"), headers={
+                "Authorization": f"Bearer {dev['device_token']}"})
+            assert (await ws.receive()).type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSE)
+            await backend.wait_up()
+            assert backend.crashes == [Crash("ingest.upgraded", 1)] and backend.epoch == 1
+            assert await client.get_clock() == "2018-06-04T00:00:00.000Z"
+            faults = await client.get_faults()
+            guards = await client.get_guards()
+            assert _on(faults) == ["ingest.stale_binding"]
+            assert _on(guards) == ["export.ownership_check"]
+            second = await client.create_account("Bo Example", "bo@example.net", "de_DE")
+            assert second["account_id"] != first["account_id"]
+            assert (await client.get_account(first["account_id"]))["email"] == "ann@example.net"
+    finally:
+        await backend.stop()
+
+
+def _on(switches: dict[str, Any]) -> list[str]:
+    [items] = switches.values()  # {"faults": [...]} or {"guards": [...]}
+    return sorted(s["name"] for s in items if s["enabled"])
