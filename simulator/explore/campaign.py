@@ -1,55 +1,39 @@
 """A campaign: many generated runs, sharded and spread over worker processes, then the
 violations shrunk and written out.
 
-Run ``i`` of a campaign (0 ≤ i < runs) has the scenario seed :func:`run_seed` (seed, i) and
-its own draw of the faults named; shard ``I/N`` plays the indices with ``i % N == I - 1``.
-Each worker process plays its indices in one event loop, :data:`CONCURRENCY` at a time,
-against fresh embedded backends. Results are keyed by index, and the first violating run of
-each (invariant, faults) pair is shrunk in the parent in index order, so the summary is the
-same whatever ``jobs`` is, and merging the shards gives the unsharded summary.
+Which runs a campaign has is decided in :mod:`simulator.explore.runs`; where they are
+played, in :mod:`simulator.explore.pool`: in this process, or in ``jobs`` worker processes
+that take runs as they have room, :data:`CONCURRENCY` in flight in each, against fresh
+embedded backends. Results are keyed by index, and the first violating run of each
+(invariant, faults) pair is shrunk, the pairs side by side on the same pool, each shrink
+the one-at-a-time search's answer; so the summary is the same whatever ``jobs`` is, and
+merging the shards gives the unsharded summary.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import multiprocessing
-import random
 import shutil
 import time
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import tomli_w
 
 from simulator.explore.errors import ExploreError
-from simulator.explore.generator import generate
-from simulator.explore.play import play
+from simulator.explore.pool import CONCURRENCY, Pool, ProcessPool
+from simulator.explore.runs import Options, draw_faults, run_seed, scenario_for, shard_indices
 from simulator.explore.shrinker import shrink
 from simulator.fleet.progress import Counter, ProgressMode
 from simulator.scenario.invariants import NAMES
-from simulator.scenario.model import Scenario
 
-CONCURRENCY = 4
-"""Runs in flight per worker process: while one waits on its backend, another computes."""
+__all__ = ["CONCURRENCY", "TIMINGS", "Options", "explore", "merge", "names", "parse_shard",
+           "scenario_for"]
+
 TIMINGS = ("scenarios_per_minute", "elapsed_seconds")
 """Summary keys that depend on the machine, not on the seed and options."""
-
-
-@dataclass(frozen=True)
-class Options:
-    """What decides a campaign's runs (not how they are spread)."""
-
-    seed: int
-    runs: int
-    faults: tuple[str, ...]
-    guards: tuple[str, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"seed": self.seed, "runs": self.runs, "faults": list(self.faults),
-                "guards": list(self.guards)}
 
 
 def names(value: str, table: dict[str, Any], what: str) -> tuple[str, ...]:
@@ -77,82 +61,30 @@ def parse_shard(value: str) -> tuple[int, int]:
     return i, n
 
 
-def run_seed(seed: int, index: int) -> int:
-    """The scenario seed of run ``index``: independent of sharding and jobs."""
-    return random.Random(f"explore:{seed}:{index}").getrandbits(31)
+def make_pool(jobs: int) -> Pool:
+    """This process for one job, worker processes for more."""
+    return Pool() if jobs == 1 else ProcessPool(jobs)
 
 
-def draw_faults(opts: Options, index: int) -> list[str]:
-    """Run ``index``'s faults: one to three of those named (all of them when ≤ 3)."""
-    if len(opts.faults) <= 3:
-        return list(opts.faults)
-    rng = random.Random(f"faults:{opts.seed}:{index}")
-    return sorted(rng.sample(opts.faults, rng.randint(1, 3)))
-
-
-def shard_indices(runs: int, shard: tuple[int, int]) -> list[int]:
-    i, n = shard
-    return [k for k in range(runs) if k % n == i - 1]
-
-
-def scenario_for(opts: Options, index: int) -> dict[str, Any]:
-    """The raw (TOML-ready) scenario of run ``index``."""
-    scenario = generate(run_seed(opts.seed, index), draw_faults(opts, index), list(opts.guards))
-    return scenario.model_dump(mode="json", by_alias=True, exclude_none=True)
-
-
-async def _play_indices(opts: Options, indices: list[int], report: Any) -> None:
-    sem = asyncio.Semaphore(CONCURRENCY)
-
-    async def one(index: int) -> None:
-        async with sem:
-            outcome = await play(Scenario.model_validate(scenario_for(opts, index)))
-            report({"index": index, "violated": outcome.violated, "error": outcome.error})
-
-    await asyncio.gather(*(one(i) for i in indices))
-
-
-def _worker(opts: Options, indices: list[int], queue: Any) -> None:
-    try:
-        asyncio.run(_play_indices(opts, indices, queue.put))
-    finally:
-        queue.put(None)  # the parent counts these: a dead worker must not leave it waiting
-
-
-def play_runs(opts: Options, indices: list[int], jobs: int,
-              counter: Counter) -> dict[int, dict[str, Any]]:
-    """Play ``indices`` over ``jobs`` processes; results by index."""
+async def play_runs(opts: Options, indices: list[int], pool: Pool,
+                    counter: Counter) -> dict[int, dict[str, Any]]:
+    """Play ``indices`` on ``pool``; results by index."""
     results: dict[int, dict[str, Any]] = {}
+    todo = iter(indices)
+    violations = 0
 
-    def take(r: dict[str, Any]) -> None:
-        results[r["index"]] = r
-        counter.update()
-        counter.set_postfix(violations=sum(len(x["violated"]) for x in results.values()))
+    async def feed() -> None:
+        # A few feeders per slot keep every worker busy without queueing the whole campaign.
+        nonlocal violations
+        for index in todo:
+            outcome = await pool.play((opts, index))
+            results[index] = {"index": index, "violated": outcome.violated,
+                              "error": outcome.error}
+            violations += len(outcome.violated)
+            counter.update()
+            counter.set_postfix(violations=violations)
 
-    if jobs == 1:
-        asyncio.run(_play_indices(opts, indices, take))
-        return results
-    # spawn, not fork: a parent that already ran a campaign has threads (export workers,
-    # resolvers) whose locks a forked child would inherit held. One import per worker.
-    ctx = multiprocessing.get_context("spawn")
-    queue = ctx.Queue()
-    parts = [indices[k::jobs] for k in range(jobs)]
-    procs = [ctx.Process(target=_worker, args=(opts, part, queue), daemon=True)
-             for part in parts if part]
-    for p in procs:
-        p.start()
-    done = 0
-    while done < len(procs):
-        r = queue.get()
-        if r is None:
-            done += 1
-        else:
-            take(r)
-    for p in procs:
-        p.join()
-    missing = set(indices) - set(results)
-    if missing:
-        raise ExploreError(f"worker processes lost {len(missing)} run(s)")
+    await asyncio.gather(*(feed() for _ in range(pool.slots + 1)))
     return results
 
 
@@ -174,23 +106,28 @@ def _key(v: dict[str, Any]) -> tuple[str, tuple[str, ...]]:
 
 
 async def _shrink_all(opts: Options, violations: list[dict[str, Any]], out: Path,
-                      counter: Counter) -> None:
-    """Shrink the first violation of each (invariant, faults); the later ones point at it."""
-    found = out / "found"
-    files: dict[tuple[str, tuple[str, ...]], str] = {}
+                      pool: Pool, counter: Counter) -> None:
+    """Shrink the first violation of each (invariant, faults), all side by side on ``pool``;
+    the later violations of a pair point at its file."""
+    firsts: dict[tuple[str, tuple[str, ...]], dict[str, Any]] = {}
     for v in violations:
-        k = _key(v)
-        if k not in files:
-            raw, message = await shrink(scenario_for(opts, v["index"]), v["invariant"])
-            name = f"{v['invariant']}-{v['seed']}.toml"
-            raw["description"] = (f"found by overheard explore --seed {opts.seed} (run "
-                                  f"{v['index']}), shrunk; fails {v['invariant']}: {message}")
-            found.mkdir(parents=True, exist_ok=True)
-            (found / name).write_text(tomli_w.dumps(raw), encoding="utf-8")
-            files[k] = f"found/{name}"
-            counter.write(f"  {v['invariant']} (faults: {', '.join(v['faults']) or 'none'}): "
-                          f"{files[k]}")
-        v["file"] = files[k]
+        firsts.setdefault(_key(v), v)
+    shrunk = await asyncio.gather(*(
+        shrink(scenario_for(opts, v["index"]), v["invariant"], player=pool.play,
+               window=pool.slots)
+        for v in firsts.values()))
+    files: dict[tuple[str, tuple[str, ...]], str] = {}
+    for (k, v), (raw, message) in zip(firsts.items(), shrunk, strict=True):
+        name = f"{v['invariant']}-{v['seed']}.toml"
+        raw["description"] = (f"found by overheard explore --seed {opts.seed} (run "
+                              f"{v['index']}), shrunk; fails {v['invariant']}: {message}")
+        (out / "found").mkdir(parents=True, exist_ok=True)
+        (out / "found" / name).write_text(tomli_w.dumps(raw), encoding="utf-8")
+        files[k] = f"found/{name}"
+        counter.write(f"  {v['invariant']} (faults: {', '.join(v['faults']) or 'none'}): "
+                      f"{files[k]}")
+    for v in violations:
+        v["file"] = files[_key(v)]
 
 
 def summarise(opts: Options, runs: int, violations: list[dict[str, Any]], elapsed: float,
@@ -241,12 +178,8 @@ def explore(opts: Options, out: Path, *, jobs: int = 1, shard: tuple[int, int] =
         shutil.rmtree(out / "found")
     indices = shard_indices(opts.runs, shard)
     counter = Counter(len(indices), mode, desc="explore", unit="runs")
-    t0 = time.perf_counter()
     try:
-        results = play_runs(opts, indices, jobs, counter)
-        elapsed = time.perf_counter() - t0
-        violations = _violations(opts, results)
-        asyncio.run(_shrink_all(opts, violations, out, counter))
+        results, violations, elapsed = asyncio.run(_campaign(opts, indices, jobs, out, counter))
     finally:
         counter.close()
     summary = summarise(opts, len(indices), violations, elapsed, f"{shard[0]}/{shard[1]}")
@@ -254,6 +187,21 @@ def explore(opts: Options, out: Path, *, jobs: int = 1, shard: tuple[int, int] =
                             for i, r in sorted(results.items()) if r["error"]]
     write_summary(summary, out)
     return summary
+
+
+async def _campaign(opts: Options, indices: list[int], jobs: int, out: Path, counter: Counter
+                    ) -> tuple[dict[int, dict[str, Any]], list[dict[str, Any]], float]:
+    """Play, then shrink, on one pool: (results by index, violations, seconds of playing)."""
+    t0 = time.perf_counter()
+    async with make_pool(jobs) as pool:
+        results = await play_runs(opts, indices, pool, counter)
+        elapsed = time.perf_counter() - t0
+        missing = set(indices) - set(results)
+        if missing:
+            raise ExploreError(f"worker processes lost {len(missing)} run(s)")
+        violations = _violations(opts, results)
+        await _shrink_all(opts, violations, out, pool, counter)
+    return results, violations, elapsed
 
 
 def merge(dirs: list[Path], out: Path) -> dict[str, Any]:
