@@ -146,6 +146,47 @@ def test_migrations_apply_once(tmp_path: Path) -> None:
         again.close()
 
 
+def _schema(s: Store) -> list[Any]:
+    return s.read_sync(lambda db: sorted(db.execute(
+        "SELECT type, name, tbl_name, sql FROM sqlite_master").fetchall()))
+
+
+def test_a_new_store_is_a_copy_of_the_migrated_schema_and_nothing_else(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Built here from scratch: the first new store of the process migrates, the next copy it.
+    monkeypatch.setattr(db_module, "_SCHEMAS", {})
+    first = Store(tmp_path / "a.db")
+    first.write_sync(lambda db: db.execute(
+        "INSERT INTO accounts (account_id, name, email, locale, created_at)"
+        " VALUES ('acc_1', 'A', 'a@example.org', 'de-DE', '2024')"))
+    assert list(db_module._SCHEMAS) == [tuple(name for name, _ in db_module.MIGRATIONS)]
+    copied = Store(tmp_path / "b.db")
+    try:
+        assert _schema(copied) == _schema(first)
+        assert copied.read_sync(lambda db: [r[0] for r in db.execute(
+            "SELECT name FROM _migrations ORDER BY name")]) == [
+            name for name, _ in sorted(db_module.MIGRATIONS)]
+        # the first store's data written after its migration is not in the template
+        assert copied.read_sync(lambda db: db.execute(
+            "SELECT count(*) FROM accounts").fetchone()[0]) == 0
+        assert copied.read_sync(lambda db: (db.execute("PRAGMA journal_mode").fetchone()[0],
+                                            db.execute("PRAGMA page_size").fetchone()[0])) \
+            == ("wal", PAGE_SIZE)
+        assert (tmp_path / "b.db").stat().st_mode & 0o777 == 0o600
+        copied.write_sync(lambda db: db.execute(
+            "INSERT INTO accounts (account_id, name, email, locale, created_at)"
+            " VALUES ('acc_2', 'B', 'b@example.org', 'de-DE', '2024')"))
+    finally:
+        copied.close()
+        first.close()
+    reopened = Store(tmp_path / "b.db")
+    try:
+        assert reopened.read_sync(lambda db: [r[0] for r in db.execute(
+            "SELECT account_id FROM accounts")]) == ["acc_2"]
+    finally:
+        reopened.close()
+
+
 async def test_close_is_idempotent_and_use_after_close_raises(tmp_path: Path) -> None:
     s = Store(tmp_path / "c.db")
     await s.write(lambda db: db.execute("CREATE TABLE t (k TEXT)"))

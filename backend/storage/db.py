@@ -154,6 +154,9 @@ class Store:
         private_dir(self.path.parent)
         # SQLite gives -wal and -shm the database file's mode: create it 0600 first.
         touch_private(self.path)
+        fresh = self._is_new()
+        if fresh:
+            fresh = not _copy_schema(self.path)
         self.synchronous = synchronous.upper()
         self.max_batch = max_batch
         self.checkpoint_interval = checkpoint_interval
@@ -168,6 +171,8 @@ class Store:
         self._write_db = connect(self.path, synchronous=self._write_synchronous)
         self._write_db.execute(f"PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT_PAGES}")
         self._migrate()
+        if fresh:
+            _keep_schema(self._write_db, self.path)
         self._local = threading.local()
         self._read_conns: list[sqlite_utils.Database] = []
         self._read_lock = threading.Lock()
@@ -190,6 +195,10 @@ class Store:
             thread.start()
 
     # -- lifecycle -----------------------------------------------------------------
+    def _is_new(self) -> bool:
+        """An empty file and no WAL: nothing was ever written here."""
+        return self.path.stat().st_size == 0 and not Path(f"{self.path}-wal").exists()
+
     def _migrate(self) -> None:
         db = self._write_db
         db.execute(
@@ -450,6 +459,41 @@ class Store:
         if self._closed:
             raise StoreClosed("store is closed")
         return self._readers.submit(self._snapshot, fn).result()
+
+
+_SCHEMAS: dict[tuple[str, ...], bytes] = {}
+"""Migration names → a new database with just those migrations applied (its file bytes)."""
+_SCHEMAS_LOCK = threading.Lock()
+
+
+def _migration_names() -> tuple[str, ...]:
+    return tuple(name for name, _fn in MIGRATIONS)
+
+
+def _keep_schema(db: sqlite_utils.Database, path: Path) -> None:
+    """Keep the file of a store just made and migrated as the template of the next new
+    stores of this process: a process that opens many short-lived stores (an embedded
+    backend per generated scenario) runs the migrations once, not ~50 statements each time.
+    Checkpointed first, so the database file holds all of it."""
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    blob = path.read_bytes()
+    with _SCHEMAS_LOCK:
+        _SCHEMAS.setdefault(_migration_names(), blob)
+
+
+def _copy_schema(path: Path) -> bool:
+    """Write the kept template into the new, empty ``path`` (synced: a torn copy would be
+    a corrupt database); False when there is none yet. Its ``_migrations`` rows carry the
+    time the template was migrated."""
+    with _SCHEMAS_LOCK:
+        blob = _SCHEMAS.get(_migration_names())
+    if blob is None:
+        return False
+    with open(path, "r+b") as f:
+        f.write(blob)
+        f.flush()
+        _fdatasync(f.fileno())
+    return True
 
 
 @dataclass(frozen=True)
