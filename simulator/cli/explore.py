@@ -92,39 +92,23 @@ def merge_cmd(dirs: tuple[Path, ...], out: Path) -> None:
 @click.option("--floor-runs", type=click.IntRange(1), default=12, show_default=True,
               help="of those, how many also run one `overheard run` process each (the floor)")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--faults", "faults", default="none", show_default=True,
+              help="none, all, or fault names separated by commas")
+@click.option("--guards", "guards", default="none", show_default=True,
+              help="none, all, or guard names separated by commas")
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), default=2, show_default=True)
-def bench_explore(runs: int, floor_runs: int, seed: int, jobs: int) -> None:
+def bench_explore(runs: int, floor_runs: int, seed: int, faults: str, guards: str,
+                  jobs: int) -> None:
     """Generated scenarios per minute in-process, next to the floor: the same scenarios run
     one ``overheard run`` process each (--jobs at a time), and the ratio."""
-    import subprocess
-    import tempfile
-    import time
-    from concurrent.futures import ThreadPoolExecutor
-
-    import tomli_w
-
-    from simulator.explore.campaign import scenario_for
+    from simulator.explore.bench import bench_explore as measure
 
     logsafe.install()
-    opts = Options(seed, runs, (), ())
-    with tempfile.TemporaryDirectory(prefix="bench-explore-") as tmp:
-        summary = explore(opts, Path(tmp) / "explore", jobs=jobs, mode="none")
-        rate = summary["scenarios_per_minute"]
-        files = []
-        for i in range(min(floor_runs, runs)):
-            f = Path(tmp) / f"run-{i}.toml"
-            f.write_text(tomli_w.dumps(scenario_for(opts, i)), encoding="utf-8")
-            files.append(f)
-
-        def one(f: Path) -> int:
-            return subprocess.run([sys.executable, "-m", "simulator.cli", "run", str(f), "--out",
-                                   str(f.with_suffix("")), "-q"], capture_output=True).returncode
-
-        t0 = time.perf_counter()
-        with ThreadPoolExecutor(jobs) as pool:
-            list(pool.map(one, files))
-        floor = 60 * len(files) / (time.perf_counter() - t0)
-    click.echo(f"explore: {runs} generated scenarios, --jobs {jobs}: {rate:,.0f} scenarios/min")
-    click.echo(f"floor:   {len(files)} of them, one `overheard run` process each, {jobs} at a "
-               f"time: {floor:,.0f} scenarios/min")
-    click.echo(f"ratio:   {rate / floor:.1f}× the floor")
+    try:
+        opts = Options(seed, runs, names(faults, FAULTS, "faults"), names(guards, GUARDS, "guards"))
+        result = measure(opts, floor_runs, jobs)
+    except ExploreError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    for line in result.lines():
+        click.echo(line)

@@ -69,10 +69,14 @@ from simulator.scenario.suite import (
 @click.option("--demo", is_flag=True, hidden=True, help="print the demo's closing lines")
 @click.option("--interactive", is_flag=True,
               help="at the operator step, wait for a person to work the queue in the console")
+@click.option("--voice", type=click.Choice(["speech", "fast"]), default="speech",
+              show_default=True,
+              help="fast: the letter splice instead of eSpeak NG (same transcripts, same "
+                   "verdicts; for runs nobody listens to); one scenario file only")
 def run(paths: tuple[Path, ...], out: Path | None, backend_url: str | None,
         admin_token: str | None, seed: int | None, seed_range: str | None, jobs: int,
         pattern: str | None, progress: str | None, quiet: bool, demo: bool,
-        interactive: bool) -> None:
+        interactive: bool, voice: str) -> None:
     """Play scenarios and judge them: exit 0 all passed, 1 one failed, 2 one could not decide.
 
     PATHS are scenario files, folders of them or names of bundled scenarios
@@ -85,7 +89,12 @@ def run(paths: tuple[Path, ...], out: Path | None, backend_url: str | None,
                         format="%(levelname)s %(name)s: %(message)s")
     logsafe.install()  # the embedded backend logs here too
     mode = resolve_mode(progress, quiet=quiet)
-    if len(paths) > 1 or pattern is not None or any(p.is_dir() for p in paths):
+    several = len(paths) > 1 or pattern is not None or any(p.is_dir() for p in paths)
+    if voice != "speech" and (several or seed_range is not None):
+        click.echo(f"error: --voice {voice} plays one scenario file once (not a suite, "
+                   f"not --seeds)", err=True)
+        sys.exit(EXIT_UNKNOWN)
+    if several:
         _run_several(paths, out, backend_url, admin_token, seed, seed_range, jobs, pattern,
                      quiet=mode == "none", interactive=interactive)
     path = _find(paths[0])
@@ -109,7 +118,8 @@ def run(paths: tuple[Path, ...], out: Path | None, backend_url: str | None,
     try:
         result = asyncio.run(run_scenario(scenario, out, backend_url=backend_url,
                                           admin_token=admin_token, progress=mode,
-                                          interactive=print_handoff if interactive else None))
+                                          interactive=print_handoff if interactive else None,
+                                          voice="fast" if voice == "fast" else "speech"))
     except (RunAborted, ClientError, OSError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_UNKNOWN)
