@@ -3,7 +3,9 @@ leave no escape, and the summary does not depend on jobs or shards."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 import subprocess
 import sys
 import tomllib
@@ -12,7 +14,11 @@ from pathlib import Path
 import pytest
 
 from backend.faults import FAULTS, GUARDS
+from backend.storage import db as store_db
 from simulator.explore.campaign import TIMINGS, Options, explore, merge
+from simulator.explore.play import Outcome
+from simulator.explore.pool import Pool
+from simulator.world import audio
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -81,3 +87,42 @@ def test_shards_merged_equal_the_unsharded_run(tmp_path: Path) -> None:
     assert _same(merged) == _same(whole)
     assert (tmp_path / "merged" / "junit.xml").read_bytes() != b""
     assert json.loads((tmp_path / "merged" / "summary.json").read_text())["runs"] == 10
+
+
+def test_a_run_gives_the_same_result_alone_among_others_and_after_them(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Runs in one process share the loaded code, the rendered voices and the schema
+    # template, nothing else: the same scenario must come out the same however it is placed.
+    audio._splice_voice.cache_clear()
+    monkeypatch.setattr(store_db, "_SCHEMAS", {})
+    target = (Options(2, 8, ("erasure.partial",), ()), 1)
+    others = [(Options(12, 300, tuple(FAULTS), tuple(GUARDS)), i) for i in range(8)]
+
+    async def main() -> tuple[Outcome, Outcome, Outcome]:
+        pool = Pool()
+        alone = await pool.play(target)
+        among = await asyncio.gather(*(pool.play(w) for w in [*others[:4], target, *others[4:]]))
+        after = await pool.play(target)
+        return alone, among[4], after
+
+    alone, among, after = asyncio.run(main())
+    # a finding whose message names packages and counts: any leak between runs would show
+    assert re.fullmatch(r"after h\d's completed erasure, \d+ of its transcripts remain in "
+                        r"packages/pkg_[0-9a-f]+\.zip", alone.violated["erasure_total"])
+    assert alone == among == after
+
+
+def test_bench_explore_prints_rate_floor_ratio_and_agreement() -> None:
+    # erasure.partial with seed 2 violates in runs 0 and 1: each floor process must exit 1.
+    proc = subprocess.run([sys.executable, "-m", "simulator.cli", "bench", "explore", "--runs",
+                           "3", "--floor-runs", "2", "--jobs", "1", "--seed", "2", "--faults",
+                           "erasure.partial"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    explore_line, floor_line, ratio_line, load_line = proc.stdout.splitlines()
+    assert re.fullmatch(r"explore: 3 generated scenarios, --jobs 1: [\d,]+ scenarios/min",
+                        explore_line)
+    assert floor_line.startswith("floor:   2 of them, one `overheard run --voice fast` process")
+    assert floor_line.endswith("(exit codes agree with explore's verdicts: 2/2)")
+    m = re.fullmatch(r"ratio:   ([\d.]+)× the floor", ratio_line)
+    assert m is not None and float(m.group(1)) > 0
+    assert load_line.startswith("load:    ")

@@ -1,7 +1,7 @@
 """``overheard bench explore``: generated scenarios per minute, next to the floor.
 
 The rate is a real campaign's (:func:`simulator.explore.campaign.explore`, its playing
-time). The floor plays the first of the same scenarios the simplest way: each written to a
+time; nothing is shrunk). The floor plays the first of the same scenarios the simplest way: each written to a
 file and run by its own ``overheard run`` process (a fresh interpreter, fresh imports, a
 fresh world and backend, with the same fast voice), ``jobs`` processes at a time. Each
 floor run's exit code must agree with the campaign's verdict on that run (0 held, 1
@@ -79,7 +79,7 @@ def bench_explore(opts: Options, floor_runs: int, jobs: int) -> ExploreBench:
     """Play ``opts`` as a campaign, then its first ``floor_runs`` runs one process each."""
     load0 = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-explore-", dir=scratch_root()) as tmp:
-        summary = explore(opts, Path(tmp) / "explore", jobs=jobs, mode="none")
+        summary = explore(opts, Path(tmp) / "explore", jobs=jobs, mode="none", shrinking=False)
         files = []
         for i in range(min(floor_runs, opts.runs)):
             f = Path(tmp) / f"run-{i}.toml"

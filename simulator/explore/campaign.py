@@ -172,14 +172,16 @@ def write_summary(summary: dict[str, Any], out: Path) -> None:
 
 
 def explore(opts: Options, out: Path, *, jobs: int = 1, shard: tuple[int, int] = (1, 1),
-            mode: ProgressMode = "plain") -> dict[str, Any]:
-    """Play a campaign (or one shard of it), shrink what it found, write ``out``."""
+            mode: ProgressMode = "plain", shrinking: bool = True) -> dict[str, Any]:
+    """Play a campaign (or one shard of it), shrink what it found (unless ``shrinking`` is
+    off: then no violation has a file), write ``out``."""
     if (out / "found").exists():
         shutil.rmtree(out / "found")
     indices = shard_indices(opts.runs, shard)
     counter = Counter(len(indices), mode, desc="explore", unit="runs")
     try:
-        results, violations, elapsed = asyncio.run(_campaign(opts, indices, jobs, out, counter))
+        results, violations, elapsed = asyncio.run(
+            _campaign(opts, indices, jobs, out, counter, shrinking))
     finally:
         counter.close()
     summary = summarise(opts, len(indices), violations, elapsed, f"{shard[0]}/{shard[1]}")
@@ -189,7 +191,8 @@ def explore(opts: Options, out: Path, *, jobs: int = 1, shard: tuple[int, int] =
     return summary
 
 
-async def _campaign(opts: Options, indices: list[int], jobs: int, out: Path, counter: Counter
+async def _campaign(opts: Options, indices: list[int], jobs: int, out: Path, counter: Counter,
+                    shrinking: bool
                     ) -> tuple[dict[int, dict[str, Any]], list[dict[str, Any]], float]:
     """Play, then shrink, on one pool: (results by index, violations, seconds of playing)."""
     t0 = time.perf_counter()
@@ -200,7 +203,8 @@ async def _campaign(opts: Options, indices: list[int], jobs: int, out: Path, cou
         if missing:
             raise ExploreError(f"worker processes lost {len(missing)} run(s)")
         violations = _violations(opts, results)
-        await _shrink_all(opts, violations, out, pool, counter)
+        if shrinking:
+            await _shrink_all(opts, violations, out, pool, counter)
     return results, violations, elapsed
 
 
