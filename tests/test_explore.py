@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import tomllib
@@ -16,8 +18,9 @@ import pytest
 from backend.faults import FAULTS, GUARDS
 from backend.storage import db as store_db
 from simulator.explore.campaign import TIMINGS, Options, explore, merge
+from simulator.explore.errors import ExploreError
 from simulator.explore.play import Outcome
-from simulator.explore.pool import Pool
+from simulator.explore.pool import Pool, ProcessPool
 from simulator.world import audio
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -126,3 +129,19 @@ def test_bench_explore_prints_rate_floor_ratio_and_agreement() -> None:
     m = re.fullmatch(r"ratio:   ([\d.]+)× the floor", ratio_line)
     assert m is not None and float(m.group(1)) > 0
     assert load_line.startswith("load:    ")
+
+
+def test_a_dead_worker_process_is_an_error_not_a_hang() -> None:
+    opts = Options(1, 2, (), ())
+
+    async def main() -> Outcome:
+        async with ProcessPool(1) as pool:
+            first = await pool.play((opts, 0))
+            os.kill(pool.pids[0], signal.SIGKILL)
+            with pytest.raises(ExploreError, match="worker process died"):
+                await asyncio.wait_for(pool.play((opts, 1)), 60)
+            with pytest.raises(ExploreError, match="worker process died"):
+                await pool.play((opts, 1))  # and so is any later run, at once
+        return first
+
+    assert asyncio.run(main()).error is None

@@ -32,13 +32,20 @@ class Outcome:
 
 
 MEMORY = Path("/dev/shm")
+MEMORY_FREE = 512 * 2**20
+"""Free bytes :data:`MEMORY` must have to be used (a container may give it only 64 MB)."""
 
 
 @functools.cache
 def scratch_root() -> Path | None:
-    """Where run folders go: :data:`MEMORY` if this process may write there, else the
-    system's temp folder (``None``)."""
-    return MEMORY if MEMORY.is_dir() and os.access(MEMORY, os.W_OK | os.X_OK) else None
+    """Where run folders go: :data:`MEMORY` if this process may write there and it has
+    room, else the system's temp folder (``None``)."""
+    try:
+        usable = (os.access(MEMORY, os.W_OK | os.X_OK)
+                  and shutil.disk_usage(MEMORY).free >= MEMORY_FREE)
+    except OSError:
+        usable = False
+    return MEMORY if usable else None
 
 
 async def play(scenario: Scenario, scratch: Path | None = None) -> Outcome:

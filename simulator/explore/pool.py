@@ -68,14 +68,15 @@ class Pool:
         async with self._sem:
             return await play_work(work)
 
-    async def close(self) -> None:
+    async def close(self, abandon: bool = False) -> None:
         """Nothing to stop here."""
 
     async def __aenter__(self) -> Pool:
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
+    async def __aexit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        # On an error (or ^C) the work still queued is of no use: do not wait for it.
+        await self.close(abandon=exc_type is not None)
 
 
 class ProcessPool(Pool):
@@ -95,6 +96,7 @@ class ProcessPool(Pool):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reader: threading.Thread | None = None
         self._closing = False
+        self._dead: ExploreError | None = None
 
     async def __aenter__(self) -> ProcessPool:
         self._loop = asyncio.get_running_loop()
@@ -105,8 +107,15 @@ class ProcessPool(Pool):
         self._reader.start()
         return self
 
+    @property
+    def pids(self) -> list[int]:
+        """The worker processes' ids."""
+        return [p.pid for p in self._procs if p.pid is not None]
+
     async def play(self, work: Work) -> Outcome:
         assert self._loop is not None, "use the pool as an async context manager"
+        if self._dead is not None:
+            raise self._dead
         tid = next(self._ids)
         fut = self._loop.create_future()
         self._waiting[tid] = fut
@@ -137,15 +146,20 @@ class ProcessPool(Pool):
             fut.set_result(outcome)
 
     def _fail(self, exitcode: int | None) -> None:
-        error = ExploreError(f"a worker process died (exit code {exitcode}); "
-                             f"{len(self._waiting)} run(s) lost")
+        error = self._dead = ExploreError(f"a worker process died (exit code {exitcode}); "
+                                          f"{len(self._waiting)} run(s) lost")
         for fut in self._waiting.values():
             if not fut.done():
                 fut.set_exception(error)
         self._waiting.clear()
 
-    async def close(self) -> None:
+    async def close(self, abandon: bool = False) -> None:
         self._closing = True
+        if abandon:
+            self._tasks.cancel_join_thread()  # nobody may read what is still queued
+            for p in self._procs:
+                if p.pid is not None:
+                    p.terminate()
         for _ in range(self.slots):
             self._tasks.put(None)
         loop = asyncio.get_running_loop()
