@@ -92,7 +92,7 @@ async def test_an_impostor_finds_no_code_in_his_own_mailbox(client: Client) -> N
     # the code went to the victim's mailbox, where only the victim reads it
     assert await code_in_mailbox(client, victim.household.holder.email, filed.request_id)
     st = await settle(client, filed.request_id, filed.token, polls=1, wait=0)
-    assert st is not None and st["status"] == "identity_unverified"
+    assert st is not None and st.status == "identity_unverified"
 
 
 async def test_the_code_is_the_one_that_names_the_request(client: Client) -> None:
@@ -102,10 +102,10 @@ async def test_the_code_is_the_one_that_names_the_request(client: Client) -> Non
     first = await file_request(client, home, "access", via="email")
     second = await file_request(client, home, "erasure", via="email")
     own = home.household.holder.email
-    codes = {m["request_id"]: m["code"] for m in await client.outbox(to=own) if m.get("code")}
+    codes = {m.request_id: m.code for m in await client.outbox(to=own) if m.code}
     assert codes.keys() == {first.request_id, second.request_id}
     assert await code_in_mailbox(client, own, first.request_id) == codes[first.request_id]
     assert await code_in_mailbox(client, own, "req_unknown") == codes[second.request_id]
     answer = await verify(client, home, first)
-    assert answer is not None and answer["status"] != "identity_unverified"
+    assert answer is not None and answer.status != "identity_unverified"
     assert await settle(client, first.request_id, first.token, polls=0, wait=0) is None

@@ -39,7 +39,7 @@ async def test_admin_calls_and_error_codes(backend: BackendHandle) -> None:
         assert dev["device_id"] and dev["device_token"]
         await c.deregister_device(dev["device_id"])
         op = await c.create_operator("Ops One")
-        assert op["operator_id"] and op["operator_token"]
+        assert op.operator_id and op.operator_token
         before = await c.get_clock()
         after = await c.advance_clock(3600)
         assert after > before
@@ -51,7 +51,7 @@ async def test_admin_calls_and_error_codes(backend: BackendHandle) -> None:
             await c.put_faults({"no.such_fault": True})
         assert unknown.value.status == 400
         assert isinstance(await c.outbox(to="jonas@example.org"), list)
-        assert any(e["action"] == "operator.created" for e in (await c.audit())["entries"])
+        assert any(e.action == "operator.created" for e in (await c.audit()).entries)
 
 
 async def test_tokens_are_per_call_and_not_leaked(backend: BackendHandle) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from backend.faults import FAULTS, GUARDS
+from simulator.judge.audit import Leak
 from simulator.judge.report import RunResult
 from simulator.scenario.model import Scenario, bundled_dir, load_scenario
 from simulator.scenario.runner import run_scenario
@@ -29,8 +30,8 @@ def pair(fault: str) -> tuple[Path, Path]:
     return SCENARIOS / f"{fault}.toml", SCENARIOS / f"{fault}-guarded.toml"
 
 
-def leaks(result: RunResult) -> list[dict[str, Any]]:
-    return [lk for p in result.packages for lk in p["leaks"]]
+def leaks(result: RunResult) -> list[Leak]:
+    return [lk for p in result.packages for lk in p.leaks]
 
 
 def failed(result: RunResult) -> list[str]:
@@ -96,8 +97,8 @@ async def test_fault_reproduces(fault: str, tmp_path: Path) -> None:
         assert remains.passed and "packages/" in remains.detail
         return
     found = leaks(result)
-    assert found and all(lk["recordings"] > 0 for lk in found)
-    assert all(lk["from_household"] != lk["to_household"] for lk in found)
+    assert found and all(lk.recordings > 0 for lk in found)
+    assert all(lk.from_household != lk.to_household for lk in found)
     assert not [a for a in alerts(tmp_path) if a["guard"] in FAULTS[fault].counterpart]
 
 
@@ -124,7 +125,7 @@ async def test_shared_staging_mixes_the_same_way_every_run(tmp_path: Path) -> No
     first = await play(plain, tmp_path / "a")
     second = await play(plain, tmp_path / "b")
     for run in (first, second):
-        assert {(lk["from_household"], lk["to_household"], lk["recordings"])
+        assert {(lk.from_household, lk.to_household, lk.recordings)
                 for lk in leaks(run)} == {("bernd", "anna", 30), ("anna", "bernd", 24)}
     for name in ("anna-1.zip", "bernd-1.zip"):
         a = wav_names(tmp_path / "a" / "packages" / name)
@@ -150,7 +151,7 @@ async def test_clean_baseline_at_scale(tmp_path: Path) -> None:
     assert result.verdict == "pass", failed(result)
     assert len(result.packages) == 50
     for p in result.packages:
-        assert p["foreign"] == {} and p["missing"] == 0 and p["corrupt"] == 0, p
-        assert 3 <= p["own"] <= 6
+        assert p.foreign == {} and p.missing == 0 and p.corrupt == 0, p
+        assert 3 <= p.own <= 6
     assert leaks(result) == []
     assert alerts(tmp_path) == []

@@ -52,15 +52,15 @@ def test_clues_never_contradict_the_true_household(locale: str, recordings: int)
         ident = identifiability(_said(world), world.household("stranger").phrasebook.tag,
                                 world)
         stranger = world.household("stranger")
-        assert all(fits(stranger, Clue(**c)) for c in ident["clues"]), (seed, ident)
-        assert ident["matching_households"] >= 1
+        assert all(fits(stranger, c) for c in ident.clues), (seed, ident)
+        assert ident.matching_households >= 1
         if recordings == 1700:
-            assert ident["matching_households"] == 1
-            assert {"town", "contact", "doctor"} <= {c["kind"] for c in ident["clues"]}
+            assert ident.matching_households == 1
+            assert {"town", "contact", "doctor"} <= {c.kind for c in ident.clues}
 
 
 def test_a_handful_of_recordings_may_not_single_anyone_out() -> None:
-    ks = [identifiability(_said(w), "de-DE", w)["matching_households"]
+    ks = [identifiability(_said(w), "de-DE", w).matching_households
           for w in (_world(seed, "de_DE", 10) for seed in range(1, 11))]
     assert max(ks) > 1  # honest: ten commands do not always identify a household
     assert min(ks) == 1

@@ -275,8 +275,8 @@ async def _run_until_crash(server: ServerProcess, point: str, world: World,
             for key in sorted({u.household for u in first}):
                 token = regs[key].user_token
                 req = await client.privacy_request("access", user_token=token)
-                requests[req["request_id"]] = (key, token)
-                requested_at[req["request_id"]] = history.tick
+                requests[req.request_id] = (key, token)
+                requested_at[req.request_id] = history.tick
         reached = asyncio.create_task(wait_reached(server, point))
         done, _ = await asyncio.wait({reached, fleet}, timeout=REACH_TIMEOUT,
                                      return_when=asyncio.FIRST_COMPLETED)
@@ -285,8 +285,8 @@ async def _run_until_crash(server: ServerProcess, point: str, world: World,
         # Paused mid-build: that request has no link, and nothing served is partial.
         for rid, (_key, token) in requests.items():
             st = await client.get_privacy_request(rid, token=token)
-            if st["status"] != "complete":
-                assert "download_url" not in st, st
+            if st.status != "complete":
+                assert st.download_url is None, st
         await kill(server)
         await fleet
         history.merge(ledger)
@@ -318,13 +318,13 @@ async def _check_served(client: Client, regs: dict[str, Any],
     anomalies: list[str] = []
     for rid, (_key, token) in requests.items():
         st = await client.get_privacy_request(rid, token=token, wait=30)
-        if st["status"] == "error":
-            assert st.get("error"), st  # failed visibly, with a reason
-        elif st["status"] != "complete":
-            anomalies.append(f"request {rid} stuck in {st['status']} after restart")
+        if st.status == "error":
+            assert st.error, st  # failed visibly, with a reason
+        elif st.status != "complete":
+            anomalies.append(f"request {rid} stuck in {st.status} after restart")
     if requests:
         audit = await client.audit(limit=5000)
-        summary["requeued"] = sum(e["action"] == "export.requeued" for e in audit["entries"])
+        summary["requeued"] = sum(e.action == "export.requeued" for e in audit.entries)
         assert summary["requeued"] >= 1, summary
     for key, reg in regs.items():
         listed = {r["recording_id"] for r in await client.all_my_recordings(reg.user_token)}

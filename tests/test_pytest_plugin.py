@@ -115,7 +115,7 @@ def test_world_builder(overheard_world):
 def test_run_scenario_by_name_path_model_and_dict(run_scenario, tmp_path):
     by_name = run_scenario("ingest.stale_binding")
     assert isinstance(by_name, RunResult) and by_name.verdict == "pass"
-    assert by_name.leaks and by_name.leaks[0]["from_household"] == "buyer"
+    assert by_name.leaks and by_name.leaks[0].from_household == "buyer"
     model = load_scenario(FILE)
     assert run_scenario(model, seed=31).seed == 31
     raw = model.model_dump(by_alias=True)
@@ -134,7 +134,7 @@ def overheard_config(overheard_config):
 def test_overridden_config(overheard_admin):
     acct = overheard_admin.create_account("Max Muster", "max@example.org", "de-DE")
     req = overheard_admin.privacy_request("access", user_token=acct["user_token"])
-    assert req["status"] == "pending"
+    assert req.status == "pending"
 '''
 
 

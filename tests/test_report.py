@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -10,9 +11,14 @@ from typing import Any
 
 import pytest
 
+from simulator.judge.audit import Leak, ManifestClaims, PackageAudit, Sample
+from simulator.judge.identify import Clue, Identifiability
 from simulator.judge.report import (
     Expectation,
+    Loss,
+    Redemption,
     RunResult,
+    TimelineEntry,
     breach_notification,
     junit_xml,
     render_html,
@@ -25,26 +31,25 @@ from simulator.judge.report import (
 EVIL = "<script>alert('overheard')</script> wie wird das Wetter in Erfurt"
 
 
-def leak(redeemed: bool = True, **over: Any) -> dict[str, Any]:
-    base = {
-        "request_id": "req_requester", "from_household": "stranger",
-        "from_account": "acc_stranger", "to_household": "requester",
-        "to_account": "acc_requester", "recordings": 1700, "data_subjects": 2,
-        "first_recorded_at": "2018-06-01T07:00:00Z", "last_recorded_at": "2018-07-30T22:00:00Z",
-        "link_redeemed": redeemed, "transcript_only": 0,
-        "samples": [{"recorded_at": "2018-06-01T07:00:00Z", "speaker": "Klaus",
-                     "transcript": EVIL, "path": "voice/recordings/rec_1.wav"}],
-    }
-    return base | over
+def leak(redeemed: bool = True, **over: Any) -> Leak:
+    base = Leak(
+        request_id="req_requester", from_household="stranger",
+        from_account="acc_stranger", to_household="requester",
+        to_account="acc_requester", recordings=1700, data_subjects=2,
+        first_recorded_at="2018-06-01T07:00:00Z", last_recorded_at="2018-07-30T22:00:00Z",
+        link_redeemed=redeemed, transcript_only=0,
+        samples=[Sample("2018-06-01T07:00:00Z", "Klaus", EVIL, "voice/recordings/rec_1.wav")],
+    )
+    return dataclasses.replace(base, **over)
 
 
-def package(subject: str, own: int, foreign: dict[str, int],
-            leaks: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"request_id": f"req_{subject}", "subject_household": subject,
-            "subject_account": f"acc_{subject}", "files": own + sum(foreign.values()),
-            "own": own, "foreign": foreign, "missing": 0, "corrupt": 0, "duplicated": 0,
-            "unattributable": 0, "downloaded": True, "foreign_transcripts": {},
-            "manifest": {"readable": True}, "leaks": leaks}
+def package(subject: str, own: int, foreign: dict[str, int], leaks: list[Leak]) -> PackageAudit:
+    return PackageAudit(
+        request_id=f"req_{subject}", subject_household=subject,
+        subject_account=f"acc_{subject}", files=own + sum(foreign.values()),
+        own=own, foreign=foreign, missing=0, corrupt=0, duplicated=0,
+        unattributable=0, downloaded=True, foreign_transcripts={},
+        manifest=ManifestClaims(readable=True), leaks=leaks)
 
 
 def result(redeemed: bool = True, started: str = "2024-01-01T10:00:00Z",
@@ -55,15 +60,15 @@ def result(redeemed: bool = True, started: str = "2024-01-01T10:00:00Z",
         expectations=[
             Expectation("leak(from=stranger, to=requester, recordings=1700)", True,
                         "1700 recordings of 2 data subjects"),
-            {"name": "no_alert()", "passed": False, "detail": "1 alert: export.ownership_check"},
+            Expectation("no_alert()", False, "1 alert: export.ownership_check"),
             Expectation("link(for=requester, state=revoked)", None, "backend unreachable"),
         ],
         packages=[package("requester", 0, {"stranger": 1700}, [leak(redeemed)]),
                   package("stranger", 1700, {}, [])],
-        timeline=[{"at": "2018-08-01T09:00:00Z", "step": "access_request", "what": "requester asks"},
-                  {"at": "2018-08-02T09:00:00Z", "step": "operator", "what": "swap <b>"}],
-        link_redemptions=[{"at": "2018-08-03T12:00:00Z", "request_id": "req_requester",
-                           "by": "requester", "result": "200, 104 MB"}],
+        timeline=[TimelineEntry("2018-08-01T09:00:00Z", "access_request", "requester asks"),
+                  TimelineEntry("2018-08-02T09:00:00Z", "operator", "swap <b>")],
+        link_redemptions=[Redemption("2018-08-03T12:00:00Z", "req_requester", "requester",
+                                     "200, 104 MB")],
         aware_at="2018-08-10T15:30:00Z",
         measures_taken=["download link revoked at 2018-08-10T16:00:00Z"],
         started_at=started, finished_at=finished, run_info={"out": "/tmp/run-x"})
@@ -153,14 +158,17 @@ def test_junit_times_are_seconds_with_milliseconds() -> None:
 
 
 def test_lost_recordings_are_a_breach_of_integrity_and_availability() -> None:
-    lost = [{"of_household": "buyer", "of_account": "acc_b", "recordings": 38,
-             "data_subjects": 2, "first_recorded_at": "2024-01-11T07:00:00Z",
-             "last_recorded_at": "2024-01-13T20:00:00Z", "by_request": "prq_1",
-             "by_household": "seller", "by_account": "acc_s"}]
+    lost = [Loss(of_household="buyer", of_account="acc_b", recordings=38,
+                 data_subjects=2, first_recorded_at="2024-01-11T07:00:00Z",
+                 last_recorded_at="2024-01-13T20:00:00Z", by_request="prq_1",
+                 by_household="seller", by_account="acc_s")]
     only_loss = RunResult(scenario="s", seed=1, verdict="pass", expectations=[],
                           packages=[], lost=lost, aware_at="2024-01-14T00:00:00Z")
     d = json.loads(report_json(only_loss))
-    assert d["lost"] == lost
+    assert d["lost"] == [{
+        "of_household": "buyer", "of_account": "acc_b", "recordings": 38, "data_subjects": 2,
+        "first_recorded_at": "2024-01-11T07:00:00Z", "last_recorded_at": "2024-01-13T20:00:00Z",
+        "by_request": "prq_1", "by_household": "seller", "by_account": "acc_s"}]
     note = d["breach_notification"]
     assert note["required"] is True and note["deadline"] == "2024-01-17T00:00:00Z"
     assert "Integrity and availability breach" in note["nature"] and "38 recording" in note["nature"]
@@ -225,18 +233,16 @@ def test_write_reports(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("verdict", ["pass", "fail", "unknown"])
 def test_banner_shows_the_verdict(verdict: str) -> None:
-    r = result()
-    r.verdict = verdict  # type: ignore[assignment]
+    r = dataclasses.replace(result(), verdict=verdict)
     assert f'class="banner {verdict}"' in render_html(r)
 
 
 def test_identifiability_in_plain_words_and_in_the_art34_reasoning() -> None:
-    ident = {"clues": [{"kind": "town", "value": "Erlangen", "count": 31},
-                       {"kind": "contact", "value": "Anna", "count": 7}],
-             "matching_households": 1, "households": 10}
+    ident = Identifiability([Clue("town", "Erlangen", 31), Clue("contact", "Anna", 7)],
+                            matching_households=1, households=10)
     lk = leak(identifiability=ident, samples=[
-        {"recorded_at": "2018-06-01T07:00:00Z", "speaker": "Klaus", "transcript": "Pause.",
-         "path": "voice/recordings/rec_1.wav", "audio": "samples/req_requester-stranger-1.wav"}])
+        Sample("2018-06-01T07:00:00Z", "Klaus", "Pause.", "voice/recordings/rec_1.wav",
+               audio="samples/req_requester-stranger-1.wav")])
     note = breach_notification([lk], "2018-08-01T00:00:00Z")
     assert "2 clues (contact, town)" in note["art34"]["reason"]
     assert "1 household(s) in the world match all of them (identifiable)" in note["art34"]["reason"]
@@ -244,7 +250,7 @@ def test_identifiability_in_plain_words_and_in_the_art34_reasoning() -> None:
                                  "2018-08-01T00:00:00Z")
     assert "clues" not in unread["art34"]["reason"]  # not obtained: no identification
     r = result()
-    r.packages[0]["leaks"] = [lk]
+    r.packages[0].leaks = [lk]
     r.leaks = None
     r.__post_init__()
     html = render_html(r)

@@ -16,6 +16,7 @@ import pytest
 
 from simulator.fleet.embedded import server_process
 from simulator.fleet.ledger import read_records
+from simulator.judge.audit import PackageAudit
 from simulator.scenario.model import bundled_dir, load_scenario
 from simulator.scenario.runner import RunAborted, run_many, run_scenario
 
@@ -31,11 +32,11 @@ async def test_2018_incident_is_reproduced(tmp_path: Path) -> None:
     result = await run_scenario(scenario, tmp_path, progress=False)
     assert result.verdict == "pass", [e.to_dict() for e in result.expectations]
     [pkg] = result.packages
-    assert pkg["subject_household"] == "requester"
-    assert pkg["own"] == 0 and pkg["foreign"] == {"stranger": 1700}
+    assert pkg.subject_household == "requester"
+    assert pkg.own == 0 and pkg.foreign == {"stranger": 1700}
     [leak] = result.leaks or []
-    assert (leak["from_household"], leak["to_household"]) == ("stranger", "requester")
-    assert (leak["recordings"], leak["data_subjects"], leak["link_redeemed"]) == (1700, 2, True)
+    assert (leak.from_household, leak.to_household) == ("stranger", "requester")
+    assert (leak.recordings, leak.data_subjects, leak.link_redeemed) == (1700, 2, True)
     # The run folder holds everything a data-protection officer needs.
     for name in ("report.json", "report.html", "junit.xml", "ledger.jsonl"):
         assert (tmp_path / name).stat().st_size > 0
@@ -56,20 +57,19 @@ async def test_2018_incident_is_reproduced(tmp_path: Path) -> None:
     _assert_2018_as_reported(tmp_path, zips[0], pkg, report)
 
 
-def _assert_2018_as_reported(out: Path, zip_path: Path, pkg: dict[str, Any],
+def _assert_2018_as_reported(out: Path, zip_path: Path, pkg: PackageAudit,
                              report: dict[str, Any]) -> None:
     """His own request answered with his own data, a stranger's voice history among it."""
     with zipfile.ZipFile(zip_path) as zf:
         profile = json.loads(zf.read("account/profile.json"))
         manifest = json.loads(zf.read("manifest.json"))
         text = b"".join(zf.read(n) for n in zf.namelist() if not n.endswith(".wav"))
-    assert profile["account_id"] == pkg["subject_account"] == manifest["subject"]["account_id"]
-    assert manifest["request_id"] == pkg["request_id"]
+    assert profile["account_id"] == pkg.subject_account == manifest["subject"]["account_id"]
+    assert manifest["request_id"] == pkg.request_id
     assert 90e6 <= zip_path.stat().st_size <= 110e6
     # the auditor: 1,700 foreign recordings of 2 data subjects in the requester's package
-    assert pkg["foreign"] == {"stranger": 1700}
-    assert pkg["manifest"]["account_id"] == pkg["manifest"]["profile_account"] == (
-        pkg["subject_account"])
+    assert pkg.foreign == {"stranger": 1700}
+    assert pkg.manifest.account_id == pkg.manifest.profile_account == pkg.subject_account
     [leak] = report["leaks"]
     assert (leak["recordings"], leak["data_subjects"]) == (1700, 2)
     # the stranger is named nowhere in the package, yet what they said identifies them
@@ -94,7 +94,7 @@ def _assert_2018_as_reported(out: Path, zip_path: Path, pkg: dict[str, Any],
     # the timeline states the operator's act
     acts = [t["what"] for t in report["timeline"] if "put the voice history" in t["what"]]
     assert acts == [f"Operator A put the voice history of {_request_of(report, 'stranger')} "
-                    f"(stranger) into {pkg['request_id']} (requester)"]
+                    f"(stranger) into {pkg.request_id} (requester)"]
 
 
 def _request_of(report: dict[str, Any], household: str) -> str:
@@ -111,13 +111,13 @@ async def test_2018_guarded_twin_stops_the_leak(tmp_path: Path) -> None:
     assert result.leaks == []
     [pkg] = result.packages
     # Exactly his own data: a profile and no recordings.
-    assert (pkg["files"], pkg["own"], pkg["foreign"]) == (0, 0, {})
+    assert (pkg.files, pkg.own, pkg.foreign) == (0, 0, {})
     with zipfile.ZipFile(next((tmp_path / "packages").glob("*.zip"))) as zf:
         names = set(zf.namelist())
         profile = json.loads(zf.read("account/profile.json"))
     assert "account/profile.json" in names
     assert not [n for n in names if n.endswith(".wav")]
-    assert profile["account_id"] == pkg["subject_account"]
+    assert profile["account_id"] == pkg.subject_account
     # The report says what the guard caught, for the person who reads it.
     report = json.loads((tmp_path / "report.json").read_text())
     assert [a["guard"] for a in report["alerts"]] == ["export.ownership_check"]
@@ -136,7 +136,7 @@ async def test_baseline_is_clean_and_repeats_byte_for_byte(tmp_path: Path) -> No
         assert set(report["run"]) >= {"started_at", "finished_at"}
         report.pop("run")
         reports.append(report)
-        assert all(p["own"] > 0 and p["missing"] == 0 and not p["foreign"] for p in result.packages)
+        assert all(p.own > 0 and p.missing == 0 and not p.foreign for p in result.packages)
     assert reports[0] == reports[1]
     assert (tmp_path / "run1/ledger.jsonl").read_bytes() == (tmp_path / "run2/ledger.jsonl").read_bytes()
 
@@ -206,8 +206,8 @@ async def test_the_swap_reproduces_whatever_the_order_of_the_ids(tmp_path: Path,
     scenario = load_scenario(bundled_dir() / "export.operator_swap.toml", seed=seed)
     result = await run_scenario(scenario, tmp_path, progress=False)
     assert result.verdict == "pass", [e.to_dict() for e in result.expectations]
-    approvals = [t["what"] for t in result.timeline if t["step"] == "operator"
-                 and " approves " in t["what"]]
+    approvals = [t.what for t in result.timeline if t.step == "operator"
+                 and " approves " in t.what]
     # The timeline says what the operator really did: whose data answers which request.
     assert any("(requester's request)" in a and "answers with stranger's data" in a
                for a in approvals), approvals
@@ -527,7 +527,7 @@ async def test_a_bound_link_opens_for_the_requester_who_asked_by_email(tmp_path:
     assert result.verdict == "pass", [e.to_dict() for e in result.expectations]
     assert result.alerts == []
     [pkg] = result.packages
-    assert (pkg["own"], pkg["missing"], pkg["made_for"]) == (5, 0, "asker")
+    assert (pkg.own, pkg.missing, pkg.made_for) == (5, 0, "asker")
 
 
 async def test_a_guessed_link_is_credited_to_the_package_it_served(tmp_path: Path) -> None:
@@ -536,12 +536,12 @@ async def test_a_guessed_link_is_credited_to_the_package_it_served(tmp_path: Pat
     result = await run_scenario(scenario, out, progress=False)
     assert result.verdict == "pass", [e.to_dict() for e in result.expectations]
     [pkg] = result.packages
-    victim_request = next(t["what"].split("→ ")[1].split()[0] for t in result.timeline
-                          if t["what"].startswith("victim asks for access"))
+    victim_request = next(t.what.split("→ ")[1].split()[0] for t in result.timeline
+                          if t.what.startswith("victim asks for access"))
     # Received by the prober, made for the victim: nothing of the prober's is "missing".
-    assert (pkg["subject_household"], pkg["made_for"], pkg["missing"]) == ("prober", "victim", 0)
-    served = [r for r in result.link_redemptions if r["result"] == "downloaded"]
-    assert [(r["by"], r["request_id"]) for r in served] == [("prober", victim_request)]
+    assert (pkg.subject_household, pkg.made_for, pkg.missing) == ("prober", "victim", 0)
+    served = [r for r in result.link_redemptions if r.result == "downloaded"]
+    assert [(r.by, r.request_id) for r in served] == [("prober", victim_request)]
     _, downloads = read_records(out / "ledger.jsonl")
     [record] = downloads
     assert (record.household, record.request_id, record.made_for) == (

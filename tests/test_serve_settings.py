@@ -13,26 +13,30 @@ import pytest
 
 from backend.errors import ConfigError
 from backend.settings import serve_settings
+from simulator.fleet.api import LinkView, RequestStatus
 from simulator.fleet.client import Client
 from simulator.fleet.embedded import server_process
 
 
-def _lifetime(link: dict[str, str]) -> float:
-    def at(s: str) -> datetime:
+def _lifetime(link: LinkView | None) -> float:
+    def at(s: str | None) -> datetime:
+        assert s is not None
         return datetime.fromisoformat(s.replace("Z", "+00:00"))
 
-    return (at(link["expires_at"]) - at(link["created_at"])).total_seconds()
+    assert link is not None
+    return (at(link.expires_at) - at(link.created_at)).total_seconds()
 
 
-async def _request_approve_link(client: Client, kind: str = "access") -> tuple[str, dict]:
+async def _request_approve_link(client: Client, kind: str = "access"
+                                ) -> tuple[str, RequestStatus | None]:
     """File a request signed in; its status; then an operator approves it: the link."""
     account = await client.create_account("Erika Muster", f"erika-{kind}@example.org", "de-DE")
     filed = await client.privacy_request(kind, user_token=account["user_token"])
-    if filed["status"] != "pending":
-        return filed["status"], {}
+    if filed.status != "pending":
+        return filed.status, None
     operator = await client.create_operator("Operator A")
-    await client.ops_approve(operator["operator_token"], filed["request_id"])
-    done = await client.get_privacy_request(filed["request_id"], token=account["user_token"],
+    await client.ops_approve(operator.operator_token, filed.request_id)
+    done = await client.get_privacy_request(filed.request_id, token=account["user_token"],
                                             wait=10)
     return "pending", done
 
@@ -43,8 +47,8 @@ async def test_flags_hold_access_for_an_operator_and_set_the_link_lifetime(tmp_p
             Client(sp.handle.url, admin_token=sp.handle.admin_token) as client:
         status, done = await _request_approve_link(client)
         assert status == "pending"
-        assert done["status"] == "complete" and done["download_url"]
-        assert _lifetime(done["link"]) == 36 * 3600
+        assert done is not None and done.status == "complete" and done.download_url
+        assert _lifetime(done.link) == 36 * 3600
         erasure, _ = await _request_approve_link(client, "erasure")
         assert erasure != "pending"  # only access was named
 
@@ -57,7 +61,7 @@ async def test_a_config_file_with_a_flag_over_it(tmp_path: Path) -> None:
             "--config", str(config), "--link-ttl", "90m")) as sp, \
             Client(sp.handle.url, admin_token=sp.handle.admin_token) as client:
         status, done = await _request_approve_link(client)
-        assert status == "pending" and _lifetime(done["link"]) == 90 * 60
+        assert status == "pending" and done is not None and _lifetime(done.link) == 90 * 60
         erasure, _ = await _request_approve_link(client, "erasure")
         assert erasure == "pending"
 

@@ -163,8 +163,8 @@ async def test_operator_reproduces_the_2018_swap_by_hand_and_the_auditor_finds_i
     [leak] = json.loads((tmp_path / "run" / "report.json").read_text())["leaks"]
     assert leak["from_household"] == "stranger" and leak["to_household"] == "requester"
     assert leak["recordings"] == 1700 and leak["data_subjects"] == 2
-    assert any(t["what"].startswith(f"Operator A: ops.request.assigned {mine}")
-               and "account_id stranger's account" in t["what"] for t in result.timeline)
+    assert any(t.what.startswith(f"Operator A: ops.request.assigned {mine}")
+               and "account_id stranger's account" in t.what for t in result.timeline)
 
 
 # -- the guard in the console --------------------------------------------------------------

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from simulator.fleet.api import Mail, RequestStatus
 from simulator.fleet.client import Client
-from simulator.fleet.homes import Home
+from simulator.fleet.homes import Filed, Home
 
 Via = Literal["account", "email"]
 
@@ -27,21 +28,6 @@ TERMINAL = frozenset({"complete", "denied", "canceled", "error"})
 """Statuses a request never leaves."""
 WAITING_FOR_A_PERSON = frozenset({"pending", "identity_unverified"})
 """Statuses a request leaves only when an operator or the requester acts."""
-
-
-@dataclass(frozen=True)
-class Filed:
-    """A request as its requester holds it."""
-
-    kind: str
-    request_id: str
-    status: str
-    """The status the backend answered the filing with."""
-    token: str
-    """What the requester follows it with: the account's user token when signed in, the
-    request's own requester token on the email path."""
-    email: str
-    """The address the request names (the holder's own when signed in)."""
 
 
 async def file_request(client: Client, home: Home, kind: str, *, via: Via = "account",
@@ -56,55 +42,52 @@ async def file_request(client: Client, home: Home, kind: str, *, via: Via = "acc
     own = home.household.holder.email
     if via == "account":
         res = await client.privacy_request(kind, user_token=home.user_token, email=contact)
-        return Filed(kind, res["request_id"], res["status"], home.user_token, own)
+        return Filed(kind, res.request_id, res.status, home.user_token, own)
     email = email or own
     extra: dict[str, Any] = {} if name is None else {"name": name}
     res = await client.privacy_request(kind, email=email, **extra)
-    return Filed(kind, res["request_id"], res["status"], res.get("requester_token", ""), email)
+    return Filed(kind, res.request_id, res.status, res.requester_token or "", email)
 
 
 async def code_in_mailbox(client: Client, mailbox: str, request_id: str) -> str | None:
     """The code a person finds in ``mailbox`` for ``request_id``: the newest message that
     names the request, else the newest code there at all (they type what they have)."""
     messages = await client.outbox(to=mailbox)
-    code = next((m.get("code") for m in reversed(messages)
-                 if m.get("code") and request_id in (m.get("body", "") + m.get("subject", ""))),
-                None)
+    code = next((m.code for m in reversed(messages)
+                 if m.code and request_id in (m.body + m.subject)), None)
     if code is None:
-        code = next((m.get("code") for m in reversed(messages) if m.get("code")), None)
-    return None if code is None else str(code)
+        code = next((m.code for m in reversed(messages) if m.code), None)
+    return code
 
 
-async def link_message(client: Client, mailbox: str) -> dict[str, Any] | None:
+async def link_message(client: Client, mailbox: str) -> Mail | None:
     """The newest message in ``mailbox`` that carries a download link, whoever's request
     it answers."""
-    return next((m for m in reversed(await client.outbox(to=mailbox)) if m.get("url")), None)
+    return next((m for m in reversed(await client.outbox(to=mailbox)) if m.url), None)
 
 
 async def link_in_mailbox(client: Client, mailbox: str) -> str | None:
     """The newest download link in ``mailbox``."""
     message = await link_message(client, mailbox)
-    return None if message is None else str(message["url"])
+    return None if message is None else message.url
 
 
-async def verify(client: Client, home: Home, filed: Filed) -> dict[str, Any] | None:
+async def verify(client: Client, home: Home, filed: Filed) -> RequestStatus | None:
     """Enter the code that reached ``home``'s own mailbox; the backend's answer, or None
     when no code reached it."""
     code = await code_in_mailbox(client, home.household.holder.email, filed.request_id)
     if code is None:
         return None
-    res: dict[str, Any] = await client.verify_privacy_request(filed.request_id, code,
-                                                              token=filed.token)
-    return res
+    return await client.verify_privacy_request(filed.request_id, code, token=filed.token)
 
 
 async def settle(client: Client, request_id: str, token: str, *, polls: int,
-                 wait: float) -> dict[str, Any] | None:
+                 wait: float) -> RequestStatus | None:
     """Long-poll (``polls`` times, ``wait`` seconds each) until the request is finished or
     waits for a person; its status then, or None if it still works after all the polls."""
     for _ in range(polls):
         st = await client.get_privacy_request(request_id, token=token, wait=wait)
-        if st.get("status") in TERMINAL or st.get("status") in WAITING_FOR_A_PERSON:
+        if st.status in TERMINAL or st.status in WAITING_FOR_A_PERSON:
             return st
     return None
 
@@ -135,8 +118,8 @@ async def access_flow(client: Client, home: Home, folder: Path, outcome: AccessO
     if st is None:
         outcome.status = "unsettled"
         return outcome
-    outcome.status = str(st.get("status"))
-    if outcome.status == "complete":
-        outcome.package = await client.download_to(st["download_url"],
+    outcome.status = st.status
+    if outcome.status == "complete" and st.download_url is not None:
+        outcome.package = await client.download_to(st.download_url,
                                                    folder / f"{filed.request_id}.zip")
     return outcome

@@ -4,10 +4,12 @@
 
     ClientError                 anything that went wrong talking to the backend
     ├── ApiError                the backend answered 4xx/5xx: ``status``, ``code``, ``message``
+    ├── BadReply                a 2xx answer that is not what the route promises
     └── Unreachable             no answer at all (refused, reset, timed out)
 
 Errors are translated at one boundary (:meth:`Client.request`), so callers see the
-backend's JSON error ``code`` rather than aiohttp's exceptions. Every method takes the
+backend's JSON error ``code`` rather than aiohttp's exceptions. The replies the simulator
+acts on are parsed there too, once, into the models of :mod:`simulator.fleet.api`. Every method takes the
 token it needs: admin methods default to the client's admin token; user, operator and
 requester methods take theirs explicitly, because one scenario plays all of them.
 """
@@ -19,10 +21,25 @@ import re
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import aiohttp
+from pydantic import ValidationError
+
+from simulator.fleet.api import (
+    AccountHit,
+    Alert,
+    AuditPage,
+    Mail,
+    NewOperator,
+    QueueItem,
+    Reply,
+    RequestStatus,
+    Revoked,
+)
+
+R = TypeVar("R", bound=Reply)
 
 
 class ClientError(Exception):
@@ -41,6 +58,10 @@ class ApiError(ClientError):
         self.code = code
         self.message = message
         self.body = body
+
+
+class BadReply(ClientError):
+    """The backend answered 2xx with something the route does not promise."""
 
 
 class Unreachable(ClientError):
@@ -94,16 +115,36 @@ class Client:
         token = token if token is not None else (self.admin_token if admin else None)
         return {"Authorization": f"Bearer {token}"} if token else {}
 
-    async def request(self, method: str, path: str, *, token: str | None = None,
-                      admin: bool = False, json_body: Any = None,
-                      params: Mapping[str, Any] | None = None, raw: bool = False,
-                      headers: Mapping[str, str] | None = None,
-                      response_headers: dict[str, str] | None = None) -> Any:
+    async def request(self, method: str, path: str, *, raw: bool = False,
+                      **kwargs: Any) -> Any:
         """Send one request; JSON (or bytes with ``raw``) on 2xx, :class:`ApiError` otherwise.
 
-        ``path`` may also be an absolute URL (download links are given whole). A dict given
-        as ``response_headers`` receives the response's headers.
+        ``path`` may also be an absolute URL (download links are given whole). Keyword
+        arguments as :meth:`raw`.
         """
+        status, data = await self._send(method, path, **kwargs)
+        if raw:
+            return data
+        if status == 204 or not data:
+            return None
+        return json.loads(data)
+
+    async def raw(self, method: str, path: str, *, token: str | None = None,
+                  admin: bool = False, json_body: Any = None,
+                  params: Mapping[str, Any] | None = None,
+                  headers: Mapping[str, str] | None = None,
+                  response_headers: dict[str, str] | None = None) -> bytes:
+        """:meth:`request` for a route that answers bytes. A dict given as
+        ``response_headers`` receives the response's headers."""
+        return (await self._send(method, path, token=token, admin=admin, json_body=json_body,
+                                 params=params, headers=headers,
+                                 response_headers=response_headers))[1]
+
+    async def _send(self, method: str, path: str, *, token: str | None = None,
+                    admin: bool = False, json_body: Any = None,
+                    params: Mapping[str, Any] | None = None,
+                    headers: Mapping[str, str] | None = None,
+                    response_headers: dict[str, str] | None = None) -> tuple[int, bytes]:
         url = path if path.startswith(("http://", "https://")) else self.url(path)
         hdrs = {**self._auth(token, admin), **(headers or {})}
         query = {k: str(v).lower() if isinstance(v, bool) else str(v)
@@ -116,25 +157,33 @@ class Client:
                     response_headers.update(resp.headers)
                 if resp.status >= 400:
                     raise _api_error(method, path, resp.status, data)
-                if raw:
-                    return data
-                if resp.status == 204 or not data:
-                    return None
-                return json.loads(data)
+                return resp.status, data
         except aiohttp.ClientResponseError as exc:  # pragma: no cover - read() raises these rarely
             raise ApiError(method, path, exc.status, "http_error", exc.message) from None
         except (aiohttp.ClientConnectionError, TimeoutError) as exc:
             raise Unreachable(f"{method} {_shown(path)}: {exc.__class__.__name__}: {exc}") from None
 
+    async def json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        """:meth:`request` for a route that answers a JSON object."""
+        out = await self.request(method, path, **kwargs)
+        if not isinstance(out, dict):
+            raise BadReply(f"{method} {_shown(path)}: expected a JSON object, got "
+                           f"{type(out).__name__}")
+        return out
+
+    async def reply(self, model: type[R], method: str, path: str, **kwargs: Any) -> R:
+        """:meth:`json` parsed into ``model``."""
+        return _parse(model, await self.json(method, path, **kwargs), method, path)
+
     # -- meta ------------------------------------------------------------------------
     async def healthz(self) -> dict[str, Any]:
-        return await self.request("GET", "/healthz")  # type: ignore[no-any-return]
+        return await self.json("GET", "/healthz")
 
     async def metrics(self) -> str:
-        return (await self.request("GET", "/metrics", raw=True)).decode()  # type: ignore[no-any-return]
+        return (await self.raw("GET", "/metrics")).decode()
 
     async def openapi(self) -> dict[str, Any]:
-        return await self.request("GET", "/openapi.json")  # type: ignore[no-any-return]
+        return await self.json("GET", "/openapi.json")
 
     # -- accounts and devices (admin) ------------------------------------------------
     async def create_account(self, name: str, email: str, locale: str,
@@ -143,53 +192,53 @@ class Client:
         body = {"name": name, "email": email, "locale": locale, **extra}
         if address is not None:
             body["address"] = address
-        return await self.request("POST", "/v1/accounts", admin=True, json_body=body)  # type: ignore[no-any-return]
+        return await self.json("POST", "/v1/accounts", admin=True, json_body=body)
 
     async def get_account(self, account_id: str) -> dict[str, Any]:
-        return await self.request("GET", _path("v1", "accounts", account_id), admin=True)  # type: ignore[no-any-return]
+        return await self.json("GET", _path("v1", "accounts", account_id), admin=True)
 
     async def register_device(self, account_id: str, serial: str, model: str, room: str,
                               **extra: Any) -> dict[str, Any]:
         """``{"device_id", "device_token", ...}``; ``transfer=True`` moves a bound serial."""
         body = {"serial": serial, "model": model, "room": room, **extra}
-        return await self.request("POST", _path("v1", "accounts", account_id, "devices"),  # type: ignore[no-any-return]
-                                  admin=True, json_body=body)
+        return await self.json("POST", _path("v1", "accounts", account_id, "devices"),
+                               admin=True, json_body=body)
 
     async def bindings(self, account_id: str) -> dict[str, Any]:
-        return await self.request("GET", _path("v1", "accounts", account_id, "bindings"),  # type: ignore[no-any-return]
-                                  admin=True)
+        return await self.json("GET", _path("v1", "accounts", account_id, "bindings"),
+                               admin=True)
 
     async def deregister_device(self, device_id: str) -> None:
         await self.request("DELETE", _path("v1", "devices", device_id), admin=True)
 
-    async def create_operator(self, name: str) -> dict[str, Any]:
-        """``{"operator_id", "operator_token"}``."""
-        return await self.request("POST", "/v1/operators", admin=True, json_body={"name": name})  # type: ignore[no-any-return]
+    async def create_operator(self, name: str) -> NewOperator:
+        return await self.reply(NewOperator, "POST", "/v1/operators", admin=True,
+                                json_body={"name": name})
 
     # -- faults, guards, clock, audit (admin) ----------------------------------------
     async def get_faults(self) -> dict[str, Any]:
-        return await self.request("GET", "/v1/admin/faults", admin=True)  # type: ignore[no-any-return]
+        return await self.json("GET", "/v1/admin/faults", admin=True)
 
     async def put_faults(self, switches: list[dict[str, Any]] | Mapping[str, Any]) -> dict[str, Any]:
         """``switches``: ``[{"name", "enabled", "params"}]`` or ``{name: params|bool}``."""
-        return await self.request("PUT", "/v1/admin/faults", admin=True,  # type: ignore[no-any-return]
-                                  json_body={"switches": _switches(switches)})
+        return await self.json("PUT", "/v1/admin/faults", admin=True,
+                               json_body={"switches": _switches(switches)})
 
     async def get_guards(self) -> dict[str, Any]:
-        return await self.request("GET", "/v1/admin/guards", admin=True)  # type: ignore[no-any-return]
+        return await self.json("GET", "/v1/admin/guards", admin=True)
 
     async def put_guards(self, switches: list[dict[str, Any]] | Mapping[str, Any]) -> dict[str, Any]:
-        return await self.request("PUT", "/v1/admin/guards", admin=True,  # type: ignore[no-any-return]
-                                  json_body={"switches": _switches(switches)})
+        return await self.json("PUT", "/v1/admin/guards", admin=True,
+                               json_body={"switches": _switches(switches)})
 
     async def get_config(self) -> dict[str, Any]:
         """The backend's run-time settings (``GET /v1/admin/config``)."""
-        return await self.request("GET", "/v1/admin/config", admin=True)  # type: ignore[no-any-return]
+        return await self.json("GET", "/v1/admin/config", admin=True)
 
     async def put_config(self, settings: Mapping[str, Any]) -> dict[str, Any]:
         """Change run-time settings; the answer is all of them as they are now."""
-        return await self.request("PUT", "/v1/admin/config", admin=True,  # type: ignore[no-any-return]
-                                  json_body=dict(settings))
+        return await self.json("PUT", "/v1/admin/config", admin=True,
+                               json_body=dict(settings))
 
     async def advance_clock(self, seconds: float) -> str:
         """Move the backend's clock forward; returns its new ``now``."""
@@ -200,27 +249,28 @@ class Client:
     async def get_clock(self) -> str:
         return str((await self.request("GET", "/v1/admin/clock", admin=True))["now"])
 
-    async def audit(self, after: int = 0, limit: int = 500, verify: bool = False) -> dict[str, Any]:
-        return await self.request("GET", "/v1/admin/audit", admin=True,  # type: ignore[no-any-return]
-                                  params={"after": after, "limit": limit,
-                                          "verify": 1 if verify else None})
+    async def audit(self, after: int = 0, limit: int = 500, verify: bool = False) -> AuditPage:
+        return await self.reply(AuditPage, "GET", "/v1/admin/audit", admin=True,
+                                params={"after": after, "limit": limit,
+                                        "verify": 1 if verify else None})
 
-    async def alerts(self) -> list[dict[str, Any]]:
-        return (await self.request("GET", "/v1/admin/alerts", admin=True))["alerts"]  # type: ignore[no-any-return]
+    async def alerts(self) -> list[Alert]:
+        out = await self.json("GET", "/v1/admin/alerts", admin=True)
+        return _parse_list(Alert, out, "alerts", "GET", "/v1/admin/alerts")
 
     async def outbox(self, to: str | None = None, after: int = 0,
-                     limit: int | None = None) -> list[dict[str, Any]]:
+                     limit: int | None = None) -> list[Mail]:
         """Simulated email the backend sent, oldest first."""
-        out = await self.request("GET", "/v1/outbox", admin=True,
-                                 params={"to": to, "after": after or None, "limit": limit})
-        return out["messages"]  # type: ignore[no-any-return]
+        out = await self.json("GET", "/v1/outbox", admin=True,
+                              params={"to": to, "after": after or None, "limit": limit})
+        return _parse_list(Mail, out, "messages", "GET", "/v1/outbox")
 
     # -- voice history (user) --------------------------------------------------------
     async def my_recordings(self, user_token: str, cursor: str | None = None,
                             limit: int | None = None) -> dict[str, Any]:
         """One page: ``{"recordings": [...], "next_cursor"}``."""
-        return await self.request("GET", "/v1/me/recordings", token=user_token,  # type: ignore[no-any-return]
-                                  params={"cursor": cursor, "limit": limit})
+        return await self.json("GET", "/v1/me/recordings", token=user_token,
+                               params={"cursor": cursor, "limit": limit})
 
     async def iter_my_recordings(self, user_token: str,
                                  limit: int | None = None) -> AsyncIterator[dict[str, Any]]:
@@ -239,8 +289,8 @@ class Client:
 
     async def recording_audio(self, user_token: str, recording_id: str) -> bytes:
         """The recording as a WAV file."""
-        return await self.request("GET", _path("v1", "me", "recordings", recording_id, "audio"),  # type: ignore[no-any-return]
-                                  token=user_token, raw=True)
+        return await self.raw("GET", _path("v1", "me", "recordings", recording_id, "audio"),
+                              token=user_token)
 
     async def delete_recording(self, user_token: str, recording_id: str) -> None:
         await self.request("DELETE", _path("v1", "me", "recordings", recording_id),
@@ -248,27 +298,27 @@ class Client:
 
     # -- privacy requests ------------------------------------------------------------
     async def privacy_request(self, kind: str, *, user_token: str | None = None,
-                              email: str | None = None, **extra: Any) -> dict[str, Any]:
-        """File an ``access`` or ``erasure`` request, signed in or by email.
-
-        Returns ``{"request_id", "status", ...}``; the email path adds ``requester_token``.
-        """
+                              email: str | None = None, **extra: Any) -> RequestStatus:
+        """File an ``access`` or ``erasure`` request, signed in or by email (the email
+        path's reply adds ``requester_token``)."""
         body: dict[str, Any] = {"kind": kind, **extra}
         if email is not None:
             body["email"] = email
-        return await self.request("POST", "/v1/privacy/requests", token=user_token,  # type: ignore[no-any-return]
-                                  json_body=body)
+        return await self.reply(RequestStatus, "POST", "/v1/privacy/requests", token=user_token,
+                                json_body=body)
 
     async def verify_privacy_request(self, request_id: str, code: str,
-                                     token: str | None = None) -> dict[str, Any]:
-        return await self.request("POST", _path("v1", "privacy", "requests", request_id, "verify"),  # type: ignore[no-any-return]
-                                  token=token, json_body={"code": code})
+                                     token: str | None = None) -> RequestStatus:
+        return await self.reply(RequestStatus, "POST",
+                                _path("v1", "privacy", "requests", request_id, "verify"),
+                                token=token, json_body={"code": code})
 
     async def get_privacy_request(self, request_id: str, token: str | None = None,
-                                  wait: float | None = None) -> dict[str, Any]:
+                                  wait: float | None = None) -> RequestStatus:
         """Status (``download_url`` when complete); ``wait`` long-polls while it works."""
-        return await self.request("GET", _path("v1", "privacy", "requests", request_id),  # type: ignore[no-any-return]
-                                  token=token, params={"wait": wait})
+        return await self.reply(RequestStatus, "GET",
+                                _path("v1", "privacy", "requests", request_id),
+                                token=token, params={"wait": wait})
 
     async def download(self, url_or_token: str, token: str | None = None) -> bytes:
         """A package by its link (a full URL, a path, or the bare link token)."""
@@ -276,7 +326,7 @@ class Client:
             target = url_or_token
         else:
             target = _path("v1", "privacy", "downloads", url_or_token)
-        return await self.request("GET", target, token=token, raw=True)  # type: ignore[no-any-return]
+        return await self.raw("GET", target, token=token)
 
     async def download_to(self, url_or_token: str, dest: str | Path,
                           token: str | None = None) -> Path:
@@ -292,8 +342,7 @@ class Client:
         else:
             target = _path("v1", "privacy", "downloads", url_or_token)
         headers: dict[str, str] = {}
-        data = await self.request("GET", target, token=token, raw=True,
-                                  response_headers=headers)
+        data = await self.raw("GET", target, token=token, response_headers=headers)
         dest = Path(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_bytes(data)
@@ -302,38 +351,60 @@ class Client:
         return m.group(1) if m else None
 
     # -- operator console ------------------------------------------------------------
-    async def ops_requests(self, operator_token: str, **params: Any) -> dict[str, Any]:
+    async def ops_requests(self, operator_token: str, **params: Any) -> list[QueueItem]:
         """The queue (``status=...`` and other filters as query parameters)."""
-        return await self.request("GET", "/v1/ops/requests", token=operator_token,  # type: ignore[no-any-return]
-                                  params=params)
+        out = await self.json("GET", "/v1/ops/requests", token=operator_token, params=params)
+        return _parse_list(QueueItem, out, "requests", "GET", "/v1/ops/requests")
 
-    async def ops_accounts(self, operator_token: str, q: str) -> dict[str, Any]:
+    async def ops_accounts(self, operator_token: str, q: str | None) -> list[AccountHit]:
         """Account search by name or email."""
-        return await self.request("GET", "/v1/ops/accounts", token=operator_token,  # type: ignore[no-any-return]
-                                  params={"q": q})
+        out = await self.json("GET", "/v1/ops/accounts", token=operator_token, params={"q": q})
+        return _parse_list(AccountHit, out, "accounts", "GET", "/v1/ops/accounts")
 
     async def ops_action(self, operator_token: str, request_id: str, action: str,
                          body: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """``assign``, ``approve``, ``deny`` or ``revoke`` one request."""
-        return await self.request("POST", _path("v1", "ops", "requests", request_id, action),  # type: ignore[no-any-return]
-                                  token=operator_token, json_body=dict(body or {}))
+        return await self.json("POST", _path("v1", "ops", "requests", request_id, action),
+                               token=operator_token, json_body=dict(body or {}))
+
+    async def _ops_status(self, operator_token: str, request_id: str, action: str,
+                          body: Mapping[str, Any]) -> RequestStatus:
+        out = await self.ops_action(operator_token, request_id, action, body)
+        return _parse(RequestStatus, out, "POST", f"/v1/ops/requests/…/{action}")
 
     async def ops_assign(self, operator_token: str, request_id: str,
-                         **body: Any) -> dict[str, Any]:
-        return await self.ops_action(operator_token, request_id, "assign", body)
+                         **body: Any) -> RequestStatus:
+        return await self._ops_status(operator_token, request_id, "assign", body)
 
     async def ops_approve(self, operator_token: str, request_id: str,
-                          **body: Any) -> dict[str, Any]:
-        return await self.ops_action(operator_token, request_id, "approve", body)
+                          **body: Any) -> RequestStatus:
+        return await self._ops_status(operator_token, request_id, "approve", body)
 
     async def ops_deny(self, operator_token: str, request_id: str, reason: str,
-                       **body: Any) -> dict[str, Any]:
-        return await self.ops_action(operator_token, request_id, "deny",
-                                     {"reason": reason, **body})
+                       **body: Any) -> RequestStatus:
+        return await self._ops_status(operator_token, request_id, "deny",
+                                      {"reason": reason, **body})
 
-    async def ops_revoke(self, operator_token: str, request_id: str,
-                         **body: Any) -> dict[str, Any]:
-        return await self.ops_action(operator_token, request_id, "revoke", body)
+    async def ops_revoke(self, operator_token: str, request_id: str, **body: Any) -> Revoked:
+        out = await self.ops_action(operator_token, request_id, "revoke", body)
+        return _parse(Revoked, out, "POST", "/v1/ops/requests/…/revoke")
+
+
+def _parse(model: type[R], data: dict[str, Any], method: str, path: str) -> R:
+    """``data`` as ``model``; a reply that is not one is :class:`BadReply`."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise BadReply(f"{method} {_shown(path)}: not a {model.__name__}: {exc}") from None
+
+
+def _parse_list(model: type[R], data: dict[str, Any], key: str, method: str,
+                path: str) -> list[R]:
+    """The list under ``key`` of a reply, each item as ``model``."""
+    items = data.get(key)
+    if not isinstance(items, list):
+        raise BadReply(f"{method} {_shown(path)}: no list {key!r} in the reply")
+    return [_parse(model, item, method, path) for item in items]
 
 
 def _switches(switches: list[dict[str, Any]] | Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -31,6 +31,23 @@ class DeviceAccount:
     token: str
 
 
+@dataclass(frozen=True)
+class Filed:
+    """A request as its requester holds it."""
+
+    kind: str
+    request_id: str
+    status: str
+    """The status the backend answered the filing with."""
+    token: str
+    """What the requester follows it with: the account's user token when signed in, the
+    request's own requester token on the email path."""
+    email: str
+    """The address the request names (the holder's own when signed in)."""
+    filed_at: str = ""
+    """When it was filed, in simulated time (set by a filer that keeps the clock)."""
+
+
 @dataclass
 class Home:
     """A household as the backend knows it: account, user token, devices, requests."""
@@ -40,8 +57,8 @@ class Home:
     user_token: str = ""
     devices: dict[str, DeviceAccount] = field(default_factory=dict)
     """serial → the registered device (the last registration of a serial wins)."""
-    requests: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    """kind → the requests filed: ``{"request_id", "token", "email", "filed_at", ...}``."""
+    requests: dict[str, list[Filed]] = field(default_factory=dict)
+    """kind → the requests filed, in filing order."""
 
     @property
     def key(self) -> str:

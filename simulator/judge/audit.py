@@ -51,6 +51,7 @@ from typing import Any
 from contract.audio import read_wav
 from contract.package import MANIFEST, PROFILE, TRANSCRIPTS
 from simulator.fleet.ledger import DownloadRecord, LedgerEntry, read_records
+from simulator.judge.identify import Identifiability
 
 SAMPLES_PER_LEAK = 5
 _METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
@@ -202,6 +203,26 @@ class FileVerdict:
 
 
 @dataclass
+class Sample:
+    """One leaked recording shown in the report: when, who, what, and where it is."""
+
+    recorded_at: str | None
+    speaker: str | None
+    transcript: str
+    path: str
+    """The member of the package zip."""
+    audio: str | None = None
+    """The copy the run extracted for report.html to play (run folder relative), if any."""
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"recorded_at": self.recorded_at, "speaker": self.speaker,
+                               "transcript": self.transcript, "path": self.path}
+        if self.audio is not None:
+            out["audio"] = self.audio
+        return out
+
+
+@dataclass
 class Leak:
     """Recordings of one household that reached another household's package."""
 
@@ -217,11 +238,14 @@ class Leak:
     link_redeemed: bool
     transcript_only: int = 0
     """Foreign transcript rows whose audio is not in the package (still personal data)."""
-    samples: list[dict[str, Any]] = field(default_factory=list)
-    """A handful of leaked recordings (earliest first): recorded_at, speaker, transcript, path."""
+    samples: list[Sample] = field(default_factory=list)
+    """A handful of leaked recordings, earliest first."""
+    identifiability: Identifiability | None = None
+    """What the leaked transcripts reveal of the household (a run sets it; the world is
+    not known to a bare audit)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "request_id": self.request_id,
             "from_household": self.from_household, "from_account": self.from_account,
             "to_household": self.to_household, "to_account": self.to_account,
@@ -230,8 +254,11 @@ class Leak:
             "last_recorded_at": self.last_recorded_at,
             "link_redeemed": self.link_redeemed,
             "transcript_only": self.transcript_only,
-            "samples": list(self.samples),
+            "samples": [sample.to_dict() for sample in self.samples],
         }
+        if self.identifiability is not None:
+            out["identifiability"] = self.identifiability.to_dict()
+        return out
 
 
 @dataclass
@@ -295,6 +322,10 @@ class PackageAudit:
     """Whose ``account/profile.json`` (name, email, address: personal data like the
     recordings) the package holds when it is not the recipient's: the household the ledger
     knows for that account, or ``"?"`` when the ledger does not know the account."""
+    file: str | None = None
+    """Where a run keeps the zip (run folder relative), when a run downloaded it."""
+    downloaded_at: str | None = None
+    """When a run downloaded it (simulated time)."""
 
     @property
     def clean(self) -> bool:
@@ -315,8 +346,9 @@ class PackageAudit:
                     or self.duplicated or self.unattributable or self.foreign_profile)
         return 1 if findings else 0
 
-    def to_dict(self, files: bool = False) -> dict[str, Any]:
-        """The ``packages`` entry of report.json, plus this package's leaks."""
+    def to_dict(self, files: bool = False, leaks: bool = True) -> dict[str, Any]:
+        """The ``packages`` entry of report.json (``leaks=False``: report.json lists the
+        leaks on their own), with its leaks; ``files``: every file's verdict too."""
         out: dict[str, Any] = {
             "request_id": self.request_id,
             "subject_household": self.subject_household,
@@ -329,8 +361,13 @@ class PackageAudit:
             "foreign_transcripts": dict(sorted(self.foreign_transcripts.items())),
             "foreign_profile": self.foreign_profile,
             "manifest": self.manifest.to_dict(),
-            "leaks": [leak.to_dict() for leak in self.leaks],
         }
+        if leaks:
+            out["leaks"] = [leak.to_dict() for leak in self.leaks]
+        if self.file is not None:
+            out["file"] = self.file
+        if self.downloaded_at is not None:
+            out["downloaded_at"] = self.downloaded_at
         if files:
             out["file_verdicts"] = [v.to_dict() for v in self.verdicts]
         return out
@@ -847,8 +884,7 @@ def _leaks(request_id: str, files: list[FileVerdict], text_only: list[Truth],
             first_recorded_at=times[0] if times else None,
             last_recorded_at=times[-1] if times else None,
             link_redeemed=redeemed, transcript_only=len(texts),
-            samples=[{"recorded_at": t.recorded_at, "speaker": t.speaker,
-                      "transcript": t.transcript, "path": path}
+            samples=[Sample(t.recorded_at, t.speaker, t.transcript, path)
                      for t, path in audio[:SAMPLES_PER_LEAK]]))
     leaks.sort(key=lambda lk: (-(lk.recordings + lk.transcript_only), lk.from_household))
     return leaks

@@ -29,13 +29,17 @@ from __future__ import annotations
 import re
 import string
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from simulator.fleet.ledger import LedgerEntry
 from simulator.world.households import Household, World
 from simulator.world.phrasebook import PHRASEBOOKS, Phrasebook
+
+if TYPE_CHECKING:  # the auditor imports this module for its Identifiability
+    from simulator.judge.audit import FileVerdict
 
 _TOWN_MIN = 3
 _CONTACT_MIN = 2
@@ -59,6 +63,22 @@ class Clue:
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "value": self.value, "count": self.count}
+
+
+@dataclass(frozen=True)
+class Identifiability:
+    """What one leak's transcripts reveal (``leaks[].identifiability`` of report.json)."""
+
+    clues: list[Clue]
+    matching_households: int
+    """Households of the world that fit every clue at once (1: singled out)."""
+    households: int
+    """Households in the world: the population the clues are held against."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"clues": [c.to_dict() for c in self.clues],
+                "matching_households": self.matching_households,
+                "households": self.households}
 
 
 @cache
@@ -173,30 +193,25 @@ def fits(household: Household, clue: Clue) -> bool:
     raise ValueError(f"unknown clue kind {clue.kind!r}")
 
 
-def identifiability(transcripts: Iterable[str], tag: str, world: World) -> dict[str, Any]:
-    """``{"clues": [...], "matching_households": k}`` for one leak (``leaks[].identifiability``)."""
+def identifiability(transcripts: Iterable[str], tag: str, world: World) -> Identifiability:
+    """The clues of one leak's transcripts and how many households of ``world`` fit them."""
     clues = extract_clues(transcripts, tag)
     matching = [h.key for h in world.households if all(fits(h, c) for c in clues)]
-    return {"clues": [c.to_dict() for c in clues], "matching_households": len(matching),
-            "households": len(world.households)}
+    return Identifiability(clues, len(matching), len(world.households))
 
 
-def leaked_transcripts(verdicts: Iterable[Any], ledger: Iterable[Any],
+def leaked_transcripts(verdicts: Iterable[FileVerdict], ledger: Iterable[LedgerEntry],
                        from_household: str) -> list[str]:
     """Transcripts of the package files the auditor attributed to ``from_household``."""
     wanted = {v.utterance_id for v in verdicts
               if v.status == "foreign" and v.owner_household == from_household
               and v.duplicate_of is None}
-    return [str(_field(e, "transcript") or "") for e in ledger
-            if _field(e, "utterance_id") in wanted]
+    return [e.transcript or "" for e in ledger if e.utterance_id in wanted]
 
 
-def _field(entry: Any, name: str) -> Any:
-    return entry.get(name) if isinstance(entry, dict) else getattr(entry, name, None)
-
-
-def in_words(ident: dict[str, Any]) -> str:
-    """The identifiability in one sentence for a person."""
+def in_words(ident: Mapping[str, Any]) -> str:
+    """The identifiability in one sentence for a person (from its report.json form, which
+    the report's template reads)."""
     clues = ident.get("clues") or []
     k = int(ident.get("matching_households", 0))
     total = ident.get("households")

@@ -15,15 +15,15 @@ import functools
 import json
 import math
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from simulator.judge.audit import parse_time
+from simulator.judge.audit import Leak, PackageAudit, parse_time
 from simulator.judge.identify import in_words
 
 Verdict = Literal["pass", "fail", "unknown"]
@@ -40,49 +40,86 @@ class Expectation:
     """None: the run could not decide (a junit ``error``, verdict ``unknown``)."""
     detail: str = ""
 
-    @classmethod
-    def of(cls, value: Expectation | Mapping[str, Any]) -> Expectation:
-        if isinstance(value, Expectation):
-            return value
-        return cls(str(value["name"]), value.get("passed"), str(value.get("detail") or ""))
-
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "passed": self.passed, "detail": self.detail}
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    """One line of the run's story, in simulated time."""
+
+    at: str
+    step: str
+    what: str
+
+
+@dataclass(frozen=True)
+class Redemption:
+    """One try to download a package by its link, and what came of it."""
+
+    at: str
+    request_id: str | None
+    """The request the link answers (None: no link was found to try)."""
+    by: str
+    """The household that tried."""
+    result: str
+    """``downloaded``, the HTTP status and error code, or why there was no link."""
+
+
+@dataclass(frozen=True)
+class GuardAlert:
+    """What one of the backend's guards raised during the run."""
+
+    at: str
+    guard: str
+    request_id: str | None
+    summary: str
+
+
+@dataclass(frozen=True)
+class Loss:
+    """Recordings of one household destroyed by another household's erasure request."""
+
+    of_household: str
+    of_account: str | None
+    recordings: int
+    data_subjects: int
+    first_recorded_at: str
+    last_recorded_at: str
+    by_request: str
+    by_household: str
+    by_account: str
 
 
 @dataclass
 class RunResult:
-    """Everything the reports say about one run.
+    """Everything the reports say about one run, as typed values (serialised only by
+    :func:`report_dict` and the writers below).
 
-    ``packages`` are :meth:`simulator.judge.audit.PackageAudit.to_dict` entries; ``leaks`` default
-    to the leaks of all packages. ``timeline`` entries are ``{"at", "step", "what"}`` in
-    simulated time; ``link_redemptions`` are ``{"at", "request_id", "by", "result"}``.
-    ``aware_at`` is when the controller became aware of the breach (simulated time: the
-    72-hour clock of Art. 33 starts there). ``started_at``/``finished_at`` are the wall
-    clock of the run itself and go only under ``run``.
+    ``leaks`` default to the leaks of all packages. ``aware_at`` is when the controller
+    became aware of the breach (simulated time: the 72-hour clock of Art. 33 starts
+    there). ``started_at``/``finished_at`` are the wall clock of the run itself and go
+    only under ``run``.
     """
 
     scenario: str
     seed: int
     verdict: Verdict
     expectations: list[Expectation]
-    packages: list[dict[str, Any]]
-    leaks: list[dict[str, Any]] | None = None
-    timeline: list[dict[str, Any]] = field(default_factory=list)
-    link_redemptions: list[dict[str, Any]] = field(default_factory=list)
-    alerts: list[dict[str, Any]] = field(default_factory=list)
-    """What the backend's guards raised: ``{"at", "guard", "summary", "request_id"}``."""
+    packages: list[PackageAudit]
+    leaks: list[Leak] | None = None
+    timeline: list[TimelineEntry] = field(default_factory=list)
+    link_redemptions: list[Redemption] = field(default_factory=list)
+    alerts: list[GuardAlert] = field(default_factory=list)
     aware_at: str | None = None
     measures_taken: list[str] = field(default_factory=list)
     description: str = ""
     started_at: str | None = None
     finished_at: str | None = None
-    run_info: dict[str, Any] = field(default_factory=dict)
+    run_info: dict[str, str] = field(default_factory=dict)
     """More about where and how it ran (backend URL, out dir): goes under ``run``."""
-    lost: list[dict[str, Any]] = field(default_factory=list)
-    """Recordings destroyed by someone else's request: ``{"of_household", "of_account",
-    "recordings", "data_subjects", "first_recorded_at", "last_recorded_at", "by_request",
-    "by_household", "by_account"}``."""
+    lost: list[Loss] = field(default_factory=list)
+    """Recordings destroyed by someone else's request."""
 
     @property
     def exit_code(self) -> int:
@@ -90,12 +127,11 @@ class RunResult:
         return {"pass": 0, "fail": 1}.get(self.verdict, 2)
 
     def __post_init__(self) -> None:
-        self.expectations = [Expectation.of(e) for e in self.expectations]
         if self.leaks is None:
-            self.leaks = [leak for p in self.packages for leak in p.get("leaks", [])]
+            self.leaks = [leak for p in self.packages for leak in p.leaks]
 
     @property
-    def all_leaks(self) -> list[dict[str, Any]]:
+    def all_leaks(self) -> list[Leak]:
         return list(self.leaks or [])
 
 
@@ -133,25 +169,25 @@ PROPOSED = [
 ]
 
 
-def _identifiable_reason(leaks: list[Mapping[str, Any]]) -> str:
+def _identifiable_reason(leaks: list[Leak]) -> str:
     """The Art. 34 reasoning's account of how identifiable the leaked households are."""
     said = []
     for lk in leaks:
-        ident = lk.get("identifiability")
-        if not ident or not ident.get("clues"):
+        ident = lk.identifiability
+        if ident is None or not ident.clues:
             continue
-        k = int(ident.get("matching_households", 0))
-        kinds = sorted({str(c["kind"]) for c in ident["clues"]})
-        said.append(f"{lk['from_household']}: {len(ident['clues'])} clues ({', '.join(kinds)}) "
+        k = ident.matching_households
+        kinds = sorted({c.kind for c in ident.clues})
+        said.append(f"{lk.from_household}: {len(ident.clues)} clues ({', '.join(kinds)}) "
                     f"in the transcripts, {k} household(s) in the world match all of them"
                     + (" (identifiable)" if k == 1 else ""))
     return ("; the recordings identify the speakers by what they say, as in 2018: "
             + "; ".join(said)) if said else ""
 
 
-def breach_notification(leaks: Iterable[Mapping[str, Any]], aware_at: str | None, *,
+def breach_notification(leaks: Iterable[Leak], aware_at: str | None, *,
                         measures_taken: Iterable[str] = (),
-                        lost: Iterable[Mapping[str, Any]] = ()) -> dict[str, Any]:
+                        lost: Iterable[Loss] = ()) -> dict[str, Any]:
     """A draft of the Art. 33(3) notification to the supervisory authority, and Art. 34.
 
     Art. 33 applies as soon as another household's data was put in someone's package (the
@@ -186,18 +222,16 @@ def breach_notification(leaks: Iterable[Mapping[str, Any]], aware_at: str | None
     # still the same people.
     subjects_by_household: dict[str, int] = {}
     for lk in leaks:
-        h = str(lk["from_household"])
-        subjects_by_household[h] = max(subjects_by_household.get(h, 0),
-                                       int(lk.get("data_subjects") or 0))
+        h = lk.from_household
+        subjects_by_household[h] = max(subjects_by_household.get(h, 0), lk.data_subjects)
     subjects = sum(subjects_by_household.values())
-    recordings = sum(int(lk.get("recordings") or 0) for lk in leaks)
-    text_only = sum(int(lk.get("transcript_only") or 0) for lk in leaks)
+    recordings = sum(lk.recordings for lk in leaks)
+    text_only = sum(lk.transcript_only for lk in leaks)
     records = recordings + text_only
-    recipients = sorted({str(lk.get("to_household") or lk.get("to_account") or "?")
-                         for lk in leaks})
-    redeemed = [lk for lk in leaks if lk.get("link_redeemed")]
-    times = sorted(t for lk in leaks for t in (lk.get("first_recorded_at"),
-                                               lk.get("last_recorded_at")) if t)
+    recipients = sorted({_label(lk.to_household, lk.to_account) for lk in leaks})
+    redeemed = [lk for lk in leaks if lk.link_redeemed]
+    times = sorted(t for lk in leaks for t in (lk.first_recorded_at, lk.last_recorded_at)
+                   if t)
     span = f" recorded between {times[0]} and {times[-1]}" if times else ""
     obtained = ("The recipient downloaded the package: the data was obtained."
                 if redeemed else
@@ -255,22 +289,21 @@ def breach_notification(leaks: Iterable[Mapping[str, Any]], aware_at: str | None
     }
 
 
-def _loss_nature(lost: list[Mapping[str, Any]]) -> str:
-    parts = [f"{int(lk['recordings']):,} recording(s) of {lk['of_household']} destroyed by "
-             f"{lk['by_household']}'s erasure request {lk['by_request']}" for lk in lost]
+def _loss_nature(lost: list[Loss]) -> str:
+    parts = [f"{lk.recordings:,} recording(s) of {lk.of_household} destroyed by "
+             f"{lk.by_household}'s erasure request {lk.by_request}" for lk in lost]
     return ("Integrity and availability breach (Art. 4(12)): " + "; ".join(parts)
             + ", where they had been stored under the requester's account.")
 
 
-def _loss_notification(lost: list[Mapping[str, Any]], aware_at: str | None,
+def _loss_notification(lost: list[Loss], aware_at: str | None,
                        deadline: str | None, taken: list[str]) -> dict[str, Any]:
     """Art. 33(3) for data destroyed, not disclosed."""
     subjects: dict[str, int] = {}
     for lk in lost:
-        h = str(lk["of_household"])
-        subjects[h] = max(subjects.get(h, 0), int(lk.get("data_subjects") or 0))
+        subjects[lk.of_household] = max(subjects.get(lk.of_household, 0), lk.data_subjects)
     people = sum(subjects.values())
-    records = sum(int(lk.get("recordings") or 0) for lk in lost)
+    records = sum(lk.recordings for lk in lost)
     return {
         "required": True,
         "reason": "personal data (voice recordings) was destroyed without its owners' "
@@ -318,7 +351,6 @@ def report_dict(result: RunResult) -> dict[str, Any]:
     ``duration_seconds``, then ``run_info``): the only part that differs between two runs of
     the same seed.
     """
-    packages = [{k: v for k, v in p.items() if k != "leaks"} for p in result.packages]
     started, finished = parse_time(result.started_at), parse_time(result.finished_at)
     duration = round((finished - started).total_seconds(), 3) if started and finished else None
     return {
@@ -327,15 +359,15 @@ def report_dict(result: RunResult) -> dict[str, Any]:
         "seed": result.seed,
         "verdict": result.verdict,
         "expectations": [e.to_dict() for e in result.expectations],
-        "packages": packages,
-        "leaks": result.all_leaks,
-        "lost": list(result.lost),
+        "packages": [p.to_dict(leaks=False) for p in result.packages],
+        "leaks": [lk.to_dict() for lk in result.all_leaks],
+        "lost": [asdict(lk) for lk in result.lost],
         "breach_notification": breach_notification(
             result.all_leaks, result.aware_at, measures_taken=result.measures_taken,
             lost=result.lost),
-        "timeline": list(result.timeline),
-        "link_redemptions": list(result.link_redemptions),
-        "alerts": list(result.alerts),
+        "timeline": [asdict(t) for t in result.timeline],
+        "link_redemptions": [asdict(r) for r in result.link_redemptions],
+        "alerts": [asdict(a) for a in result.alerts],
         "run": {"started_at": result.started_at, "finished_at": result.finished_at,
                 "duration_seconds": duration, **result.run_info},
     }
@@ -382,8 +414,8 @@ def junit_xml(result: RunResult) -> bytes:
 
 
 # -- report.html -------------------------------------------------------------------------
-def _label(household: Any, account: Any) -> str:
-    return str(household or account or "?")
+def _label(household: str | None, account: str | None) -> str:
+    return household or account or "?"
 
 
 Flow = dict[str, Any]
@@ -395,8 +427,7 @@ _X_LEFT = 20
 _X_RIGHT = _X_LEFT + _LEFT_W + _MID
 
 
-def flow_picture(packages: list[dict[str, Any]], leaks: list[dict[str, Any]]
-                 ) -> dict[str, Any]:
+def flow_picture(packages: list[PackageAudit], leaks: list[Leak]) -> dict[str, Any]:
     """Layout of the flow SVG: whose recordings (left) went into whose package (right).
 
     Each recipient box lists what it received, one line per source; each arrow ends at its
@@ -423,7 +454,7 @@ def flow_picture(packages: list[dict[str, Any]], leaks: list[dict[str, Any]]
             "mid_y": _TOP + 20}
 
 
-def _flows(packages: list[dict[str, Any]], leaks: list[dict[str, Any]]
+def _flows(packages: list[PackageAudit], leaks: list[Leak]
            ) -> tuple[dict[tuple[str, str], Flow], list[str]]:
     """The arrows by (source, recipient), and the recipients in order of appearance."""
     flows: dict[tuple[str, str], Flow] = {}
@@ -435,17 +466,17 @@ def _flows(packages: list[dict[str, Any]], leaks: list[dict[str, Any]]
         f["people"] = max(f["people"], people)
 
     for p in packages:
-        dst = _label(p.get("subject_household"), p.get("subject_account"))
+        dst = _label(p.subject_household, p.subject_account)
         if dst not in recipients:
             recipients.append(dst)
-        if p.get("own"):
-            add(dst, dst, int(p["own"]), "own")
+        if p.own:
+            add(dst, dst, p.own, "own")
     for lk in leaks:
-        dst = _label(lk.get("to_household"), lk.get("to_account"))
+        dst = _label(lk.to_household, lk.to_account)
         if dst not in recipients:
             recipients.append(dst)
-        n = int(lk.get("recordings") or 0) + int(lk.get("transcript_only") or 0)
-        add(str(lk["from_household"]), dst, n, "foreign", int(lk.get("data_subjects") or 0))
+        add(lk.from_household, dst, lk.recordings + lk.transcript_only, "foreign",
+            lk.data_subjects)
     return flows, recipients
 
 
@@ -517,8 +548,8 @@ def render_html(result: RunResult) -> str:
                     to=_label(lk.get("to_household"), lk.get("to_account")))
                for lk in report["leaks"] for s in lk.get("samples", [])][:12]
     return _environment().get_template("report.html").render(
-        r=report, flow=flow_picture(result.packages, report["leaks"]), samples=samples,
-        leaked=sum(int(lk.get("recordings") or 0) for lk in report["leaks"]))
+        r=report, flow=flow_picture(result.packages, result.all_leaks), samples=samples,
+        leaked=sum(lk.recordings for lk in result.all_leaks))
 
 
 def write_reports(result: RunResult, out_dir: Path) -> dict[str, Path]:
@@ -550,21 +581,14 @@ def summary_text(result: RunResult) -> str:
                       for e in result.expectations])
     if result.packages:
         lines.append("packages:")
-        lines += _capped([
-            f"{p.get('request_id')} for {_label(p.get('subject_household'), p.get('subject_account'))}"
-            + (f" (made for {p['made_for']})" if p.get("made_for") not in (None, p.get("subject_household"))
-               else "") + ": "
-            f"{p.get('files', 0):,} files, own {p.get('own', 0):,}, foreign "
-            + (", ".join(f"{h} {n:,}" for h, n in sorted(p.get("foreign", {}).items())) or "0")
-            + f", missing {p.get('missing', 0):,}, corrupt {p.get('corrupt', 0):,}"
-            for p in result.packages])
+        lines += _capped([_package_line(p) for p in result.packages])
     if result.all_leaks:
         lines.append("leaks:")
         lines += _capped([
-            f"{lk['from_household']} -> {_label(lk.get('to_household'), lk.get('to_account'))}: "
-            f"{lk.get('recordings', 0):,} recordings of {lk.get('data_subjects', 0)} people, "
-            f"{lk.get('first_recorded_at') or '?'} .. {lk.get('last_recorded_at') or '?'}, "
-            f"link {'redeemed' if lk.get('link_redeemed') else 'not redeemed'}"
+            f"{lk.from_household} -> {_label(lk.to_household, lk.to_account)}: "
+            f"{lk.recordings:,} recordings of {lk.data_subjects} people, "
+            f"{lk.first_recorded_at or '?'} .. {lk.last_recorded_at or '?'}, "
+            f"link {'redeemed' if lk.link_redeemed else 'not redeemed'}"
             for lk in result.all_leaks])
         note = breach_notification(result.all_leaks, result.aware_at,
                                    measures_taken=result.measures_taken)
@@ -575,7 +599,15 @@ def summary_text(result: RunResult) -> str:
         lines.append("leaks: none")
     if result.lost:
         lines.append("lost:")
-        lines += _capped([f"{lk['recordings']:,} recordings of {lk['of_household']} destroyed by "
-                          f"{lk['by_household']}'s erasure {lk['by_request']}"
+        lines += _capped([f"{lk.recordings:,} recordings of {lk.of_household} destroyed by "
+                          f"{lk.by_household}'s erasure {lk.by_request}"
                           for lk in result.lost])
     return "\n".join(lines)
+
+
+def _package_line(p: PackageAudit) -> str:
+    made_for = f" (made for {p.made_for})" if p.made_for not in (None, p.subject_household) else ""
+    foreign = ", ".join(f"{h} {n:,}" for h, n in sorted(p.foreign.items())) or "0"
+    return (f"{p.request_id} for {_label(p.subject_household, p.subject_account)}{made_for}: "
+            f"{p.files:,} files, own {p.own:,}, foreign {foreign}, "
+            f"missing {p.missing:,}, corrupt {p.corrupt:,}")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 from aiohttp import web
 
@@ -54,23 +53,23 @@ async def print_handoff(h: Handoff) -> None:
 
 
 async def hand_to_console(app: web.Application, url: str, client: Client, name: str,
-                          announce: Announce) -> tuple[str, dict[str, Any]]:
+                          announce: Announce) -> tuple[str, dict[str, str]]:
     """Mint the operators, announce the console, wait for the person; returns how the
     wait ended (``empty`` or ``done``) and the operator ids (for the timeline)."""
     first = await client.create_operator(name)
     second_name = f"{name} (second)"
     second = await client.create_operator(second_name)
     sessions = app[SESSIONS]
-    once = sessions.one_time("console", first["operator_token"])
-    twice = sessions.one_time("console", second["operator_token"])
+    once = sessions.one_time("console", first.operator_token)
+    twice = sessions.one_time("console", second.operator_token)
     base = url.rstrip("/")
     await announce(Handoff(
         console_url=f"{base}/console/", operator=name,
         signin_url=f"{base}/console/signin/once/{once}", second_operator=second_name,
         second_signin_url=f"{base}/console/signin/once/{twice}",
-        operator_token=first["operator_token"]))
+        operator_token=first.operator_token))
     ended = await await_console(app)
-    return ended, {first["operator_id"]: name, second["operator_id"]: second_name}
+    return ended, {first.operator_id: name, second.operator_id: second_name}
 
 
 async def steps_taken(client: Client, operators: dict[str, str]) -> list[str]:
@@ -78,13 +77,13 @@ async def steps_taken(client: Client, operators: dict[str, str]) -> list[str]:
     out: list[str] = []
     after = 0
     while True:
-        entries = (await client.audit(after=after, limit=5000))["entries"]
+        entries = (await client.audit(after=after, limit=5000)).entries
         for e in entries:
-            who = operators.get(e["actor"].removeprefix("operator:"))
-            if who is not None and e["action"] != "ops.accounts.searched":
-                detail = ", ".join(f"{k} {v}" for k, v in sorted(e["detail"].items()))
-                out.append(f"{who}: {e['action']} {e['object_id'] or ''}"
+            who = operators.get(e.actor.removeprefix("operator:"))
+            if who is not None and e.action != "ops.accounts.searched":
+                detail = ", ".join(f"{k} {v}" for k, v in sorted(e.detail.items()))
+                out.append(f"{who}: {e.action} {e.object_id or ''}"
                            + (f" ({detail})" if detail else ""))
         if len(entries) < 5000:
             return out
-        after = entries[-1]["seq"]
+        after = entries[-1].seq

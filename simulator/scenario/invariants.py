@@ -11,9 +11,9 @@ replays its failure); explore checks all of them after every generated run.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from simulator.judge.audit import AuditError, audit_package
+from simulator.judge.audit import AuditError, PackageAudit, audit_package
 from simulator.scenario.datadir import data_files
 
 if TYPE_CHECKING:
@@ -30,13 +30,13 @@ _MIN_NEEDLE = 12
 
 def _owners(run: Run) -> dict[str, str]:
     """request_id → the household that filed it."""
-    return {r["request_id"]: key for key, home in run.homes.items()
+    return {r.request_id: key for key, home in run.homes.items()
             for rs in home.requests.values() for r in rs}
 
 
 def _erasures(run: Run) -> dict[str, str]:
     """household → when it filed its last erasure request."""
-    return {key: home.requests["erasure"][-1]["filed_at"] for key, home in run.homes.items()
+    return {key: home.requests["erasure"][-1].filed_at for key, home in run.homes.items()
             if home.requests.get("erasure")}
 
 
@@ -47,12 +47,12 @@ def _held(problems: list[str], ok_text: str) -> Verdict:
                                              if len(problems) > 3 else "")
 
 
-def _profile_of(run: Run, p: dict[str, Any]) -> str | None:
+def _profile_of(run: Run, p: PackageAudit) -> str | None:
     """The household whose profile package ``p`` holds when it is not the recipient's (by
     the run's own accounts when the ledger did not know it)."""
-    whose = p.get("foreign_profile")
+    whose = p.foreign_profile
     if whose == "?":
-        account = p["manifest"].get("profile_account")
+        account = p.manifest.profile_account
         whose = next((k for k, h in sorted(run.homes.items()) if h.account_id == account),
                      "an unknown account")
     return whose
@@ -61,13 +61,13 @@ def _profile_of(run: Run, p: dict[str, Any]) -> str | None:
 async def no_foreign_data(run: Run) -> Verdict:
     problems = []
     for p in run.audits:
-        foreign = {h: n for h, n in sorted(p["foreign"].items()) if n}
+        foreign = {h: n for h, n in sorted(p.foreign.items()) if n}
         if foreign:
             whose = ", ".join(f"{n} of {h}" for h, n in foreign.items())
-            problems.append(f"{p['file']} downloaded by {p['subject_household']} holds "
+            problems.append(f"{p.file} downloaded by {p.subject_household} holds "
                             f"recordings of others ({whose})")
         if profile := _profile_of(run, p):
-            problems.append(f"{p['file']} downloaded by {p['subject_household']} holds "
+            problems.append(f"{p.file} downloaded by {p.subject_household} holds "
                             f"{profile}'s profile")
     return _held(problems, f"{len(run.audits)} package(s), none holds anyone else's data")
 
@@ -77,20 +77,20 @@ async def no_foreign_recipient(run: Run) -> Verdict:
     problems = []
     for key, items in sorted(run.downloads.items()):
         for item in items:
-            owner = owners.get(item["request_id"] or "", "an unknown requester")
+            owner = owners.get(item.request_id or "", "an unknown requester")
             if owner != key:
                 problems.append(f"{key} downloaded the package of {owner}'s request")
     for p in run.audits:
-        others = {h for h, n in p["foreign"].items() if n} | set(filter(None, [_profile_of(run, p)]))
-        if p["own"] == 0 and others:
-            problems.append(f"{p['file']} went to {p['subject_household']} but holds only "
+        others = {h for h, n in p.foreign.items() if n} | set(filter(None, [_profile_of(run, p)]))
+        if p.own == 0 and others:
+            problems.append(f"{p.file} went to {p.subject_household} but holds only "
                             f"{', '.join(sorted(others))}'s data")
     return _held(problems, "every package went to its own subject")
 
 
 async def complete(run: Run) -> Verdict:
     owners, erased = _owners(run), _erasures(run)
-    filed = {r["request_id"]: r["filed_at"] for home in run.homes.values()
+    filed = {r.request_id: r.filed_at for home in run.homes.values()
              for r in home.requests.get("access", [])}
     problems = []
     for key, items in sorted(run.downloads.items()):
@@ -98,11 +98,11 @@ async def complete(run: Run) -> Verdict:
             continue  # what the household erased is rightly absent
         home = run.homes[key]
         for item in items:
-            rid = item["request_id"]
-            if owners.get(rid or "") != key or rid not in filed:
+            rid = item.request_id
+            if rid is None or owners.get(rid) != key or rid not in filed:
                 continue
             try:
-                pa = audit_package(item["path"], run.ledger, subject_household=key,
+                pa = audit_package(item.path, run.ledger, subject_household=key,
                                    subject_account=home.account_id, as_of=filed[rid])
             except AuditError as exc:
                 problems.append(f"{key}'s package cannot be read: {exc}")
@@ -133,8 +133,8 @@ async def erasure_total(run: Run) -> Verdict:
     for key, filed_at in sorted(erased.items()):
         home = run.homes[key]
         r = home.requests["erasure"][-1]
-        status = await run.client.get_privacy_request(r["request_id"], token=r["token"])
-        if status.get("status") != "complete":
+        status = await run.client.get_privacy_request(r.request_id, token=r.token)
+        if status.status != "complete":
             continue
         needles = {e.transcript.encode() for e in run.ledger
                    if e.household == key and e.outcome == "ok" and e.recorded_at <= filed_at
@@ -154,8 +154,8 @@ async def no_collateral_loss(run: Run) -> Verdict:
         return True, "no erasure request, nothing destroyed by one"
     by: dict[tuple[str, str], int] = {}
     for lk in run.lost:
-        key = (lk["of_household"], lk["by_household"])
-        by[key] = by.get(key, 0) + lk["recordings"]
+        key = (lk.of_household, lk.by_household)
+        by[key] = by.get(key, 0) + lk.recordings
     problems = [f"{n} recording(s) of {of} destroyed by {who}'s erasure"
                 for (of, who), n in sorted(by.items())]
     return _held(problems, "no erasure destroyed anyone else's recordings")
@@ -184,23 +184,22 @@ def _blocked(run: Run) -> list[tuple[str, str]]:
     owners, erased = _owners(run), _erasures(run)
     if "delivery.bound_links" in run.s.guards:
         for x in run.redemptions:
-            owner = owners.get(x["request_id"] or "")
-            refused = x["result"][:3] in ("403", "404", "410")
+            owner = owners.get(x.request_id or "")
+            refused = x.result[:3] in ("403", "404", "410")
             # A link whose owner erased his data since is gone with it: no guard refused it.
-            gone = (x["result"][:3] in ("404", "410") and owner is not None and owner in erased
-                    and erased[owner] <= x["at"])
-            if refused and not gone and owner not in (None, x["by"]):
-                out.append(("delivery.bound_links", f"{x['by']}'s download of "
-                                                     f"{owners[x['request_id']]}'s link"))
+            gone = (x.result[:3] in ("404", "410") and owner is not None and owner in erased
+                    and erased[owner] <= x.at)
+            if refused and not gone and owner not in (None, x.by):
+                out.append(("delivery.bound_links", f"{x.by}'s download of {owner}'s link"))
     if "ops.four_eyes" in run.s.guards:
-        out += [("ops.four_eyes", t["what"]) for t in run.timeline
-                if t["step"] == "operator" and "held for a second operator" in t["what"]]
+        out += [("ops.four_eyes", t.what) for t in run.timeline
+                if t.step == "operator" and "held for a second operator" in t.what]
     return out
 
 
 async def guard_alerts(run: Run) -> Verdict:
     alerts = await run.client.alerts()
-    raised = {a["guard"] for a in alerts}
+    raised = {a.guard for a in alerts}
     problems = [f"{guard} blocked {what} without an alert" for guard, what in _blocked(run)
                 if guard not in raised]
     return _held(problems, f"{len(alerts)} alert(s); every blocked attempt left one")
@@ -217,7 +216,7 @@ assert tuple(CHECKERS) == NAMES
 
 async def check_invariant(name: str, run: Run) -> tuple[bool | None, str]:
     """``(held, message)`` of one invariant over a finished run."""
-    checker: Any = CHECKERS.get(name)
+    checker = CHECKERS.get(name)
     if checker is None:
         return None, f"unknown invariant {name!r}"
-    return await checker(run)  # type: ignore[no-any-return]
+    return await checker(run)

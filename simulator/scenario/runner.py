@@ -32,31 +32,44 @@ from typing import Any
 
 from backend import Config
 from simulator.fleet.access import (
-    Filed,
     file_request,
     link_in_mailbox,
     link_message,
     settle,
     verify,
 )
+from simulator.fleet.api import QueueItem, RequestStatus
 from simulator.fleet.client import ApiError, Client, ClientError
 from simulator.fleet.crashable import CrashableBackend, CrashSafeClient
 from simulator.fleet.device import DeviceOptions
 from simulator.fleet.embedded import BackendHandle, embedded_backend
 from simulator.fleet.errors import FleetError
-from simulator.fleet.homes import DeviceAccount, Home, register_device, register_home
+from simulator.fleet.homes import DeviceAccount, Filed, Home, register_device, register_home
 from simulator.fleet.ledger import DownloadRecord, LedgerEntry, write_ledger
 from simulator.fleet.progress import ProgressMode, resolve_mode
 from simulator.fleet.streaming import stream_utterances
 from simulator.judge import identify
 from simulator.judge.audit import (
     AuditError,
+    Leak,
     PackageAudit,
     audit_package,
     file_sha256,
     wav_pcm_sha256,
 )
-from simulator.judge.report import Expectation, RunResult, write_reports
+from simulator.judge.identify import Identifiability
+from simulator.judge.report import (
+    Expectation,
+    GuardAlert,
+    Loss,
+    Redemption,
+    RunResult,
+    TimelineEntry,
+    write_reports,
+)
+from simulator.judge.report import (
+    Verdict as RunVerdict,
+)
 from simulator.scenario.datadir import data_files
 from simulator.scenario.errors import SeedsError
 from simulator.scenario.interactive import Announce, hand_to_console, steps_taken
@@ -89,6 +102,27 @@ PATIENT = DeviceOptions(max_attempts=60, backoff_max=0.25)
 
 class RunAborted(Exception):
     """The run could not decide: the backend misbehaved or a step could not be carried out."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Erasure:
+    """An erasure request, with what the accounts held just before it was filed."""
+
+    request_id: str
+    household: str
+    held: dict[str, str]
+    """recording_id -> the household whose account listed it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Downloaded:
+    """A package a household downloaded into the run folder."""
+
+    request_id: str | None
+    path: Path
+    at: str
+    made_for: str | None
+    """The household whose request the package answers (None: not known)."""
 
 
 @dataclasses.dataclass
@@ -129,14 +163,14 @@ class Run:
             self.homes[h.key] = Home(h)
         self.now = self.world.start
         self.ledger: list[LedgerEntry] = []
-        self.timeline: list[dict[str, Any]] = []
-        self.redemptions: list[dict[str, Any]] = []
-        self.audits: list[dict[str, Any]] = []
-        self.downloads: dict[str, list[dict[str, Any]]] = {}
+        self.timeline: list[TimelineEntry] = []
+        self.redemptions: list[Redemption] = []
+        self.audits: list[PackageAudit] = []
+        self.downloads: dict[str, list[Downloaded]] = {}
         self.download_records: list[DownloadRecord] = []
-        self.erasures: list[dict[str, Any]] = []
-        """Erasure requests in filing order, with what each account held just before."""
-        self.lost: list[dict[str, Any]] = []
+        self.erasures: list[Erasure] = []
+        """Erasure requests in filing order."""
+        self.lost: list[Loss] = []
         self.operators: dict[str, str] = {}
         self.operator_names: dict[str, str] = {}
         """operator_id → the name the scenario gave the operator."""
@@ -144,10 +178,10 @@ class Run:
         """The last audit-log entry read for the operators' acts."""
         self.aware_at: str | None = None
         self.measures: list[str] = []
-        self.alerts: list[dict[str, Any]] = []
+        self.alerts: list[GuardAlert] = []
 
     def note(self, step: str, what: str) -> None:
-        self.timeline.append({"at": _iso(self.now), "step": step, "what": what})
+        self.timeline.append(TimelineEntry(_iso(self.now), step, what))
         self.progress.step(f"[{_iso(self.now)}] {step}: {what}")
 
     async def advance(self, seconds: float, why: str, *, noted: bool = True) -> None:
@@ -230,12 +264,12 @@ class Run:
                                           progress=self.progress.mode, **patient)
         self.ledger.extend(entries)
         ok = sum(1 for e in entries if e.outcome == "ok")
-        self.timeline.append({
-            "at": _iso(start), "step": "traffic",
-            "what": f"{len(entries)} utterances from {len(keys)} households over {st.days:g} days "
-                    f"({ok} stored)"})
+        self.timeline.append(TimelineEntry(
+            _iso(start), "traffic",
+            f"{len(entries)} utterances from {len(keys)} households over {st.days:g} days "
+            f"({ok} stored)"))
         # Wall time goes to the progress line only: the report must not depend on it.
-        self.progress.step(f"[{_iso(start)}] traffic: {self.timeline[-1]['what']} "
+        self.progress.step(f"[{_iso(start)}] traffic: {self.timeline[-1].what} "
                            f"in {time.perf_counter() - t0:.1f} s")
         if ok != len(entries):
             bad = len(entries) - ok
@@ -298,11 +332,10 @@ class Run:
                 self._still_open(key, kind, exc)
                 continue
             rid = filed.request_id
-            home.requests.setdefault(kind, []).append({
-                "request_id": rid, "token": filed.token, "email": filed.email,
-                "filed_at": _iso(self.now)})
+            home.requests.setdefault(kind, []).append(
+                dataclasses.replace(filed, filed_at=_iso(self.now)))
             if kind == "erasure":
-                self.erasures.append({"request_id": rid, "household": key, "held": held})
+                self.erasures.append(Erasure(rid, key, held))
             whose = (f" naming {filed.email}" if via == "email"
                      else f" with contact address {contact}" if contact else "")
             self.note(f"{kind}_request", f"{key} asks for {kind}{whose} → {rid} ({filed.status})")
@@ -333,14 +366,14 @@ class Run:
                 raise
             # The backend canceled the new request: the household follows its open one.
             rs = home.requests[filed.kind]
-            rs[:] = [r for r in rs if r["request_id"] != filed.request_id]
+            rs[:] = [r for r in rs if r.request_id != filed.request_id]
             self._still_open(home.key, filed.kind, exc)
             return
         if res is None:
             self.note("verify", f"{home.key}: no code reached {own}; "
                                 f"cannot verify {filed.request_id}")
             return
-        self.note("verify", f"{home.key} enters the code from {own} → {res.get('status')}")
+        self.note("verify", f"{home.key} enters the code from {own} → {res.status}")
 
     async def step_access_request(self, st: AccessRequest) -> None:
         await self._file("access", st)
@@ -351,23 +384,24 @@ class Run:
     async def _operator_token(self, name: str) -> str:
         if name not in self.operators:
             made = await self.client.create_operator(name)
-            self.operators[name] = made["operator_token"]
-            self.operator_names[made["operator_id"]] = name
+            self.operators[name] = made.operator_token
+            self.operator_names[made.operator_id] = name
         return self.operators[name]
 
     async def _note_assembly(self) -> None:
         """Put what the operators did by hand, as the backend's audit log records it, on the
         timeline: whose voice history went into which request's package."""
-        owner = {r["request_id"]: home.key for home, _kind, r in self._requests()}
+        owner = {r.request_id: home.key for home, _kind, r in self._requests()}
         while True:
-            page = (await self.client.audit(after=self.audit_seen, limit=500))["entries"]
+            page = (await self.client.audit(after=self.audit_seen, limit=500)).entries
             for entry in page:
-                self.audit_seen = entry["seq"]
-                if entry["action"] != "ops.package.assembled":
+                self.audit_seen = entry.seq
+                if entry.action != "ops.package.assembled":
                     continue
-                actor = entry["actor"].removeprefix("operator:")
+                actor = entry.actor.removeprefix("operator:")
                 name = self.operator_names.get(actor, actor)
-                into, other = entry["object_id"], entry["detail"].get("voice_history_of", "?")
+                into = str(entry.object_id)
+                other = str(entry.detail.get("voice_history_of", "?"))
                 self.note("operator", f"{name} put the voice history of {other} "
                                       f"({owner.get(other, '?')}) into {into} "
                                       f"({owner.get(into, '?')})")
@@ -379,11 +413,11 @@ class Run:
             await self._by_hand(st)
             return
         token = await self._operator_token(st.name)
-        queue = (await self.client.ops_requests(token, status="pending"))["requests"]
+        queue = await self.client.ops_requests(token, status="pending")
         if not queue:
             self.note("operator", f"{st.name}: queue empty")
             return
-        for rid in [q["request_id"] for q in queue]:
+        for rid in [q.request_id for q in queue]:
             # Read the request again: approving an earlier one may have changed it (a swap
             # at approval re-assigns both), and the operator acts on what is there now.
             item = await self._pending_item(token, rid)
@@ -395,27 +429,27 @@ class Run:
                 await self.client.ops_deny(token, rid, st.reason or "suspected_fraud")
                 self.note("operator", f"{st.name} denies {rid} ({st.reason})")
                 continue
-            if item.get("assigned_by") is None:
-                target = (item.get("subject_account_id") or item["requester"].get("account_id")
-                          or item.get("matched_account_id"))
+            if item.assigned_by is None:
+                target = (item.subject_account_id or item.requester.account_id
+                          or item.matched_account_id)
                 if target is None:
-                    hits = (await self.client.ops_accounts(
-                        token, item["requester"]["name"] or item["requester"]["email"]))["accounts"]
-                    target = hits[0]["account_id"] if hits else None
+                    hits = await self.client.ops_accounts(
+                        token, item.requester.name or item.requester.email)
+                    target = hits[0].account_id if hits else None
                 if target is None:
                     await self.client.ops_deny(token, rid, "no_match")
                     self.note("operator", f"{st.name} finds no account for {rid}: denied no_match")
                     continue
                 assigned = await self.client.ops_assign(token, rid, account_id=target)
                 self.note("operator", f"{st.name} assigns "
-                                      f"{self._household_of(assigned.get('subject_account_id', target))}"
+                                      f"{self._household_of(assigned.subject_account_id)}"
                                       f"'s account to {rid} ({whose}'s request)")
             res = await self.client.ops_approve(token, rid)
-            used = self._household_of(res.get("subject_account_id") or item.get("subject_account_id"))
+            used = self._household_of(res.subject_account_id or item.subject_account_id)
             self.note("operator", f"{st.name} approves {rid} ({whose}'s request) → "
-                                  f"{res.get('status')}: it answers with {used}'s data"
+                                  f"{res.status}: it answers with {used}'s data"
                                   + ("" if used == whose else f", not {whose}'s"))
-            if res.get("needs_second_operator"):
+            if res.needs_second_operator:
                 if st.second is None:
                     self.note("operator", f"{rid} held for a second operator (none scheduled)")
                     continue
@@ -444,23 +478,23 @@ class Run:
         if item is None:
             self.note("operator", f"{name}: {rid} is no longer pending")
             return
-        rightful = item["requester"].get("account_id") or item.get("matched_account_id")
-        if rightful and item.get("subject_account_id") != rightful:
+        rightful = item.requester.account_id or item.matched_account_id
+        if rightful and item.subject_account_id != rightful:
             await self.client.ops_assign(token, rid, account_id=rightful)
             self.note("operator", f"{name} rejects the assignment of "
-                                  f"{self._household_of(item.get('subject_account_id'))}'s account "
+                                  f"{self._household_of(item.subject_account_id)}'s account "
                                   f"and assigns {self._household_of(rightful)}'s")
         res = await self.client.ops_approve(token, rid)
-        self.note("operator", f"{name} approves {rid} → {res.get('status')}")
+        self.note("operator", f"{name} approves {rid} → {res.status}")
 
-    async def _pending_item(self, token: str, rid: str) -> dict[str, Any] | None:
-        queue = (await self.client.ops_requests(token, status="pending"))["requests"]
-        return next((q for q in queue if q["request_id"] == rid), None)
+    async def _pending_item(self, token: str, rid: str) -> QueueItem | None:
+        queue = await self.client.ops_requests(token, status="pending")
+        return next((q for q in queue if q.request_id == rid), None)
 
     def _filer_of(self, request_id: str | None) -> str:
         """The household that filed ``request_id`` (as the runner knows it)."""
         for home, _kind, r in self._requests():
-            if r["request_id"] == request_id:
+            if r.request_id == request_id:
                 return home.key
         return str(request_id)
 
@@ -470,23 +504,23 @@ class Run:
                 return key
         return str(account_id)
 
-    def _requests(self) -> list[tuple[Home, str, dict[str, Any]]]:
+    def _requests(self) -> list[tuple[Home, str, Filed]]:
         return [(home, kind, r) for home in self.homes.values()
                 for kind, rs in home.requests.items() for r in rs]
 
     async def step_wait(self, st: WaitRequests) -> None:
         settled = []
         for home, _kind, r in self._requests():
-            r["status"] = await self._await_request(r)
-            settled.append(f"{home.key}={r['status'].get('status')}")
+            status = await self._await_request(r)
+            settled.append(f"{home.key}={status.status}")
         await self._note_assembly()
         self.note("wait", ", ".join(settled) or "no requests")
 
-    async def _await_request(self, r: dict[str, Any]) -> dict[str, Any]:
+    async def _await_request(self, r: Filed) -> RequestStatus:
         """Long-poll until the request is terminal or waiting for a person."""
-        st = await settle(self.client, r["request_id"], r["token"], polls=600, wait=10)
+        st = await settle(self.client, r.request_id, r.token, polls=600, wait=10)
         if st is None:
-            raise RunAborted(f"request {r['request_id']} did not settle")
+            raise RunAborted(f"request {r.request_id} did not settle")
         return st
 
     async def step_download(self, st: Download) -> None:
@@ -499,71 +533,70 @@ class Run:
         if "access" not in source.requests:
             raise RunAborted(f"{source.key} filed no access request to download")
         r = source.requests["access"][-1]
-        status = await self.client.get_privacy_request(r["request_id"], token=r["token"])
-        url = status.get("download_url")
+        request_id: str | None = r.request_id
+        # The rightful requester shows the token he filed with; anyone else his own.
+        own_token = r.token if downloader is source and not st.guess_next else None
+        status = await self.client.get_privacy_request(r.request_id, token=r.token)
+        url = status.download_url
         if url is None and st.link_of:
             url = await link_in_mailbox(self.client, source.household.holder.email)
         if url is None:
             mail = await link_message(self.client, downloader.household.holder.email)
-            url = str(mail["url"]) if mail else None
-            if mail and mail.get("request_id") != r["request_id"]:
+            url = mail.url if mail else None
+            if mail and mail.request_id != r.request_id:
                 # A link from the downloader's own mailbox answers the request it names,
                 # not the one he meant to fetch: a refusal of it is not a refusal of that.
-                r = {"request_id": mail.get("request_id")}
+                request_id, own_token = mail.request_id, None
         if url is None:
-            self.note("download", f"{st.by}: no link ({status.get('status')})")
-            self.redemptions.append({"at": _iso(self.now), "request_id": r["request_id"],
-                                     "by": st.by, "result": f"no link ({status.get('status')})"})
+            self.note("download", f"{st.by}: no link ({status.status})")
+            self.redemptions.append(Redemption(_iso(self.now), request_id, st.by,
+                                               f"no link ({status.status})"))
             return
         targets = [url]
         if st.guess_next:
             targets = _neighbours(url)
         for target in targets:
-            await self._fetch(downloader, source, r, target, guessed=st.guess_next)
+            await self._fetch(downloader, request_id, own_token, target, guessed=st.guess_next)
 
     async def _download_from_mailbox(self, downloader: Home) -> None:
         """Open the newest link in the household's own mailbox, whoever's request it answers."""
         own = downloader.household.holder.email
         message = await link_message(self.client, own)
-        if message is None:
+        if message is None or message.url is None:
             self.note("download", f"{downloader.key}: no link in {own}")
-            self.redemptions.append({"at": _iso(self.now), "request_id": None,
-                                     "by": downloader.key, "result": "no link in the mailbox"})
+            self.redemptions.append(Redemption(_iso(self.now), None, downloader.key,
+                                               "no link in the mailbox"))
             return
         self.note("download", f"{downloader.key} finds a link in {own} "
-                              f"(request {message.get('request_id')})")
-        await self._fetch(downloader, downloader, {"request_id": message.get("request_id")},
-                          str(message["url"]), guessed=False)
+                              f"(request {message.request_id})")
+        await self._fetch(downloader, message.request_id, None, message.url, guessed=False)
 
-    async def _fetch(self, downloader: Home, source: Home, r: dict[str, Any], url: str,
-                     guessed: bool) -> None:
+    async def _fetch(self, downloader: Home, request_id: str | None, own_token: str | None,
+                     url: str, guessed: bool) -> None:
+        """Download ``url`` as ``downloader``. The rightful requester shows what they
+        asked with (``own_token``: the account's token when signed in, the request's own
+        token on the email path); anyone else has only their own account's token."""
         n = len(self.downloads.get(downloader.key, [])) + 1
         dest = self.out / "packages" / f"{downloader.key}-{n}.zip"
         dest.parent.mkdir(parents=True, exist_ok=True)
-        # The rightful requester shows what they asked with: the account's token when
-        # signed in, the request's own token on the email path. Anyone else has only
-        # their own account's token.
-        own = downloader is source and not guessed and r.get("token")
-        token = str(r["token"]) if own else downloader.user_token
+        token = own_token or downloader.user_token
         try:
             served = await self.client.fetch_package(url, dest, token=token)
         except ApiError as exc:
             what = f"{exc.status} {exc.code}"
-            self.redemptions.append({"at": _iso(self.now), "request_id": r["request_id"],
-                                     "by": downloader.key, "result": what})
+            self.redemptions.append(Redemption(_iso(self.now), request_id, downloader.key, what))
             self.note("download", f"{downloader.key} tries {'a guessed' if guessed else 'the'} link → {what}")
             return
         # Credited to the package the link actually served, whoever's request it answers.
-        rid = served or r["request_id"]
+        rid = served or request_id
         made_for = self._filer_of(rid) if rid else None
         size = dest.stat().st_size
         self.download_records.append(DownloadRecord(
             at=_iso(self.now), household=downloader.key, account_id=downloader.account_id,
             request_id=rid, made_for=made_for, sha256=file_sha256(dest), bytes=size))
         self.downloads.setdefault(downloader.key, []).append(
-            {"request_id": rid, "path": dest, "at": _iso(self.now), "made_for": made_for})
-        self.redemptions.append({"at": _iso(self.now), "request_id": rid,
-                                 "by": downloader.key, "result": "downloaded"})
+            Downloaded(rid, dest, _iso(self.now), made_for))
+        self.redemptions.append(Redemption(_iso(self.now), rid, downloader.key, "downloaded"))
         whose = "" if made_for == downloader.key else f", {made_for}'s package"
         self.note("download", f"{downloader.key} downloads {dest.name} ({size / 1e6:.1f} MB"
                               f"{whose})")
@@ -612,13 +645,13 @@ class Run:
         for key in keys:
             for r in self.homes[key].requests.get("access", []):
                 try:
-                    await self.client.ops_revoke(token, r["request_id"])
+                    await self.client.ops_revoke(token, r.request_id)
                 except ApiError as exc:
                     self.note("revoke", f"link of {key}: {exc.code}")
                     continue
                 self.aware_at = self.aware_at or _iso(self.now)
                 self.measures.append(f"download link of {key}'s request revoked at {_iso(self.now)}")
-                self.note("revoke", f"operator revokes the link of {key}'s request {r['request_id']}")
+                self.note("revoke", f"operator revokes the link of {key}'s request {r.request_id}")
 
     async def _stored_by_account(self) -> dict[str, str]:
         """recording_id -> the household whose account lists it now (its voice history)."""
@@ -638,26 +671,25 @@ class Run:
         owner = {e.recording_id: e for e in self.ledger if e.outcome == "ok" and e.recording_id}
         claimed: set[str] = set()
         for er in self.erasures:
-            gone = sorted(rid for rid, holder in er["held"].items()
-                          if holder == er["household"] and rid not in now and rid not in claimed)
+            gone = sorted(rid for rid, holder in er.held.items()
+                          if holder == er.household and rid not in now and rid not in claimed)
             claimed.update(gone)
             by_owner: dict[str, list[LedgerEntry]] = {}
             for rid in gone:
                 entry = owner.get(rid)
-                if entry is not None and entry.household != er["household"]:
+                if entry is not None and entry.household != er.household:
                     by_owner.setdefault(entry.household, []).append(entry)
             for household, entries in sorted(by_owner.items()):
                 times = sorted(e.recorded_at for e in entries)
-                self.lost.append({
-                    "of_household": household, "of_account": entries[0].account_id,
-                    "recordings": len(entries),
-                    "data_subjects": len({e.speaker for e in entries}),
-                    "first_recorded_at": times[0], "last_recorded_at": times[-1],
-                    "by_request": er["request_id"], "by_household": er["household"],
-                    "by_account": self.homes[er["household"]].account_id})
+                self.lost.append(Loss(
+                    of_household=household, of_account=entries[0].account_id,
+                    recordings=len(entries), data_subjects=len({e.speaker for e in entries}),
+                    first_recorded_at=times[0], last_recorded_at=times[-1],
+                    by_request=er.request_id, by_household=er.household,
+                    by_account=self.homes[er.household].account_id))
         for lk in self.lost:
-            self.note("lost", f"{lk['recordings']} recordings of {lk['of_household']} destroyed "
-                              f"by {lk['by_household']}'s erasure {lk['by_request']}")
+            self.note("lost", f"{lk.recordings} recordings of {lk.of_household} destroyed "
+                              f"by {lk.by_household}'s erasure {lk.by_request}")
 
     # -- judging ------------------------------------------------------------------------
     async def audit(self) -> None:
@@ -666,35 +698,34 @@ class Run:
             home = self.homes[key]
             for item in items:
                 try:
-                    pa = audit_package(item["path"], self.ledger, subject_household=key,
+                    pa = audit_package(item.path, self.ledger, subject_household=key,
                                        subject_account=home.account_id, link_redeemed=True,
-                                       as_of=_iso(ok_at), made_for=item["made_for"])
+                                       as_of=_iso(ok_at), made_for=item.made_for)
                 except AuditError as exc:
-                    raise RunAborted(f"cannot audit {item['path'].name}: {exc}") from exc
-                d = pa.to_dict()
-                for lk in d["leaks"]:
-                    lk["identifiability"] = self._identifiability(pa, lk["from_household"])
-                    self._extract_samples(item["path"], lk)
-                d["file"] = f"packages/{item['path'].name}"
-                d["downloaded_at"] = item["at"]
-                self.audits.append(d)
+                    raise RunAborted(f"cannot audit {item.path.name}: {exc}") from exc
+                for lk in pa.leaks:
+                    lk.identifiability = self._identifiability(pa, lk.from_household)
+                    self._extract_samples(item.path, lk)
+                pa.file = f"packages/{item.path.name}"
+                pa.downloaded_at = item.at
+                self.audits.append(pa)
         await self.judge_losses()
-        if (any(p["leaks"] for p in self.audits) or self.lost) and self.aware_at is None:
+        if (any(p.leaks for p in self.audits) or self.lost) and self.aware_at is None:
             self.aware_at = _iso(self.now)
 
-    def _extract_samples(self, zip_path: Path, leak: dict[str, Any]) -> None:
+    def _extract_samples(self, zip_path: Path, leak: Leak) -> None:
         """Copy the leak's sampled WAVs out of the downloaded zip into ``samples/`` so that
         report.html can play them (the auditor has vetted the members; names are ours)."""
         folder = self.out / "samples"
         with zipfile.ZipFile(zip_path) as zf:
-            for n, sample in enumerate(leak.get("samples", []), start=1):
+            for n, sample in enumerate(leak.samples, start=1):
                 name = re.sub(r"[^A-Za-z0-9_.-]", "_",
-                              f"{leak['request_id']}-{leak['from_household']}-{n}") + ".wav"
+                              f"{leak.request_id}-{leak.from_household}-{n}") + ".wav"
                 folder.mkdir(exist_ok=True)
-                (folder / name).write_bytes(zf.read(sample["path"]))
-                sample["audio"] = f"samples/{name}"
+                (folder / name).write_bytes(zf.read(sample.path))
+                sample.audio = f"samples/{name}"
 
-    def _identifiability(self, pa: PackageAudit, household: str) -> dict[str, Any]:
+    def _identifiability(self, pa: PackageAudit, household: str) -> Identifiability:
         """What the leaked transcripts reveal of ``household``, held against the world."""
         home = self.homes.get(household)
         tag = (home.household if home else self.world.households[0]).phrasebook.tag
@@ -702,21 +733,19 @@ class Run:
         return identify.identifiability(said, tag, self.world)
 
     async def expectations(self) -> list[Expectation]:
-        alerts = await self.client.alerts()
-        self.alerts = [{"at": a["at"], "guard": a["guard"], "request_id": a.get("request_id"),
-                        "summary": a["summary"]} for a in alerts]
-        leaks = [leak for p in self.audits for leak in p["leaks"]]
+        self.alerts = [GuardAlert(a.at, a.guard, a.request_id, a.summary)
+                       for a in await self.client.alerts()]
+        leaks = [leak for p in self.audits for leak in p.leaks]
         out = []
         for ex in self.s.expect:
             try:
-                passed, detail = await self._check(ex, leaks, alerts)
+                passed, detail = await self._check(ex, leaks, self.alerts)
             except (ClientError, KeyError) as exc:
                 passed, detail = None, f"could not decide: {exc}"
             out.append(Expectation(ex.describe(), passed, detail))
         return out
 
-    async def _check(self, ex: Expect, leaks: list[dict[str, Any]],
-                     alerts: list[dict[str, Any]]) -> Verdict:
+    async def _check(self, ex: Expect, leaks: list[Leak], alerts: list[GuardAlert]) -> Verdict:
         checker = CHECKERS.get(ex.kind)
         if checker is None:
             return None, f"unknown expectation {ex.kind}"
@@ -731,8 +760,8 @@ Verdict = tuple[bool | None, str]
 class Evidence:
     """What the checkers read besides the run: the leaks and the guards' alerts."""
 
-    leaks: list[dict[str, Any]]
-    alerts: list[dict[str, Any]]
+    leaks: list[Leak]
+    alerts: list[GuardAlert]
 
 
 Checker = Callable[["Run", Any, Evidence], Awaitable[Verdict]]
@@ -748,9 +777,9 @@ def _counted(n: int, exact: int | None, at_least: int | None, ok: bool) -> bool:
 
 
 async def check_leak(run: Run, v: Any, ev: Evidence) -> Verdict:
-    found = [lk for lk in ev.leaks if lk["from_household"] == v.from_ and lk["to_household"] == v.to]
-    n = sum(lk["recordings"] for lk in found)
-    subjects = max((lk["data_subjects"] for lk in found), default=0)
+    found = [lk for lk in ev.leaks if lk.from_household == v.from_ and lk.to_household == v.to]
+    n = sum(lk.recordings for lk in found)
+    subjects = max((lk.data_subjects for lk in found), default=0)
     ok = _counted(n, v.recordings, v.min_recordings, bool(found))
     if v.data_subjects is not None:
         ok = ok and subjects == v.data_subjects
@@ -763,42 +792,42 @@ async def check_no_leak(run: Run, v: Any, ev: Evidence) -> Verdict:
         if not v:
             return bool(ev.leaks), f"{len(ev.leaks)} leaks"
     else:
-        sel = [lk for lk in ev.leaks if (v.to is None or lk["to_household"] == v.to)
-               and (v.from_ is None or lk["from_household"] == v.from_)]
-    desc = "; ".join(f"{lk['recordings']} from {lk['from_household']} to {lk['to_household']}"
+        sel = [lk for lk in ev.leaks if (v.to is None or lk.to_household == v.to)
+               and (v.from_ is None or lk.from_household == v.from_)]
+    desc = "; ".join(f"{lk.recordings} from {lk.from_household} to {lk.to_household}"
                      for lk in sel)
     return not sel, desc or "no foreign recording in any downloaded package"
 
 
 async def check_complete(run: Run, v: Any, ev: Evidence) -> Verdict:
-    pkgs = [p for p in run.audits if p["subject_household"] == v.for_
-            and p.get("made_for") in (None, v.for_)]
+    pkgs = [p for p in run.audits if p.subject_household == v.for_
+            and p.made_for in (None, v.for_)]
     if not pkgs:
         return False, f"{v.for_} downloaded no package"
     p = pkgs[-1]
-    ok = (p["missing"] == 0 and not p["foreign"] and not p.get("foreign_profile")
-          and p["corrupt"] == 0 and p["unattributable"] == 0)
-    return ok, (f"{p['own']} own, {p['missing']} missing, {sum(p['foreign'].values())} foreign, "
-                f"{p['corrupt']} corrupt")
+    ok = (p.missing == 0 and not p.foreign and not p.foreign_profile
+          and p.corrupt == 0 and p.unattributable == 0)
+    return ok, (f"{p.own} own, {p.missing} missing, {sum(p.foreign.values())} foreign, "
+                f"{p.corrupt} corrupt")
 
 
 async def check_link(run: Run, v: Any, ev: Evidence) -> Verdict:
     r = run.homes[v.for_].requests["access"][-1]
-    st = await run.client.get_privacy_request(r["request_id"], token=r["token"])
-    state = (st.get("link") or {}).get("state") or st.get("link_state")
+    st = await run.client.get_privacy_request(r.request_id, token=r.token)
+    state = st.link_state_now
     return state == v.state, f"link state {state}"
 
 
 async def check_link_redeemed(run: Run, v: Any, ev: Evidence) -> Verdict:
-    got = [x for x in run.redemptions if x["by"] == v.by and x["result"] == "downloaded"]
+    got = [x for x in run.redemptions if x.by == v.by and x.result == "downloaded"]
     return bool(got) == v.redeemed, f"{len(got)} successful download(s) by {v.by}"
 
 
 async def check_alert(run: Run, v: Any, ev: Evidence) -> Verdict:
-    hits = [a for a in ev.alerts if a["guard"] == v.guard]
+    hits = [a for a in ev.alerts if a.guard == v.guard]
     ok = bool(hits) if v.count is None else len(hits) == v.count
     return ok, f"{len(hits)} alert(s) from {v.guard}" + (
-        f": {hits[0]['summary']}" if hits else "")
+        f": {hits[0].summary}" if hits else "")
 
 
 async def check_no_alert(run: Run, v: Any, ev: Evidence) -> Verdict:
@@ -830,15 +859,15 @@ async def check_request(run: Run, v: Any, ev: Evidence) -> Verdict:
     reqs = [r for rs in run.homes[v.for_].requests.values() for r in rs]
     if not reqs:
         return False, f"{v.for_} filed no request"
-    st = await run.client.get_privacy_request(reqs[-1]["request_id"], token=reqs[-1]["token"])
-    ok = st.get("status") == v.status and (v.reason is None or st.get("reason") == v.reason)
-    return ok, f"status {st.get('status')}, reason {st.get('reason')}"
+    st = await run.client.get_privacy_request(reqs[-1].request_id, token=reqs[-1].token)
+    ok = st.status == v.status and (v.reason is None or st.reason == v.reason)
+    return ok, f"status {st.status}, reason {st.reason}"
 
 
 async def check_lost(run: Run, v: Any, ev: Evidence) -> Verdict:
-    found = [lk for lk in run.lost if lk["of_household"] == v.of
-             and (v.by is None or lk["by_household"] == v.by)]
-    n = sum(lk["recordings"] for lk in found)
+    found = [lk for lk in run.lost if lk.of_household == v.of
+             and (v.by is None or lk.by_household == v.by)]
+    n = sum(lk.recordings for lk in found)
     ok = _counted(n, v.recordings, v.min_recordings, n > 0 or v.recordings is not None
                   or v.min_recordings is not None)
     by = f" by {v.by}'s erasure" if v.by else ""
@@ -853,7 +882,7 @@ async def check_invariant(run: Run, v: Any, ev: Evidence) -> Verdict:
 
 
 async def check_art34(run: Run, v: Any, ev: Evidence) -> Verdict:
-    owed = any(lk.get("link_redeemed") for lk in ev.leaks)
+    owed = any(lk.link_redeemed for lk in ev.leaks)
     return owed == v, f"Art. 34 notice {'owed' if owed else 'not owed'}"
 
 
@@ -1033,12 +1062,13 @@ async def run_scenario(scenario: Scenario, out: Path, *, backend_url: str | None
             expectations = [Expectation("run", None, f"could not decide: {exc}")]
             run.note("aborted", str(exc))
     write_ledger(out / "ledger.jsonl", run.ledger, run.download_records)
+    verdict: RunVerdict
     if any(e.passed is None for e in expectations):
         verdict = "unknown"
     else:
         verdict = "pass" if all(e.passed for e in expectations) else "fail"
     result = RunResult(
-        scenario=scenario.name, seed=scenario.seed, verdict=verdict,  # type: ignore[arg-type]
+        scenario=scenario.name, seed=scenario.seed, verdict=verdict,
         expectations=expectations, packages=run.audits, timeline=run.timeline,
         link_redemptions=run.redemptions, alerts=run.alerts, aware_at=run.aware_at,
         lost=run.lost,

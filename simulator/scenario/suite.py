@@ -22,7 +22,6 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from simulator.scenario.model import ScenarioError, bundled_scenario, load_scenario
 
@@ -51,27 +50,49 @@ class Job:
 
 
 @dataclass(frozen=True)
+class ReportDigest:
+    """What a suite needs of a run's report.json (the run is a separate process)."""
+
+    verdict: str
+    held: int
+    """Expectations that held."""
+    expectations: int
+    leaks: int
+
+    @classmethod
+    def read(cls, path: Path) -> ReportDigest | None:
+        """The digest of the report.json at ``path``; None when there is none."""
+        if not path.is_file():
+            return None
+        report = json.loads(path.read_text(encoding="utf-8"))
+        ex = report.get("expectations", [])
+        return cls(str(report.get("verdict", "unknown")), sum(1 for e in ex if e.get("passed")),
+                   len(ex), len(report.get("leaks", [])))
+
+
+@dataclass(frozen=True)
 class Outcome:
     """How one job went."""
 
     job: Job
     exit_code: int
     seconds: float
-    report: dict[str, Any] | None
+    report: ReportDigest | None
     message: str = ""
     """What the run said on stderr when it could not decide."""
 
     @property
     def verdict(self) -> str:
         if self.report is not None and self.exit_code in (EXIT_PASS, EXIT_FAIL, EXIT_UNKNOWN):
-            return str(self.report.get("verdict", "unknown"))
+            return self.report.verdict
         return {EXIT_PASS: "pass", EXIT_FAIL: "fail"}.get(self.exit_code, "unknown")
 
     @property
     def held(self) -> tuple[int, int]:
         """Expectations held, out of how many."""
-        ex = (self.report or {}).get("expectations", [])
-        return sum(1 for e in ex if e.get("passed")), len(ex)
+        if self.report is None:
+            return 0, 0
+        return self.report.held, self.report.expectations
 
 
 def is_scenario_file(path: Path) -> bool:
@@ -176,7 +197,7 @@ async def _run_one(job: Job, extra: Sequence[str]) -> Outcome:
             stderr=asyncio.subprocess.STDOUT)
         code = await proc.wait()
     seconds = time.perf_counter() - t0
-    report = json.loads(report_path.read_text(encoding="utf-8")) if report_path.is_file() else None
+    report = ReportDigest.read(report_path)
     message = ""
     if code not in (EXIT_PASS, EXIT_FAIL) or report is None:
         message = _tail(log_path.read_text(encoding="utf-8", errors="replace"))
@@ -272,7 +293,7 @@ def summary_table(outcomes: Sequence[Outcome]) -> str:
     rows = []
     for o in outcomes:
         held, of = o.held
-        leaks = len((o.report or {}).get("leaks", [])) if o.report is not None else "-"
+        leaks = o.report.leaks if o.report is not None else "-"
         rows.append((o.job.name, o.verdict.upper(), f"{held}/{of}", str(leaks),
                      f"{o.seconds:.1f}", str(o.job.out)))
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
