@@ -47,7 +47,7 @@ chromium:
 wheel-check: | $(BIN)/python
 	sh .ci/wheel-check "$(PYTHON)"
 
-# mypy reads its scope (contract/ and backend/, strict) from pyproject.toml.
+# mypy reads its scope (contract/, backend/ and simulator/, strict) from pyproject.toml.
 test: $(TESTDEPS) chromium
 	$(BIN)/ruff check backend contract simulator tests
 	$(BIN)/mypy

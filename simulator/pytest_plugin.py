@@ -29,7 +29,7 @@ import asyncio
 import inspect
 import os
 import threading
-from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -98,8 +98,8 @@ class LoopThread:
                                        daemon=True)
         self.thread.start()
 
-    def call(self, coro: Awaitable[T], timeout: float | None = None) -> T:
-        fut: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)  # type: ignore[arg-type]
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        fut: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)
         return fut.result(timeout)
 
     def close(self) -> None:
@@ -256,9 +256,9 @@ class AdminClient:
         return self.handle.url
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
-        method = getattr(self._client, name)
+        method: Callable[..., Any] = getattr(self._client, name)
         if not inspect.iscoroutinefunction(method):
-            return method  # type: ignore[no-any-return]
+            return method
 
         def blocking(*args: Any, **kwargs: Any) -> Any:
             return self._loop.call(method(*args, **kwargs))

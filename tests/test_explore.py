@@ -17,7 +17,7 @@ import pytest
 
 from backend.faults import FAULTS, GUARDS
 from backend.storage import db as store_db
-from simulator.explore.campaign import TIMINGS, Options, explore, merge
+from simulator.explore.campaign import TIMINGS, Options, Summary, explore, merge
 from simulator.explore.errors import ExploreError
 from simulator.explore.play import Outcome
 from simulator.explore.pool import Pool, ProcessPool
@@ -26,21 +26,21 @@ from simulator.world import audio
 pytestmark = pytest.mark.filterwarnings("ignore")
 
 
-def _same(summary: dict) -> dict:
-    return {k: v for k, v in summary.items() if k not in TIMINGS}
+def _same(summary: Summary) -> dict:
+    return {k: v for k, v in summary.to_dict().items() if k not in TIMINGS}
 
 
 def test_bare_backend_holds_every_invariant(tmp_path: Path) -> None:
     s = explore(Options(11, 200, (), ()), tmp_path, jobs=2, mode="none")
-    assert s["runs"] == 200
-    assert s["violations"] == []
+    assert s.runs == 200
+    assert s.violations == []
 
 
 def test_all_faults_all_guards_no_escape(tmp_path: Path) -> None:
     s = explore(Options(12, 300, tuple(FAULTS), tuple(GUARDS)), tmp_path, jobs=2, mode="none")
-    assert s["runs"] == 300
+    assert s.runs == 300
     # Every escape found so far is fixed and kept in tests/regressions/.
-    assert s["violations"] == []
+    assert s.violations == []
 
 
 @pytest.mark.parametrize(("fault", "invariant", "budget"), [
@@ -52,10 +52,11 @@ def test_all_faults_all_guards_no_escape(tmp_path: Path) -> None:
 def test_fault_alone_is_found_and_shrunk(tmp_path: Path, fault: str, invariant: str,
                                          budget: int) -> None:
     s = explore(Options(2, budget, (fault,), ()), tmp_path, jobs=1, mode="none")
-    first = s["runs_to_first_find"][fault]
+    first = s.runs_to_first_find[fault]
     assert first is not None and first <= budget
-    hit = next(v for v in s["violations"] if v["invariant"] == invariant)
-    raw = tomllib.loads((tmp_path / hit["file"]).read_text())
+    hit = next(v for v in s.violations if v.invariant == invariant)
+    assert hit.file is not None
+    raw = tomllib.loads((tmp_path / hit.file).read_text())
     assert len(raw["household"]) <= 3
     assert len(raw["step"]) <= 8
     assert raw["expect"] == [{"invariant": invariant}]
@@ -63,8 +64,9 @@ def test_fault_alone_is_found_and_shrunk(tmp_path: Path, fault: str, invariant: 
 
 def test_shrunk_file_replays_with_the_same_failure(tmp_path: Path) -> None:
     s = explore(Options(2, 2, ("erasure.partial",), ()), tmp_path / "x", jobs=1, mode="none")
-    hit = next(v for v in s["violations"] if v["invariant"] == "erasure_total")
-    found = tmp_path / "x" / hit["file"]
+    hit = next(v for v in s.violations if v.invariant == "erasure_total")
+    assert hit.file is not None
+    found = tmp_path / "x" / hit.file
     message = tomllib.loads(found.read_text())["description"].split(": ", 1)[1]
     proc = subprocess.run([sys.executable, "-m", "simulator.cli", "run", str(found), "--out",
                            str(tmp_path / "replay"), "-q"], capture_output=True, text=True,
@@ -78,7 +80,7 @@ def test_same_summary_whatever_jobs(tmp_path: Path) -> None:
     one = explore(opts, tmp_path / "j1", jobs=1, mode="none")
     two = explore(opts, tmp_path / "j2", jobs=2, mode="none")
     assert _same(one) == _same(two)
-    assert one["violations"]
+    assert one.violations
 
 
 def test_shards_merged_equal_the_unsharded_run(tmp_path: Path) -> None:

@@ -82,12 +82,12 @@ def seed(data: Path, recordings: int, pool: list[bytes]) -> tuple[str, int]:
     audio = 0
     try:
         def base(db: sqlite_utils.Database) -> None:
-            db["accounts"].insert({"account_id": ACCOUNT, "name": "Bench Household",
+            db.table("accounts").insert({"account_id": ACCOUNT, "name": "Bench Household",
                                    "email": "bench-export@example.org", "locale": "de-DE",
                                    "address": None, "created_at": at, "erased_at": None})
-            db["tokens"].insert({"token_sha256": token_hash(token), "kind": "user",
+            db.table("tokens").insert({"token_sha256": token_hash(token), "kind": "user",
                                  "subject_id": ACCOUNT, "created_at": at, "revoked_at": None})
-            db["devices"].insert({"device_id": DEVICE, "serial": SERIAL, "model": "Echo Dot",
+            db.table("devices").insert({"device_id": DEVICE, "serial": SERIAL, "model": "Echo Dot",
                                   "room": "Kitchen", "account_id": ACCOUNT, "registered_at": at,
                                   "deregistered_at": None})
 
@@ -113,8 +113,8 @@ def seed(data: Path, recordings: int, pool: list[bytes]) -> tuple[str, int]:
 
             def insert(db: sqlite_utils.Database, rows: list[Any] = rows,
                        blobs: list[Any] = blobs) -> None:
-                db["recordings"].insert_all(rows)
-                db["audio"].insert_all(blobs)
+                db.table("recordings").insert_all(rows)
+                db.table("audio").insert_all(blobs)
 
             store.write_sync(insert)
     finally:

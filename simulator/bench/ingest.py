@@ -260,7 +260,8 @@ async def drive_devices(
 async def _all_connected(all_ready: asyncio.Event, tasks: list[asyncio.Task[None]]) -> None:
     """Wait until every connection is open; a connection that failed first raises."""
     waiter = asyncio.create_task(all_ready.wait())
-    done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    watched: list[asyncio.Task[Any]] = [waiter, *tasks]
+    done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
     if waiter not in done:  # a connection failed before the start
         waiter.cancel()
         for t in tasks:
@@ -388,8 +389,7 @@ async def serve_sink(host: str, port: int) -> None:
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
-    bound = site._server.sockets[0].getsockname()  # type: ignore[union-attr]
-    print(f"listening on http://{host}:{bound[1]}", flush=True)
+    print(f"listening on http://{host}:{runner.addresses[0][1]}", flush=True)
     await asyncio.Event().wait()
 
 

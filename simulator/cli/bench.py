@@ -9,11 +9,10 @@ from pathlib import Path
 
 import click
 
+from contract.audio import RATE, WIDTH
 from simulator.bench import export as bench_export
 from simulator.bench import synth as bench_synth
 from simulator.bench.ingest import (
-    RATE,
-    WIDTH,
     emit,
     rate_ratios,
     ratio_table,

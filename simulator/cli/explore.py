@@ -11,7 +11,7 @@ import click
 from backend import logsafe
 from backend.faults import FAULTS, GUARDS
 from simulator.cli.options import progress_option
-from simulator.explore.campaign import Options, explore, merge, names, parse_shard
+from simulator.explore.campaign import Options, Summary, explore, merge, names, parse_shard
 from simulator.explore.errors import ExploreError
 from simulator.fleet.progress import resolve_mode
 
@@ -54,7 +54,7 @@ def explore_cmd(ctx: click.Context, runs: int | None, minutes: float | None, see
             raise ExploreError("--out is required")
         if (runs is None) == (minutes is None):
             raise ExploreError("give exactly one of --runs and --minutes")
-        total = runs if runs is not None else max(1, round(minutes * RUNS_PER_MINUTE_GUESS))
+        total = runs if runs is not None else max(1, round((minutes or 0) * RUNS_PER_MINUTE_GUESS))
         opts = Options(seed, total, names(faults, FAULTS, "faults"), names(guards, GUARDS, "guards"))
         summary = explore(opts, out, jobs=jobs, shard=parse_shard(shard),
                           mode=resolve_mode(progress))
@@ -64,13 +64,12 @@ def explore_cmd(ctx: click.Context, runs: int | None, minutes: float | None, see
     _report(summary, out)
 
 
-def _report(summary: dict[str, object], out: Path) -> None:
-    violations = summary["violations"]
-    assert isinstance(violations, list)
-    click.echo(f"{summary['runs']} runs, {len(violations)} violation(s), "
-               f"{summary['scenarios_per_minute']} scenarios/min → {out}/summary.json")
+def _report(summary: Summary, out: Path) -> None:
+    violations = summary.violations
+    click.echo(f"{summary.runs} runs, {len(violations)} violation(s), "
+               f"{summary.scenarios_per_minute} scenarios/min → {out}/summary.json")
     for v in violations:
-        click.echo(f"  {v['invariant']} seed {v['seed']}: {v['message']} ({v['file']})")
+        click.echo(f"  {v.invariant} seed {v.seed}: {v.message} ({v.file})")
     sys.exit(1 if violations else 0)
 
 

@@ -13,7 +13,8 @@ from simulator.fleet.client import ClientError
 from simulator.fleet.device import DeviceOptions
 from simulator.fleet.errors import FleetError
 from simulator.fleet.streaming import SimulateResult, run_embedded, simulate_async
-from simulator.world.households import LOCALES, World
+from simulator.world.households import World
+from simulator.world.phrasebook import LOCALES
 
 
 def _print_summary(s: SimulateResult) -> None:

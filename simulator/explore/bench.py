@@ -22,7 +22,7 @@ from pathlib import Path
 
 import tomli_w
 
-from simulator.explore.campaign import Options, explore
+from simulator.explore.campaign import Options, Summary, explore
 from simulator.explore.play import scratch_root
 from simulator.explore.runs import scenario_for
 
@@ -60,13 +60,10 @@ class ExploreBench:
         ]
 
 
-def _expected_exit(summary: dict[str, object], index: int) -> int:
-    violations = summary["violations"]
-    undecided = summary["undecided"]
-    assert isinstance(violations, list) and isinstance(undecided, list)
-    if any(v["index"] == index for v in violations):
+def _expected_exit(summary: Summary, index: int) -> int:
+    if any(v.index == index for v in summary.violations):
         return 1
-    return 2 if any(u["index"] == index for u in undecided) else 0
+    return 2 if any(u.index == index for u in summary.undecided) else 0
 
 
 def _run_process(path: Path) -> int:
@@ -90,7 +87,6 @@ def bench_explore(opts: Options, floor_runs: int, jobs: int) -> ExploreBench:
             codes = list(pool.map(_run_process, files))
         floor = 60 * len(files) / (time.perf_counter() - t0)
     agree = sum(1 for i, code in enumerate(codes) if code == _expected_exit(summary, i))
-    rate = summary["scenarios_per_minute"]
-    assert isinstance(rate, float)
+    rate = summary.scenarios_per_minute or 0.0
     return ExploreBench(opts.runs, jobs, rate, len(files), floor, agree,
                         (load0, os.getloadavg()[0]))

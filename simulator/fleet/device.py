@@ -190,7 +190,7 @@ class StreamingDevice:
 
     def _backoff(self) -> float:
         o = self.options
-        delay = min(o.backoff_max, o.backoff_base * (2 ** max(0, self._attempt - 1)))
+        delay: float = min(o.backoff_max, o.backoff_base * (2 ** max(0, self._attempt - 1)))
         return delay * self.rng.uniform(0.5, 1.0)
 
     async def _connection(self, session: aiohttp.ClientSession) -> bool:

@@ -46,7 +46,7 @@ async def embedded_backend(config: Config) -> AsyncIterator[BackendHandle]:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = runner.addresses[0][1]
     try:
         yield BackendHandle(f"http://127.0.0.1:{port}", app[CONFIG].admin_token,
                             Path(config.data_dir), app)
@@ -110,8 +110,11 @@ async def start_server_process(data_dir: Path, admin_token: str = "adm_subproces
 
 
 @asynccontextmanager
-async def server_process(data_dir: Path, **kwargs: object) -> AsyncIterator[ServerProcess]:
-    sp = await start_server_process(data_dir, **kwargs)  # type: ignore[arg-type]
+async def server_process(data_dir: Path, admin_token: str = "adm_subprocess_server",
+                         extra_args: tuple[str, ...] = (),
+                         env: dict[str, str] | None = None) -> AsyncIterator[ServerProcess]:
+    """:func:`start_server_process` as a context: the process is stopped on exit."""
+    sp = await start_server_process(data_dir, admin_token, extra_args, env)
     try:
         yield sp
     finally:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from typing import Literal, TextIO
+from typing import Literal, TextIO, TypeGuard
 
 from tqdm import tqdm
 
@@ -33,9 +33,13 @@ def resolve_mode(progress: bool | str | None, *, quiet: bool = False) -> Progres
         return "none"
     if progress is None or progress is True:
         return default_mode()
-    if progress not in MODES:
+    if not _is_mode(progress):
         raise ValueError(f"progress must be one of {', '.join(MODES)}, not {progress!r}")
-    return progress  # type: ignore[return-value]
+    return progress
+
+
+def _is_mode(value: str) -> TypeGuard[ProgressMode]:
+    return value in MODES
 
 
 class Counter:

@@ -846,8 +846,9 @@ def _claimed_owner(claim: dict[str, Any] | None) -> str | None:
     if not claim:
         return None
     for key in ("owner_account_id", "owner", "account_id"):
-        if isinstance(claim.get(key), str):
-            return claim[key]
+        value = claim.get(key)
+        if isinstance(value, str):
+            return value
     return None
 
 

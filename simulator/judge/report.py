@@ -410,7 +410,8 @@ def junit_xml(result: RunResult) -> bytes:
         elif e.detail:
             ET.SubElement(case, "system-out").text = e.detail
     ET.indent(root)
-    return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
+    xml: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    return xml + b"\n"
 
 
 # -- report.html -------------------------------------------------------------------------

@@ -39,9 +39,11 @@ LOCALES = ("de_DE", "fr_FR", "en_US", "en_GB")
 EMAIL = r"^[^@\s\x00-\x1f\x7f-\x9f]+@[^@\s\x00-\x1f\x7f-\x9f.]+(?:\.[^@\s\x00-\x1f\x7f-\x9f.]+)+$"
 TEXT = r"^[^\x00-\x1f\x7f]+$"
 SERIAL = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-STATUSES = ("identity_unverified", "pending", "approved", "in_processing", "complete",
-            "denied", "canceled", "error")
-DENY_REASONS = ("no_match", "insuf_verification", "suspected_fraud", "too_many_requests")
+StatusName = Literal["identity_unverified", "pending", "approved", "in_processing", "complete",
+                     "denied", "canceled", "error"]
+"""A privacy request's status, as the API names it."""
+DenyReason = Literal["no_match", "insuf_verification", "suspected_fraud", "too_many_requests"]
+"""Why an operator denied a request, as the API names it."""
 
 
 class Model(BaseModel):
@@ -234,8 +236,8 @@ class AlertExpect(Model):
 
 class StatusExpect(Model):
     for_: str = Field(alias="for")
-    status: Literal[STATUSES]  # type: ignore[valid-type]
-    reason: Literal[DENY_REASONS] | None = None  # type: ignore[valid-type]
+    status: StatusName
+    reason: DenyReason | None = None
 
 
 class LostExpect(Model):
@@ -344,9 +346,8 @@ class Scenario(Model):
             where = f"step[{i}] ({st.do})"
             for field_name in ("household", "to", "email_of", "link_of"):
                 check(f"{where}.{field_name}", getattr(st, field_name, None))
-            by = getattr(st, "by", None)
             if isinstance(st, AccessRequest | ErasureRequest | Download):
-                for k in [by] if isinstance(by, str) else by:
+                for k in [st.by] if isinstance(st.by, str) else st.by:
                     check(f"{where}.by", k)
             if isinstance(st, Traffic):
                 for k in st.households or []:

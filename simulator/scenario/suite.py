@@ -253,7 +253,8 @@ def combined_junit(outcomes: Sequence[Outcome]) -> bytes:
         root.set(key, str(value))
     root.set("time", f"{sum(o.seconds for o in outcomes):.1f}")
     ET.indent(root)
-    return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
+    xml: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    return xml + b"\n"
 
 
 def _suites_of(o: Outcome) -> list[ET.Element]:

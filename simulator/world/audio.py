@@ -264,7 +264,8 @@ def _noise_unit(kind: str, variant: int, n: int) -> bytes:
 def _with_gain(pcm: bytes, db: float) -> bytes:
     """``pcm`` louder or quieter by ``db`` decibels (pydub; the arithmetic runs in C)."""
     seg = AudioSegment(pcm, sample_width=WIDTH, frame_rate=RATE, channels=CHANNELS)
-    return seg.apply_gain(db).raw_data  # type: ignore[no-any-return]
+    louder: bytes = seg.apply_gain(db).raw_data
+    return louder
 
 
 class SpliceVoice:
@@ -437,7 +438,7 @@ class SpeechVoice:
         off = 2 * ((digest[2] | digest[3] << 8 | digest[20] << 16) % ((len(floor) - n) // 2 + 1))
         pcm = audioop.add(pcm, floor[off:off + n], WIDTH)
         # an inaudible (±128 of 32767) signature: the recording's fingerprint
-        return pcm + array("h", [b - 128 for b in digest]).tobytes()  # type: ignore[no-any-return]
+        return pcm + array("h", [b - 128 for b in digest]).tobytes()
 
     def segment(self, text: str, salt: str | bytes = b"") -> AudioSegment:
         """:meth:`say` as a pydub ``AudioSegment`` (for playing, mixing or exporting)."""

@@ -236,7 +236,7 @@ def to_16k(pcm: bytes, gain: float) -> bytes:
     lowpassed = audioop.add(audioop.add(quarter[:-4], audioop.mul(pcm[2:], 2, 0.5)[:-2], 2),
                             quarter[4:], 2) if len(pcm) > 4 else pcm
     out, _ = audioop.ratecv(lowpassed, 2, 1, ESPEAK_RATE, OUT_RATE, None)
-    return audioop.mul(out, 2, gain)  # type: ignore[no-any-return]
+    return audioop.mul(out, 2, gain)
 
 
 def trim(pcm: bytes, threshold: int = _SILENCE) -> bytes:
