@@ -17,6 +17,7 @@ from click.testing import CliRunner
 
 from contract.audio import pcm_to_wav
 from simulator.cli.audit import audit
+from simulator.fleet.ledger import LedgerEntry, Outcome
 from simulator.judge.audit import (
     BadPackage,
     HostilePackage,
@@ -37,16 +38,13 @@ def make_wav(pcm: bytes) -> bytes:
     return pcm_to_wav(pcm)
 
 
-def entry(household: str, n: int, speaker: str, pcm: bytes | None, transcript: str,
-          recorded_at: str, outcome: str = "ok") -> dict[str, Any]:
-    return {
-        "utterance_id": f"utt-{household}-{n}", "recording_id": f"rec_{household}_{n}",
-        "household": household, "account_id": f"acc_{household}",
-        "device_serial": f"G0{household}", "speaker": speaker, "recorded_at": recorded_at,
-        "transcript": transcript,
-        "pcm_sha256": hashlib.sha256(pcm).hexdigest() if pcm is not None else None,
-        "outcome": outcome,
-    }
+def entry(household: str, n: int, speaker: str, pcm: bytes, transcript: str,
+          recorded_at: str, outcome: Outcome = "ok") -> LedgerEntry:
+    return LedgerEntry(
+        utterance_id=f"utt-{household}-{n}", recording_id=f"rec_{household}_{n}",
+        household=household, account_id=f"acc_{household}",
+        device_serial=f"G0{household}", speaker=speaker, recorded_at=recorded_at,
+        transcript=transcript, pcm_sha256=hashlib.sha256(pcm).hexdigest(), outcome=outcome)
 
 
 class Package:
@@ -401,11 +399,11 @@ def test_hostile_fixtures_are_reproducible(tmp_path: Path) -> None:
 
 
 # -- the command --------------------------------------------------------------------------
-def _ledger_file(tmp_path: Path, entries: list[dict[str, Any]],
+def _ledger_file(tmp_path: Path, entries: list[LedgerEntry],
                  downloads: list[tuple[str, Path, str]] = (), name: str = "ledger.jsonl") -> Path:
     """A ledger file; ``downloads`` are (household, zip, made_for) records by the zip's hash."""
     path = tmp_path / name
-    lines = [json.dumps(e) for e in entries]
+    lines = [e.to_json() for e in entries]
     for household, zip_path, made_for in downloads:
         lines.append(json.dumps({
             "kind": "download", "at": "2018-08-01T00:00:00Z", "household": household,
@@ -497,7 +495,7 @@ def test_cli_unreadable_input_exits_2(tmp_path: Path, world: dict[str, Any]) -> 
     ledger = _ledger_file(tmp_path, world["ledger"])
     clean_zip = _zip_of(tmp_path, world, "clean", ["a0", "a1", "a2"])
     broken = tmp_path / "broken.jsonl"
-    broken.write_text(json.dumps(world["ledger"][0]) + "\n{not json\n")
+    broken.write_text(world["ledger"][0].to_json() + "\n{not json\n")
     for args, needle in (
         ([FIXTURES / "zip-slip.zip", "--ledger", ledger, "--subject", "alpha"], "zip-slip.zip"),
         ([FIXTURES / "zip-bomb.zip", "--ledger", ledger, "--subject", "alpha"], "zip bomb"),

@@ -120,30 +120,21 @@ class Truth:
     outcome: str
 
 
-def _get(entry: Any, name: str) -> Any:
-    """A field of a ledger entry, whether it is a dict, a dataclass or a pydantic model."""
-    if isinstance(entry, Mapping):
-        return entry.get(name)
-    return getattr(entry, name, None)
-
-
-def _truth(entry: Any, index: int) -> Truth:
-    account = _get(entry, "account_id")
-    household = _get(entry, "household") or account or "?"
+def _truth(entry: LedgerEntry, index: int) -> Truth:
     return Truth(
-        utterance_id=str(_get(entry, "utterance_id") or f"#line{index + 1}"),
-        recording_id=_get(entry, "recording_id"),
-        household=str(household),
-        account_id=account,
-        speaker=_get(entry, "speaker"),
-        recorded_at=_get(entry, "recorded_at"),
-        transcript=str(_get(entry, "transcript") or ""),
-        pcm_sha256=(_get(entry, "pcm_sha256") or None),
-        outcome=str(_get(entry, "outcome") or "ok"),
+        utterance_id=entry.utterance_id or f"#line{index + 1}",
+        recording_id=entry.recording_id,
+        household=entry.household or entry.account_id or "?",
+        account_id=entry.account_id,
+        speaker=entry.speaker,
+        recorded_at=entry.recorded_at,
+        transcript=entry.transcript,
+        pcm_sha256=entry.pcm_sha256 or None,
+        outcome=entry.outcome,
     )
 
 
-def _truths(entries: Iterable[Any]) -> list[Truth]:
+def _truths(entries: Iterable[LedgerEntry]) -> list[Truth]:
     """One Truth per utterance: a retried utterance appears once, its ``ok`` line winning."""
     by_id: dict[str, Truth] = {}
     for i, entry in enumerate(entries):
@@ -154,9 +145,9 @@ def _truths(entries: Iterable[Any]) -> list[Truth]:
     return list(by_id.values())
 
 
-def load_ledger(path: Path) -> list[Any]:
+def load_ledger(path: Path) -> list[LedgerEntry]:
     """Ledger entries from a JSON Lines file (``simulator.fleet.ledger`` validates each line)."""
-    return list(load_records(path)[0])
+    return load_records(path)[0]
 
 
 def load_records(path: Path) -> tuple[list[LedgerEntry], list[DownloadRecord]]:
@@ -578,7 +569,7 @@ def _resolve_subject(truths: list[Truth], household: str | None,
     return household, account
 
 
-def audit_package(zip_path: str | Path, ledger_entries: Iterable[Any],
+def audit_package(zip_path: str | Path, ledger_entries: Iterable[LedgerEntry],
                   subject_household: str | None = None, subject_account: str | None = None,
                   link_redeemed: bool = True, *, as_of: str | None = None,
                   made_for: str | None = None,

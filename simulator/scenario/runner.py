@@ -76,14 +76,22 @@ from simulator.scenario.interactive import Announce, hand_to_console, steps_take
 from simulator.scenario.model import (
     AccessRequest,
     AdvanceClock,
+    AlertExpect,
     Crash,
     Download,
     ErasureRequest,
     Expect,
+    ForHousehold,
+    LeakExpect,
+    LinkExpect,
+    LostExpect,
+    NoLeakExpect,
     Operator,
+    RedeemedExpect,
     RegisterDevice,
     Revoke,
     Scenario,
+    StatusExpect,
     Traffic,
     TransferDevice,
     WaitRequests,
@@ -765,6 +773,7 @@ class Evidence:
 
 
 Checker = Callable[["Run", Any, Evidence], Awaitable[Verdict]]
+"""A checker takes the value of its kind's key (each checker names that value's type)."""
 
 
 def _counted(n: int, exact: int | None, at_least: int | None, ok: bool) -> bool:
@@ -776,7 +785,7 @@ def _counted(n: int, exact: int | None, at_least: int | None, ok: bool) -> bool:
     return ok
 
 
-async def check_leak(run: Run, v: Any, ev: Evidence) -> Verdict:
+async def check_leak(run: Run, v: LeakExpect, ev: Evidence) -> Verdict:
     found = [lk for lk in ev.leaks if lk.from_household == v.from_ and lk.to_household == v.to]
     n = sum(lk.recordings for lk in found)
     subjects = max((lk.data_subjects for lk in found), default=0)
@@ -786,7 +795,7 @@ async def check_leak(run: Run, v: Any, ev: Evidence) -> Verdict:
     return ok, f"found {n} recordings of {subjects} data subjects from {v.from_} to {v.to}"
 
 
-async def check_no_leak(run: Run, v: Any, ev: Evidence) -> Verdict:
+async def check_no_leak(run: Run, v: bool | NoLeakExpect, ev: Evidence) -> Verdict:
     sel = ev.leaks
     if isinstance(v, bool):
         if not v:
@@ -799,7 +808,7 @@ async def check_no_leak(run: Run, v: Any, ev: Evidence) -> Verdict:
     return not sel, desc or "no foreign recording in any downloaded package"
 
 
-async def check_complete(run: Run, v: Any, ev: Evidence) -> Verdict:
+async def check_complete(run: Run, v: ForHousehold, ev: Evidence) -> Verdict:
     pkgs = [p for p in run.audits if p.subject_household == v.for_
             and p.made_for in (None, v.for_)]
     if not pkgs:
@@ -811,30 +820,30 @@ async def check_complete(run: Run, v: Any, ev: Evidence) -> Verdict:
                 f"{p.corrupt} corrupt")
 
 
-async def check_link(run: Run, v: Any, ev: Evidence) -> Verdict:
+async def check_link(run: Run, v: LinkExpect, ev: Evidence) -> Verdict:
     r = run.homes[v.for_].requests["access"][-1]
     st = await run.client.get_privacy_request(r.request_id, token=r.token)
     state = st.link_state_now
     return state == v.state, f"link state {state}"
 
 
-async def check_link_redeemed(run: Run, v: Any, ev: Evidence) -> Verdict:
+async def check_link_redeemed(run: Run, v: RedeemedExpect, ev: Evidence) -> Verdict:
     got = [x for x in run.redemptions if x.by == v.by and x.result == "downloaded"]
     return bool(got) == v.redeemed, f"{len(got)} successful download(s) by {v.by}"
 
 
-async def check_alert(run: Run, v: Any, ev: Evidence) -> Verdict:
+async def check_alert(run: Run, v: AlertExpect, ev: Evidence) -> Verdict:
     hits = [a for a in ev.alerts if a.guard == v.guard]
     ok = bool(hits) if v.count is None else len(hits) == v.count
     return ok, f"{len(hits)} alert(s) from {v.guard}" + (
         f": {hits[0].summary}" if hits else "")
 
 
-async def check_no_alert(run: Run, v: Any, ev: Evidence) -> Verdict:
+async def check_no_alert(run: Run, v: bool, ev: Evidence) -> Verdict:
     return (not ev.alerts) == v, f"{len(ev.alerts)} alert(s)"
 
 
-def _leftovers(run: Run, v: Any, *, expect_left: bool) -> Verdict:
+def _leftovers(run: Run, v: str, *, expect_left: bool) -> Verdict:
     if run.handle.data_dir is None:
         return None, "cannot inspect a remote backend's files"
     found = find_leftovers(run.handle.data_dir, run.ledger, v)
@@ -847,15 +856,15 @@ def _leftovers(run: Run, v: Any, *, expect_left: bool) -> Verdict:
                              f"hashes or own transcripts in the backend's files{shared}")
 
 
-async def check_erased(run: Run, v: Any, ev: Evidence) -> Verdict:
+async def check_erased(run: Run, v: str, ev: Evidence) -> Verdict:
     return _leftovers(run, v, expect_left=False)
 
 
-async def check_remains(run: Run, v: Any, ev: Evidence) -> Verdict:
+async def check_remains(run: Run, v: str, ev: Evidence) -> Verdict:
     return _leftovers(run, v, expect_left=True)
 
 
-async def check_request(run: Run, v: Any, ev: Evidence) -> Verdict:
+async def check_request(run: Run, v: StatusExpect, ev: Evidence) -> Verdict:
     reqs = [r for rs in run.homes[v.for_].requests.values() for r in rs]
     if not reqs:
         return False, f"{v.for_} filed no request"
@@ -864,7 +873,7 @@ async def check_request(run: Run, v: Any, ev: Evidence) -> Verdict:
     return ok, f"status {st.status}, reason {st.reason}"
 
 
-async def check_lost(run: Run, v: Any, ev: Evidence) -> Verdict:
+async def check_lost(run: Run, v: LostExpect, ev: Evidence) -> Verdict:
     found = [lk for lk in run.lost if lk.of_household == v.of
              and (v.by is None or lk.by_household == v.by)]
     n = sum(lk.recordings for lk in found)
@@ -874,14 +883,14 @@ async def check_lost(run: Run, v: Any, ev: Evidence) -> Verdict:
     return ok, f"{n} recordings of {v.of} destroyed{by}"
 
 
-async def check_invariant(run: Run, v: Any, ev: Evidence) -> Verdict:
+async def check_invariant(run: Run, v: str, ev: Evidence) -> Verdict:
     # Imported here: the invariants read this module's Run (no import cycle at load).
     from simulator.scenario.invariants import check_invariant as check
 
     return await check(v, run)
 
 
-async def check_art34(run: Run, v: Any, ev: Evidence) -> Verdict:
+async def check_art34(run: Run, v: bool, ev: Evidence) -> Verdict:
     owed = any(lk.link_redeemed for lk in ev.leaks)
     return owed == v, f"Art. 34 notice {'owed' if owed else 'not owed'}"
 
