@@ -74,15 +74,15 @@ async def test_voice_history_pages_and_audio(backend: BackendHandle) -> None:
         await stream(backend.url, pair_with_devices(world.traffic(1), regs), ledger)
         token = regs["x"].user_token
         page = await c.my_recordings(token, limit=3)
-        assert len(page["recordings"]) == 3 and page["next_cursor"]
+        assert len(page.recordings) == 3 and page.next_cursor
         every = [r async for r in c.iter_my_recordings(token, limit=3)]
-        assert [r["recording_id"] for r in every] == [e.recording_id for e in ledger.entries()]
-        wav = await c.recording_audio(token, every[0]["recording_id"])
+        assert [r.recording_id for r in every] == [e.recording_id for e in ledger.entries()]
+        wav = await c.recording_audio(token, every[0].recording_id)
         assert wav[:4] == b"RIFF"
-        await c.delete_recording(token, every[0]["recording_id"])
+        await c.delete_recording(token, every[0].recording_id)
         assert len(await c.all_my_recordings(token)) == 6
         with pytest.raises(ApiError) as gone:
-            await c.recording_audio(token, every[0]["recording_id"])
+            await c.recording_audio(token, every[0].recording_id)
         assert gone.value.status == 404
 
 

@@ -20,6 +20,7 @@ from click.testing import CliRunner
 from backend import Config
 from contract.audio import CHANNELS, RATE, WIDTH
 from simulator.cli.simulate import simulate
+from simulator.fleet.api import Recording
 from simulator.fleet.client import ApiError, Client
 from simulator.fleet.device import DeviceOptions
 from simulator.fleet.embedded import BackendHandle, embedded_backend
@@ -48,8 +49,8 @@ async def _setup(backend: BackendHandle, seed: int = 5) -> tuple[World, Client, 
     return world, client, regs
 
 
-async def _history(client: Client, reg: Home) -> dict[str, dict[str, object]]:
-    return {r["recording_id"]: r for r in await client.all_my_recordings(reg.user_token)}
+async def _history(client: Client, reg: Home) -> dict[str, Recording]:
+    return {r.recording_id: r for r in await client.all_my_recordings(reg.user_token)}
 
 
 async def test_every_ok_entry_is_in_its_owners_voice_history(backend: BackendHandle) -> None:
@@ -69,10 +70,11 @@ async def test_every_ok_entry_is_in_its_owners_voice_history(backend: BackendHan
             history = await _history(client, reg)
             assert set(history) == {e.recording_id for e in mine}
             for e in mine:
-                rec = history[e.recording_id]  # type: ignore[index]
-                assert rec["transcript"] == e.transcript
-                assert rec["recorded_at"] == e.recorded_at
-                assert rec["device_id"] == reg.devices[e.device_serial].device_id
+                assert e.recording_id is not None
+                rec = history[e.recording_id]
+                assert rec.transcript == e.transcript
+                assert rec.recorded_at == e.recorded_at
+                assert rec.device_id == reg.devices[e.device_serial].device_id
                 wav = await client.recording_audio(reg.user_token, str(e.recording_id))
                 pcm, rate, width, channels = wav_to_pcm(wav)
                 assert (rate, width, channels) == (RATE, WIDTH, CHANNELS)
@@ -129,7 +131,7 @@ async def test_lost_ack_is_resent_and_answered_as_duplicate(backend: BackendHand
         assert ledger.counts()["ok"] == 12
         history = await _history(client, regs["neighbour"])
         assert len(history) == 12
-        assert [r["transcript"] for r in history.values()].count(victim.transcript) == \
+        assert [r.transcript for r in history.values()].count(victim.transcript) == \
             [u.transcript for u in utts].count(victim.transcript)
 
 

@@ -327,7 +327,7 @@ async def _check_served(client: Client, regs: dict[str, Any],
         summary["requeued"] = sum(e.action == "export.requeued" for e in audit.entries)
         assert summary["requeued"] >= 1, summary
     for key, reg in regs.items():
-        listed = {r["recording_id"] for r in await client.all_my_recordings(reg.user_token)}
+        listed = {r.recording_id for r in await client.all_my_recordings(reg.user_token)}
         own = {e.recording_id for e in history.entries.values() if e.household == key}
         if listed != own:
             anomalies.append(f"{key} lists {len(listed)} recordings, owns {len(own)}")

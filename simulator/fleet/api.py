@@ -96,6 +96,22 @@ class Revoked(Reply):
     revoked: list[str] = Field(default_factory=list)
 
 
+class Recording(Reply):
+    """One recording of an account's voice history."""
+
+    recording_id: str
+    device_id: str
+    recorded_at: str
+    transcript: str
+
+
+class RecordingPage(Reply):
+    """``GET /v1/me/recordings``: one page, and where the next starts (None: the last)."""
+
+    recordings: list[Recording]
+    next_cursor: str | None = None
+
+
 class AuditEntry(Reply):
     """One line of the backend's audit log."""
 

@@ -34,6 +34,8 @@ from simulator.fleet.api import (
     Mail,
     NewOperator,
     QueueItem,
+    Recording,
+    RecordingPage,
     Reply,
     RequestStatus,
     Revoked,
@@ -267,24 +269,24 @@ class Client:
 
     # -- voice history (user) --------------------------------------------------------
     async def my_recordings(self, user_token: str, cursor: str | None = None,
-                            limit: int | None = None) -> dict[str, Any]:
-        """One page: ``{"recordings": [...], "next_cursor"}``."""
-        return await self.json("GET", "/v1/me/recordings", token=user_token,
-                               params={"cursor": cursor, "limit": limit})
+                            limit: int | None = None) -> RecordingPage:
+        """One page of the account's voice history."""
+        return await self.reply(RecordingPage, "GET", "/v1/me/recordings", token=user_token,
+                                params={"cursor": cursor, "limit": limit})
 
     async def iter_my_recordings(self, user_token: str,
-                                 limit: int | None = None) -> AsyncIterator[dict[str, Any]]:
+                                 limit: int | None = None) -> AsyncIterator[Recording]:
         """Every recording of the account, following ``next_cursor``."""
         cursor: str | None = None
         while True:
             page = await self.my_recordings(user_token, cursor, limit)
-            for rec in page["recordings"]:
+            for rec in page.recordings:
                 yield rec
-            cursor = page.get("next_cursor")
+            cursor = page.next_cursor
             if not cursor:
                 return
 
-    async def all_my_recordings(self, user_token: str) -> list[dict[str, Any]]:
+    async def all_my_recordings(self, user_token: str) -> list[Recording]:
         return [r async for r in self.iter_my_recordings(user_token)]
 
     async def recording_audio(self, user_token: str, recording_id: str) -> bytes:

@@ -167,7 +167,7 @@ async def acked_durable(run: Run) -> Verdict:
     stored: set[str] = set()
     for home in run.homes.values():
         if home.user_token:
-            stored.update(r["recording_id"] for r in await run.client.all_my_recordings(home.user_token))
+            stored.update(r.recording_id for r in await run.client.all_my_recordings(home.user_token))
     erased = _erasures(run)
     by: dict[str, int] = {}
     for e in run.ledger:

@@ -667,7 +667,7 @@ class Run:
         for key, home in self.homes.items():
             if home.user_token:
                 async for rec in self.client.iter_my_recordings(home.user_token):
-                    out[rec["recording_id"]] = key
+                    out[rec.recording_id] = key
         return out
 
     async def judge_losses(self) -> None:
