@@ -97,7 +97,7 @@ async def test_acknowledged_recordings_survive_a_crash_at_each_point(tmp_path: P
     assert result.verdict == "pass", [(e.name, e.detail) for e in result.expectations]
     durable = next(e for e in result.expectations if e.name == "invariant(acked_durable)")
     assert durable.detail == "every acknowledged recording is still stored"
-    killed = [t["what"] for t in result.timeline if t["what"].startswith("killed (SIGKILL)")]
+    killed = [t.what for t in result.timeline if t.what.startswith("killed (SIGKILL)")]
     assert killed and f"pass {NTH[point]} of {point}" in killed[0]
     data = tmp_path / "run" / "backend-data"
     actions = audit_actions(data)
@@ -176,10 +176,10 @@ async def test_no_collateral_loss_names_what_an_erasure_destroyed(tmp_path: Path
     text = LOST_AFTER_RESALE.split("[[expect]]")[0] + '[[expect]]\ninvariant = "no_collateral_loss"\n'
     result = await play(tmp_path, text)
     [lost] = result.lost
-    assert lost["recordings"] > 0
+    assert lost.recordings > 0
     [collateral] = result.expectations
     assert (collateral.passed, collateral.detail) == (
-        False, f"{lost['recordings']} recording(s) of buyer destroyed by seller's erasure")
+        False, f"{lost.recordings} recording(s) of buyer destroyed by seller's erasure")
 
 
 def test_an_unknown_crash_point_names_the_file_and_key(tmp_path: Path) -> None:
