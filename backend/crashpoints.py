@@ -25,11 +25,14 @@ from __future__ import annotations
 
 import sys
 import threading
+from typing import Literal, get_args
 
 from backend.config import Config
 
-POINTS = ("ingest.upgraded", "ingest.mid_utterance", "ingest.after_commit",
-          "export.mid_build", "export.before_release")
+Point = Literal["ingest.upgraded", "ingest.mid_utterance", "ingest.after_commit",
+                "export.mid_build", "export.before_release"]
+"""A crash point's name, as a type (a scenario's crash step is validated against it)."""
+POINTS: tuple[str, ...] = get_args(Point)
 
 _lock = threading.Lock()
 _counts: dict[str, int] = {}

@@ -117,7 +117,7 @@ class ProcessPool(Pool):
         if self._dead is not None:
             raise self._dead
         tid = next(self._ids)
-        fut = self._loop.create_future()
+        fut: asyncio.Future[Outcome] = self._loop.create_future()
         self._waiting[tid] = fut
         self._tasks.put((tid, work))
         return await fut

@@ -26,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from backend.crashpoints import POINTS
+from backend.crashpoints import Point
 from backend.faults import FAULTS, GUARDS
 from backend.settings import BackendSettings, Duration
 from backend.settings import parse_duration as parse_duration  # where the simulator imports it
@@ -187,7 +187,7 @@ class Crash(_Step):
     on, and restarted on the same data dir; the steps after it go on and must pass the point."""
 
     do: Literal["crash"]
-    point: Literal[POINTS] = Field(  # type: ignore[valid-type]
+    point: Point = Field(
         description="ingest.upgraded, ingest.mid_utterance, ingest.after_commit (passed by "
                     "traffic), export.mid_build, export.before_release (by an access request's "
                     "export)")
