@@ -196,9 +196,15 @@ def test_another_accounts_profile_is_a_finding(tmp_path: Path, world: dict[str, 
     assert not foreign.clean and foreign.exit_code == 1
     assert foreign.to_dict()["foreign_profile"] == "bravo"
     assert foreign.to_dict()["manifest"]["profile_account"] == "acc_bravo"
+    # bravo's profile is bravo's data in alpha's hands: a leak of no recordings.
+    [leak] = foreign.leaks
+    assert (leak.from_household, leak.to_household, leak.recordings, leak.profile) == (
+        "bravo", "alpha", 0, True)
+    assert own.leaks == []
     # An account the ledger does not know (it recorded nothing) is still not the recipient's.
     unknown = judged("acc_nobody")
     assert unknown.foreign_profile == "?" and unknown.exit_code == 1
+    assert unknown.leaks == []  # no household to name; foreign_profile says it
 
 
 def test_a_package_of_nothing_but_anothers_profile_is_a_finding(

@@ -647,6 +647,33 @@ async def test_an_erasure_that_destroys_anothers_recordings_is_a_breach(tmp_path
     assert note["required"] is True and "Integrity and availability" in note["nature"]
 
 
+async def test_a_package_of_nothing_but_anothers_profile_is_a_reported_leak(
+        tmp_path: Path) -> None:
+    """The cached-profile regression without its guard: h1 receives h0's package, which
+    holds no recording, only h0's profile. That is a leak in report.json, fails
+    ``no_leak`` and is an Art. 33 breach whose records name the profile."""
+    text = (Path(__file__).parent / "regressions" / "no_foreign_data-cached-profile.toml"
+            ).read_text()
+    head, _, _ = text.partition("[guards]")
+    steps = text[text.index("[[step]]"):text.index("[[expect]]")]
+    text = head + steps + ('[[expect]]\nno_leak = true\n'
+                           '[[expect]]\nleak = { from = "h0", to = "h1" }\n')
+    out = tmp_path / "out"
+    result = await run_scenario(load_scenario(scenario_file(tmp_path, text)), out,
+                                progress=False)
+    assert [e.passed for e in result.expectations] == [False, True], [
+        e.to_dict() for e in result.expectations]
+    report = json.loads((out / "report.json").read_text())
+    [leak] = report["leaks"]
+    assert (leak["from_household"], leak["to_household"], leak["recordings"],
+            leak["profile"]) == ("h0", "h1", 0, True)
+    note = report["breach_notification"]
+    assert note["required"] is True
+    assert "account profile" in note["nature"] and "of h0" in note["nature"]
+    assert any(c.startswith("account profile") for c in note["records"]["categories"])
+    assert "names the account holder of h0" in note["art34"]["reason"]
+
+
 async def test_no_leak_applies_its_filter(tmp_path: Path) -> None:
     text = (bundled_dir() / "export.operator_swap.toml").read_text()
     text += ('\n[[expect]]\nno_leak = { from = "requester" }\n'

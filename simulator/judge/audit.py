@@ -234,6 +234,9 @@ class Leak:
     identifiability: Identifiability | None = None
     """What the leaked transcripts reveal of the household (a run sets it; the world is
     not known to a bare audit)."""
+    profile: bool = False
+    """The package holds this household's account profile (``account/profile.json``: the
+    holder's name, email and postal address), with or without recordings."""
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -245,6 +248,7 @@ class Leak:
             "last_recorded_at": self.last_recorded_at,
             "link_redeemed": self.link_redeemed,
             "transcript_only": self.transcript_only,
+            "profile": self.profile,
             "samples": [sample.to_dict() for sample in self.samples],
         }
         if self.identifiability is not None:
@@ -572,7 +576,7 @@ def _resolve_subject(truths: list[Truth], household: str | None,
 def audit_package(zip_path: str | Path, ledger_entries: Iterable[LedgerEntry],
                   subject_household: str | None = None, subject_account: str | None = None,
                   link_redeemed: bool = True, *, as_of: str | None = None,
-                  made_for: str | None = None,
+                  made_for: str | None = None, accounts: Mapping[str, str] | None = None,
                   limits: Limits = DEFAULT_LIMITS) -> PackageAudit:
     """Judge one package against the ledger by content.
 
@@ -583,6 +587,9 @@ def audit_package(zip_path: str | Path, ledger_entries: Iterable[LedgerEntry],
     not the subject (a forwarded or guessed link) nothing is counted as missing.
     ``as_of``: recordings made after this time are not counted as missing.
     ``link_redeemed``: whether the package's link was used (someone holds it: default).
+    ``accounts``: account id → household, known besides the recordings (the ledger's
+    downloads, a run's registrations): whose profile a package holds when that account
+    recorded nothing.
     """
     zip_path = Path(zip_path)
     if subject_household is None and subject_account is None:
@@ -613,6 +620,9 @@ def audit_package(zip_path: str | Path, ledger_entries: Iterable[LedgerEntry],
     _count_claims(claims, listed, {i.filename for i in members}, verdicts)
     leaks = _leaks(request_id, foreign_files, text_only, truth_by_id,
                    subject.household, subject.account, link_redeemed)
+    foreign_profile = _foreign_profile(claims.profile_account, truths, subject, accounts or {})
+    _profile_leak(leaks, foreign_profile, claims.profile_account, request_id, subject,
+                  link_redeemed)
     return PackageAudit(
         request_id=request_id, subject_household=subject.household,
         subject_account=subject.account, files=len(verdicts), own=len(own_ids),
@@ -623,7 +633,7 @@ def audit_package(zip_path: str | Path, ledger_entries: Iterable[LedgerEntry],
         downloaded=link_redeemed,
         foreign_transcripts=dict(Counter(t.household for t in text_only)), manifest=claims,
         leaks=leaks, verdicts=verdicts, made_for=made_for,
-        foreign_profile=_foreign_profile(claims.profile_account, truths, subject))
+        foreign_profile=foreign_profile)
 
 
 @dataclass(frozen=True)
@@ -770,19 +780,39 @@ def _foreign_text_only(rows: list[dict[str, str]], used_rows: set[int],
     return text_only
 
 
-def _foreign_profile(account: str | None, truths: list[Truth], subject: _Subject) -> str | None:
+def _foreign_profile(account: str | None, truths: list[Truth], subject: _Subject,
+                     accounts: Mapping[str, str]) -> str | None:
     """Whose profile the package holds, when it is not the recipient's: the household the
-    ledger knows for ``account`` (the profile's ``account_id``), or ``"?"`` when the ledger
-    does not know it but the recipient's account is known and differs. None: the
-    recipient's own, no profile, or no way to tell."""
+    ledger (or ``accounts``) knows for ``account`` (the profile's ``account_id``), or
+    ``"?"`` when neither knows it but the recipient's account is known and differs. None:
+    the recipient's own, no profile, or no way to tell."""
     if account is None:
         return None
-    households = sorted({t.household for t in truths if t.account_id == account})
+    households = sorted({t.household for t in truths if t.account_id == account}
+                        | ({accounts[account]} if account in accounts else set()))
     if households:
         return None if subject.owns(households[0], account) else households[0]
     if subject.account is not None and account != subject.account:
         return "?"
     return None
+
+
+def _profile_leak(leaks: list[Leak], household: str | None, account: str | None,
+                  request_id: str, subject: _Subject, redeemed: bool) -> None:
+    """Another household's profile in the package is a leak of that household's data even
+    when no recording of it is there (a wrongly cached package of an account without any):
+    mark its leak, or add one of no recordings. An account the ledger does not know
+    (``"?"``) names no household to report; ``foreign_profile`` still says so."""
+    if household is None or household == "?":
+        return
+    for lk in leaks:
+        if lk.from_household == household:
+            lk.profile = True
+            return
+    leaks.append(Leak(request_id=request_id, from_household=household, from_account=account,
+                      to_household=subject.household, to_account=subject.account,
+                      recordings=0, data_subjects=1, first_recorded_at=None,
+                      last_recorded_at=None, link_redeemed=redeemed, profile=True))
 
 
 def _count_missing(truths: list[Truth], own_ids: set[str | None], subject: _Subject,
@@ -990,5 +1020,7 @@ def audit_against_ledger(package: Path, ledger_path: Path, subject: str | None,
     else:
         record = recipient_from_ledger(package, downloads)
         household, account, made_for = record.household, record.account_id, record.made_for
+    known = {d.account_id: d.household for d in downloads if d.account_id}
     return audit_package(package, entries, household, account,
-                         link_redeemed=link_redeemed, as_of=as_of, made_for=made_for)
+                         link_redeemed=link_redeemed, as_of=as_of, made_for=made_for,
+                         accounts=known)

@@ -171,6 +171,7 @@ PROPOSED = [
 
 def _identifiable_reason(leaks: list[Leak]) -> str:
     """The Art. 34 reasoning's account of how identifiable the leaked households are."""
+    named = [lk.from_household for lk in leaks if lk.profile]
     said = []
     for lk in leaks:
         ident = lk.identifiability
@@ -181,8 +182,10 @@ def _identifiable_reason(leaks: list[Leak]) -> str:
         said.append(f"{lk.from_household}: {len(ident.clues)} clues ({', '.join(kinds)}) "
                     f"in the transcripts, {k} household(s) in the world match all of them"
                     + (" (identifiable)" if k == 1 else ""))
-    return ("; the recordings identify the speakers by what they say, as in 2018: "
-            + "; ".join(said)) if said else ""
+    return (("; the recordings identify the speakers by what they say, as in 2018: "
+             + "; ".join(said)) if said else "") + (
+        ("; the account profile in the package names the account holder of "
+         + ", ".join(named) + " (identified)") if named else "")
 
 
 def breach_notification(leaks: Iterable[Leak], aware_at: str | None, *,
@@ -236,11 +239,9 @@ def breach_notification(leaks: Iterable[Leak], aware_at: str | None, *,
     obtained = ("The recipient downloaded the package: the data was obtained."
                 if redeemed else
                 "The package's link was not redeemed: no download of the data is known.")
-    nature = (
-        f"Confidentiality breach by misdelivery: {records:,} voice recording(s) "
-        f"(audio and transcripts){span}, belonging to {len(subjects_by_household)} "
-        f"household(s), were put into Art. 15 access package(s) prepared for another "
-        f"customer ({', '.join(recipients)}). {obtained}")
+    profiles = sorted({lk.from_household for lk in leaks if lk.profile})
+    nature = _misdelivery_nature(records, span, len(subjects_by_household), profiles,
+                                 recipients) + " " + obtained
     if redeemed:
         art34 = {"required": True,
                  "reason": "the package was downloaded by a person not entitled to it; the "
@@ -259,8 +260,8 @@ def breach_notification(leaks: Iterable[Leak], aware_at: str | None, *,
         nature += " " + _loss_nature(lost)
     return {
         "required": True,
-        "reason": "personal data (voice recordings) reached a person not entitled to it"
-                  + ("; recordings of others were destroyed" if lost else ""),
+        "reason": f"personal data ({_what_reached(records, profiles)}) reached a person not "
+                  "entitled to it" + ("; recordings of others were destroyed" if lost else ""),
         "aware_at": aware_at,
         "deadline": deadline,
         "nature": nature,
@@ -273,10 +274,13 @@ def breach_notification(leaks: Iterable[Leak], aware_at: str | None, *,
         },
         "records": {
             "categories": ["voice recordings (audio)", "transcripts of the recordings",
-                           "recording times and device names"],
+                           "recording times and device names"]
+                          + ([PROFILE_CATEGORY] if profiles else []),
             "approximate_number": records,
             "text": f"{_approx(records)} recording(s)"
-                    + (f", of which {text_only:,} as transcripts only" if text_only else ""),
+                    + (f", of which {text_only:,} as transcripts only" if text_only else "")
+                    + (f", and the account profile of {', '.join(profiles)}" if profiles
+                       else ""),
         },
         "households_affected": sorted(subjects_by_household),
         "recipients": recipients,
@@ -287,6 +291,29 @@ def breach_notification(leaks: Iterable[Leak], aware_at: str | None, *,
         "contact": "data protection officer: name and contact details (Art. 33(3)(b))",
         "art34": art34,
     }
+
+
+PROFILE_CATEGORY = "account profile (the holder's name, email address and postal address)"
+
+
+def _misdelivery_nature(records: int, span: str, households: int, profiles: list[str],
+                        recipients: list[str]) -> str:
+    """Art. 33(3)(a)'s nature of a misdelivery: what went to whom (recordings, profiles)."""
+    to = (f"put into Art. 15 access package(s) prepared for another customer "
+          f"({', '.join(recipients)}).")
+    if not records:
+        return (f"Confidentiality breach by misdelivery: the account profile ({PROFILE_CATEGORY}) "
+                f"of {', '.join(profiles)} was {to}")
+    text = (f"Confidentiality breach by misdelivery: {records:,} voice recording(s) "
+            f"(audio and transcripts){span}, belonging to {households} household(s), were {to}")
+    if profiles:
+        text += f" The package(s) also held the account profile of {', '.join(profiles)}."
+    return text
+
+
+def _what_reached(records: int, profiles: list[str]) -> str:
+    return ", ".join((["voice recordings"] if records else [])
+                     + (["an account profile"] if profiles else []))
 
 
 def _loss_nature(lost: list[Loss]) -> str:

@@ -103,7 +103,8 @@ async def complete(run: Run) -> Verdict:
                 continue
             try:
                 pa = audit_package(item.path, run.ledger, subject_household=key,
-                                   subject_account=home.account_id, as_of=filed[rid])
+                                   subject_account=home.account_id, as_of=filed[rid],
+                                   accounts=run.accounts())
             except AuditError as exc:
                 problems.append(f"{key}'s package cannot be read: {exc}")
                 continue

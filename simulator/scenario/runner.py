@@ -708,7 +708,8 @@ class Run:
                 try:
                     pa = audit_package(item.path, self.ledger, subject_household=key,
                                        subject_account=home.account_id, link_redeemed=True,
-                                       as_of=_iso(ok_at), made_for=item.made_for)
+                                       as_of=_iso(ok_at), made_for=item.made_for,
+                                       accounts=self.accounts())
                 except AuditError as exc:
                     raise RunAborted(f"cannot audit {item.path.name}: {exc}") from exc
                 for lk in pa.leaks:
@@ -732,6 +733,11 @@ class Run:
                 folder.mkdir(exist_ok=True)
                 (folder / name).write_bytes(zf.read(sample.path))
                 sample.audio = f"samples/{name}"
+
+    def accounts(self) -> dict[str, str]:
+        """Account id → household, as registered: whose profile a package holds even when
+        that household recorded nothing."""
+        return {h.account_id: key for key, h in self.homes.items() if h.account_id}
 
     def _identifiability(self, pa: PackageAudit, household: str) -> Identifiability:
         """What the leaked transcripts reveal of ``household``, held against the world."""
