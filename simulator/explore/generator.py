@@ -94,12 +94,21 @@ def m_forwarded(rng: random.Random, homes: list[dict[str, Any]], review: bool) -
             {"do": "download", "by": b, "link_of": a}]
 
 
+def _speaks(homes: list[dict[str, Any]], key: str) -> None:
+    """A household that gets a device speaks into it: one drawn without a device had 0
+    recordings, and a resold or shared device nobody talks to shows nothing (and no crash
+    step after it could pass an ingest point)."""
+    home = next(h for h in homes if h["key"] == key)
+    home["recordings"] = home["recordings"] or 3
+
+
 def m_resale(rng: random.Random, homes: list[dict[str, Any]], review: bool) -> Steps:
     sellers = _with_devices(homes)
     if not sellers:
         return []
     seller = rng.choice(sellers)
     buyer = rng.choice([h["key"] for h in homes if h["key"] != seller])
+    _speaks(homes, buyer)
     return [{"do": "transfer_device", "household": seller, "to": buyer},
             {"do": "traffic", "days": rng.choice([2, 3]), "households": [buyer]}]
 
@@ -110,6 +119,7 @@ def m_collision(rng: random.Random, homes: list[dict[str, Any]], review: bool) -
         return []
     owner = rng.choice(owners)
     second = rng.choice([h["key"] for h in homes if h["key"] != owner])
+    _speaks(homes, second)
     return [{"do": "register_device", "household": second, "serial": owner},
             {"do": "traffic", "days": 2, "households": [second]}]
 
