@@ -161,6 +161,14 @@ def test_every_phrase_names_only_slots_the_filler_knows() -> None:
         assert {"town", "contact", "when", "task"} <= named
 
 
+def test_the_locales_are_the_phrase_files() -> None:
+    """A scenario may name exactly the locales that have a phrase file: one list, the
+    Literal a scenario's ``locale`` is validated against."""
+    shipped = {p.name.removesuffix(".toml") for p in (files("simulator.world") / "phrases").iterdir()
+               if p.name.endswith(".toml")}
+    assert set(LOCALES) == shipped == set(PHRASEBOOKS)
+
+
 def test_a_broken_phrase_file_is_named_with_its_field() -> None:
     text = (files("simulator.world") / "phrases" / "de_DE.toml").read_text(encoding="utf-8")
     assert parse_phrasebook(text, "x.toml") == PHRASEBOOKS["de_DE"]

@@ -32,8 +32,9 @@ from backend.settings import BackendSettings, Duration
 from backend.settings import parse_duration as parse_duration  # where the simulator imports it
 from simulator.scenario.errors import ScenarioError as ScenarioError  # where callers import it
 from simulator.world.households import HouseholdSpec
+from simulator.world.phrasebook import LOCALES as LOCALES  # where the generator imports it
+from simulator.world.phrasebook import Locale
 
-LOCALES = ("de_DE", "fr_FR", "en_US", "en_GB")
 # The backend's own rules for what it stores: checked here so a scenario fails at load,
 # naming the key, instead of halfway through a run.
 EMAIL = r"^[^@\s\x00-\x1f\x7f-\x9f]+@[^@\s\x00-\x1f\x7f-\x9f.]+(?:\.[^@\s\x00-\x1f\x7f-\x9f.]+)+$"
@@ -54,7 +55,7 @@ class Model(BaseModel):
 class WorldSection(Model):
     """The population beyond the named households."""
 
-    locale: Literal["de_DE", "fr_FR", "en_US", "en_GB"] = "de_DE"
+    locale: Locale = "de_DE"
     background_households: int = Field(0, ge=0, le=5000)
     start: datetime = Field(datetime(2018, 6, 1, tzinfo=UTC), strict=False,
                             description="simulated start of the world's clock (RFC 3339)")
@@ -82,7 +83,7 @@ class HouseholdSection(Model):
     devices: int = Field(1, ge=0, le=20)
     recordings: int | None = Field(None, ge=0, le=100_000,
                                    description="exact recordings over the traffic; default from the rate")
-    locale: Literal["de_DE", "fr_FR", "en_US", "en_GB"] | None = None
+    locale: Locale | None = None
     name: str | None = Field(None, max_length=200, pattern=TEXT,
                              description="account holder's name (default: from Faker)")
     email: str | None = Field(None, max_length=254, pattern=EMAIL,

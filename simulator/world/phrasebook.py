@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import tomllib
 from importlib.resources import files
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-LOCALES = ("de_DE", "fr_FR", "en_US", "en_GB")
-"""Locales with phrase tables (Faker names, assistant phrases in that language)."""
+Locale = Literal["de_DE", "fr_FR", "en_US", "en_GB"]
+"""A locale with a phrase table (Faker names, assistant phrases in that language); a
+scenario's ``locale`` is validated against it."""
+LOCALES: tuple[str, ...] = get_args(Locale)
 
 
 class PhrasebookError(ValueError):
