@@ -47,15 +47,11 @@ def _held(problems: list[str], ok_text: str) -> Verdict:
                                              if len(problems) > 3 else "")
 
 
-def _profile_of(run: Run, p: PackageAudit) -> str | None:
-    """The household whose profile package ``p`` holds when it is not the recipient's (by
-    the run's own accounts when the ledger did not know it)."""
-    whose = p.foreign_profile
-    if whose == "?":
-        account = p.manifest.profile_account
-        whose = next((k for k, h in sorted(run.homes.items()) if h.account_id == account),
-                     "an unknown account")
-    return whose
+def _profile_of(p: PackageAudit) -> str | None:
+    """The household whose profile package ``p`` holds when it is not the recipient's. The
+    run's audits already know every account the run registered (``Run.accounts``), so
+    ``"?"`` is an account the run never made."""
+    return "an unknown account" if p.foreign_profile == "?" else p.foreign_profile
 
 
 async def no_foreign_data(run: Run) -> Verdict:
@@ -66,7 +62,7 @@ async def no_foreign_data(run: Run) -> Verdict:
             whose = ", ".join(f"{n} of {h}" for h, n in foreign.items())
             problems.append(f"{p.file} downloaded by {p.subject_household} holds "
                             f"recordings of others ({whose})")
-        if profile := _profile_of(run, p):
+        if profile := _profile_of(p):
             problems.append(f"{p.file} downloaded by {p.subject_household} holds "
                             f"{profile}'s profile")
     return _held(problems, f"{len(run.audits)} package(s), none holds anyone else's data")
@@ -81,7 +77,7 @@ async def no_foreign_recipient(run: Run) -> Verdict:
             if owner != key:
                 problems.append(f"{key} downloaded the package of {owner}'s request")
     for p in run.audits:
-        others = {h for h, n in p.foreign.items() if n} | set(filter(None, [_profile_of(run, p)]))
+        others = {h for h, n in p.foreign.items() if n} | set(filter(None, [_profile_of(p)]))
         if p.own == 0 and others:
             problems.append(f"{p.file} went to {p.subject_household} but holds only "
                             f"{', '.join(sorted(others))}'s data")
